@@ -1,0 +1,134 @@
+"""Tensor pieces of coarse-to-fine generation: which semantic IDs exist, the items under an ID, BeamFusion.
+
+Nothing here loops over beams or items in Python; everything is batched over users and beams.
+Shapes: B users, M beams, L levels, P items per ID (padded), N candidates per beam, D vector width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class SemanticIdIndex:
+    """Valid-prefix masks and an items-per-ID lookup built from the catalog's codes Long[I, L].
+
+    A prefix of codes is turned into one int64 key in mixed radix (level sizes), so membership and ranges are
+    `searchsorted` calls on sorted key tensors: a tensorised trie.
+    """
+
+    def __init__(self, item_codes: torch.Tensor, level_sizes: list[int]):
+        codes = item_codes.long().cpu()
+        self.level_sizes = [int(size) for size in level_sizes]
+        self.num_levels = len(self.level_sizes)
+        self.num_items = codes.shape[0]
+        # prefix_keys[l]: sorted unique keys of the ID prefixes of length l + 1
+        self.prefix_keys: list[torch.Tensor] = []
+        # next_masks[l] for l >= 1: Bool[len(prefix_keys[l - 1]), level_sizes[l]], which code may follow a prefix
+        self.next_masks: list[torch.Tensor | None] = [None]
+        self.first_mask = torch.zeros(self.level_sizes[0], dtype=torch.bool)
+        self.first_mask[codes[:, 0].unique()] = True
+        for level in range(self.num_levels):
+            self.prefix_keys.append(self.keys(codes[:, : level + 1]).unique())
+            if level:
+                parent = torch.searchsorted(self.prefix_keys[level - 1], self.keys(codes[:, :level]))
+                mask = torch.zeros(len(self.prefix_keys[level - 1]), self.level_sizes[level], dtype=torch.bool)
+                mask[parent, codes[:, level]] = True
+                self.next_masks.append(mask)
+        item_keys = self.keys(codes)
+        self.item_order = torch.sort(item_keys, stable=True).indices  # items grouped by ID, catalog order inside
+        self.sorted_item_keys = item_keys[self.item_order]
+        _, counts = torch.unique_consecutive(self.sorted_item_keys, return_counts=True)
+        self.max_items_per_id = int(counts.max()) if len(counts) else 0
+        self.num_ids = len(counts)
+
+    def keys(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes Long[..., l] (the first l levels) -> mixed-radix keys Long[...]."""
+        key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
+        for level in range(codes.shape[-1]):
+            key = key * self.level_sizes[level] + codes[..., level]
+        return key
+
+    def to(self, device) -> "SemanticIdIndex":
+        for name in ("first_mask", "item_order", "sorted_item_keys"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.prefix_keys = [keys.to(device) for keys in self.prefix_keys]
+        self.next_masks = [None if mask is None else mask.to(device) for mask in self.next_masks]
+        return self
+
+    def allowed_next(self, prefix: torch.Tensor) -> torch.Tensor:
+        """prefix Long[..., l] (valid ID prefixes of length l >= 1) -> Bool[..., level_sizes[l]]."""
+        level = prefix.shape[-1]
+        row = torch.searchsorted(self.prefix_keys[level - 1], self.keys(prefix))
+        row = row.clamp(max=len(self.prefix_keys[level - 1]) - 1)
+        return self.next_masks[level][row]
+
+    def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes Long[..., L] -> Bool[...]: the ID belongs to at least one catalog item."""
+        keys = self.keys(codes)
+        table = self.prefix_keys[-1]
+        row = torch.searchsorted(table, keys).clamp(max=len(table) - 1)
+        return table[row] == keys
+
+    def items_of(self, codes: torch.Tensor, max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes Long[..., L] -> (item_index Long[..., P], valid Bool[..., P]): the items carrying each ID, in
+        catalog order, padded to P = max_items (default: the largest number of items under one ID)."""
+        width = self.max_items_per_id if max_items is None else int(max_items)
+        keys = self.keys(codes)
+        start = torch.searchsorted(self.sorted_item_keys, keys, side="left")
+        end = torch.searchsorted(self.sorted_item_keys, keys, side="right")
+        slot = start[..., None] + torch.arange(width, device=codes.device)
+        valid = slot < end[..., None]
+        items = self.item_order[slot.clamp(max=max(self.num_items - 1, 0))]
+        return torch.where(valid, items, torch.full_like(items, -1)), valid
+
+
+def beam_fusion(
+    beam_scores: torch.Tensor, candidate_cos: torch.Tensor, candidate_valid: torch.Tensor, tau: float, psi: float
+) -> torch.Tensor:
+    """BeamFusion (COBRA, Eq. 7): Phi = softmax_M(tau * phi) * softmax_N(psi * cos).
+
+    beam_scores: Float[B, M] summed log-probs of the beams' IDs (-inf = no beam);
+    candidate_cos: Float[B, M, N] cosine of each beam's dense vector with its candidates;
+    candidate_valid: Bool[B, M, N]. Returns Float[B, M, N], 0 where invalid.
+    """
+    beam_weight = torch.softmax(tau * beam_scores, dim=-1)
+    logits = (psi * candidate_cos).masked_fill(~candidate_valid, float("-inf"))
+    # a beam without any candidate would give 0/0: give it an all-zero row instead
+    has_any = candidate_valid.any(-1, keepdim=True)
+    item_weight = torch.softmax(logits.masked_fill(~has_any, 0.0), dim=-1).masked_fill(~candidate_valid, 0.0)
+    return beam_weight[..., None] * item_weight
+
+
+def top_k_items(scores: torch.Tensor, items: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores Float[B, C] (-inf = not a candidate), items Long[B, C] -> the k best (items, scores), best first.
+    Ties keep the candidates' order (a stable sort), so results are deterministic. Missing slots get item -1."""
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, :k]
+    best_scores = scores.gather(1, order)
+    best_items = items.gather(1, order).masked_fill(best_scores == float("-inf"), -1)
+    if best_items.shape[1] < k:
+        pad = k - best_items.shape[1]
+        best_items = F.pad(best_items, (0, pad), value=-1)
+        best_scores = F.pad(best_scores, (0, pad), value=float("-inf"))
+    return best_items, best_scores
+
+
+def mask_items(scores: torch.Tensor, items: torch.Tensor, banned: torch.Tensor, banned_valid: torch.Tensor):
+    """Sets scores[b, c] to -inf where items[b, c] is one of banned[b, :] (valid entries only).
+    scores Float[B, C], items Long[B, C], banned Long[B, H], banned_valid Bool[B, H]."""
+    hit = ((items[:, :, None] == banned[:, None, :]) & banned_valid[:, None, :]).any(-1)
+    return scores.masked_fill(hit, float("-inf"))
+
+
+def nearest_items(
+    queries: torch.Tensor, item_vectors: torch.Tensor, k: int, faiss_index=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact (torch) or faiss inner-product search. queries Float[B, D] and item_vectors Float[I, D], both
+    L2-normalised -> (items Long[B, k], cosines Float[B, k]), best first."""
+    k = min(k, item_vectors.shape[0])
+    if faiss_index is not None:
+        cos, items = faiss_index.search(queries.detach().float().cpu().contiguous().numpy(), k)
+        return torch.from_numpy(items).long().to(queries.device), torch.from_numpy(cos).to(queries.device)
+    cos = queries @ item_vectors.T
+    best = torch.topk(cos, k, dim=-1)
+    return best.indices, best.values

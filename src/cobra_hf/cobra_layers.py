@@ -1,0 +1,160 @@
+"""Transformer building blocks of COBRA: attention with a KV cache, pre-LN blocks, the item-text encoder and
+the causal decoder. Every block takes the `CobraConfig`.
+
+Shapes: B batch, T sequence length, D hidden size, h heads, Dh = D / h.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_cobra import CobraConfig
+
+
+class KVCache:
+    """Keys and values of every decoder layer: a list of (k, v), each Float[B, h, T, Dh], plus the key
+    padding mask Bool[B, T]. Grows by `append`; `select` reorders the batch (beam search)."""
+
+    def __init__(self, num_layers: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self.key_mask: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.key_mask is None else self.key_mask.shape[1]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        past = self.layers[layer]
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+    def select(self, batch_index: torch.Tensor) -> "KVCache":
+        """Keeps/duplicates batch rows in the order of batch_index Long[B']."""
+        self.layers = [None if kv is None else (kv[0][batch_index], kv[1][batch_index]) for kv in self.layers]
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask[batch_index]
+        return self
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: CobraConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_dropout
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cache: KVCache | None = None, layer: int = 0):
+        """x: Float[B, T, D]; attn_mask: Bool[B, 1, T, T_keys] (True = may attend) -> Float[B, T, D]."""
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: CobraConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block (attention + MLP, residual around each)."""
+
+    def __init__(self, config: CobraConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = SelfAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, attn_mask, cache: KVCache | None = None, layer: int = 0):
+        x = x + self.dropout(self.attn(self.norm1(x), attn_mask, cache, layer))
+        return x + self.mlp(self.norm2(x))
+
+
+class ItemTextEncoder(nn.Module):
+    """Bidirectional Transformer over an item's text tokens with [CLS] in front; the [CLS] output is the item's
+    dense vector (token + position + type embeddings, as in the paper)."""
+
+    CLS_ID = 1
+
+    def __init__(self, config: CobraConfig):
+        super().__init__()
+        width = config.hidden_size
+        self.token_embed = nn.Embedding(config.text_vocab_size, width, padding_idx=0)
+        self.position_embed = nn.Embedding(config.max_text_tokens + 1, width)
+        # type 0 = [CLS], type 1 = text; room for field types later without a format change
+        self.type_embed = nn.Embedding(2, width)
+        self.embed_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.encoder_layers))
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.proj = nn.Linear(width, width)
+        self.text_proj = (
+            nn.Linear(config.text_embedding_dim, width, bias=False) if config.text_embedding_dim > 0 else None
+        )
+
+    def forward(self, token_ids: torch.Tensor, text_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """token_ids: Long[N, T] (0 = pad; a leading [CLS] is added when missing);
+        text_embeddings: Float[N, E] or None -> item vectors Float[N, D]."""
+        if token_ids.shape[1] == 0 or not bool((token_ids[:, 0] == self.CLS_ID).all()):
+            cls = torch.full_like(token_ids[:, :1], self.CLS_ID)
+            token_ids = torch.cat([cls, token_ids], dim=1)
+        # drop columns that are padding for every item: short texts then cost less
+        keep = int((token_ids != 0).any(0).nonzero().max()) + 1
+        token_ids = token_ids[:, :keep]
+        positions = torch.arange(keep, device=token_ids.device)
+        types = (positions > 0).long()
+        x = self.token_embed(token_ids) + self.position_embed(positions) + self.type_embed(types)
+        x = self.dropout(self.embed_norm(x))
+        valid = token_ids != 0
+        attn_mask = valid[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        vector = self.proj(self.norm(x[:, 0]))
+        if self.text_proj is not None and text_embeddings is not None:
+            vector = vector + self.text_proj(text_embeddings)
+        return vector
+
+
+class CausalDecoder(nn.Module):
+    """Stack of causal pre-LN blocks with a final LayerNorm; supports incremental decoding through KVCache."""
+
+    def __init__(self, config: CobraConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.decoder_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """x: Float[B, T, D] new positions; key_mask: Bool[B, T] which new positions are real (not padding).
+        With a cache, the new positions attend to everything cached before them. Returns Float[B, T, D]."""
+        length = x.shape[1]
+        past = cache.length if cache is not None else 0
+        keys = key_mask if past == 0 else torch.cat([cache.key_mask, key_mask], dim=1)
+        causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        attn_mask = causal[None] & keys[:, None, :]
+        # a padding query that sees no real key would give NaN: let every position see itself
+        own = torch.arange(past, past + length, device=x.device)[:, None] == torch.arange(past + length, device=x.device)
+        attn_mask = attn_mask | own[None]
+        attn_mask = attn_mask[:, None]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, attn_mask, cache, layer)
+        if cache is not None:
+            cache.key_mask = keys
+        return self.norm(x)

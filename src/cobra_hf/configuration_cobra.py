@@ -1,0 +1,125 @@
+"""CobraConfig: every size and switch of the COBRA model (saved as config.json with every checkpoint)."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+CONFIG_FORMAT_VERSION = 1
+GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
+
+
+class CobraConfig(PreTrainedConfig):
+    r"""Configuration of [`CobraForSequentialRecommendation`].
+
+    Catalog (filled in from a prepared catalog, see `cobra_hf.training.build_model`):
+        level_sizes (`list[int]`, defaults to `[32, 32, 32]`): codes per semantic-ID level; COBRA's public
+            setting is 3 levels x 32 codes.
+        num_items (`int`): items in the catalog; the catalog tensors saved in model.safetensors have this many rows.
+        text_vocab_size (`int`): size of the compact sub-word vocabulary of the item texts (0 = pad, 1 = [CLS]).
+        max_text_tokens (`int`): sub-word tokens kept per item text, [CLS] included.
+        text_embedding_dim (`int`): width of the frozen sentence embedding of each item added (through a learned
+            projection) to its dense vector; 0 turns that off and gives the paper's text-encoder-only vector.
+        catalog_hash (`str`): fingerprint of (item ids, semantic IDs); a tokenizer must carry the same one.
+    Item-text encoder (the paper: a 1-layer Transformer encoder, [CLS] output = dense vector):
+        encoder_layers (`int`, defaults to 1)
+    Causal decoder over interleaved sparse/dense tokens (the paper: 2 layers):
+        decoder_layers (`int`, defaults to 2)
+        hidden_size, num_attention_heads, intermediate_size: shared by encoder and decoder.
+        dropout (`float`), attention_dropout (`float`)
+        max_history (`int`, defaults to 20): items of history the model reads (the paper's protocol caps at 20).
+    Losses (L = sparse_loss_weight * CE + dense_loss_weight * InfoNCE; the paper weights both 1):
+        contrastive_temperature (`float`, defaults to 0.2): InfoNCE temperature over cosine similarities; the paper gives none,
+            open reimplementations use 0.2.
+        history_dense_loss_weight (`float`): weight of an extra InfoNCE head that predicts the next item's dense
+            vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode.
+    """
+
+    model_type = "cobra"
+
+    def __init__(
+        self,
+        level_sizes: list[int] | None = None,
+        num_items: int = 0,
+        text_vocab_size: int = 3,
+        max_text_tokens: int = 32,
+        text_embedding_dim: int = 0,
+        catalog_hash: str = "",
+        hidden_size: int = 128,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 512,
+        encoder_layers: int = 1,
+        decoder_layers: int = 2,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        max_history: int = 20,
+        contrastive_temperature: float = 0.2,
+        sparse_loss_weight: float = 1.0,
+        dense_loss_weight: float = 1.0,
+        history_dense_loss_weight: float = 0.0,
+        layer_norm_eps: float = 1e-6,
+        initializer_range: float = 0.02,
+        format_version: int = CONFIG_FORMAT_VERSION,
+        **kwargs,
+    ):
+        self.level_sizes = list(level_sizes) if level_sizes is not None else [32, 32, 32]
+        self.num_items = num_items
+        self.text_vocab_size = text_vocab_size
+        self.max_text_tokens = max_text_tokens
+        self.text_embedding_dim = text_embedding_dim
+        self.catalog_hash = catalog_hash
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.max_history = max_history
+        self.contrastive_temperature = contrastive_temperature
+        self.sparse_loss_weight = sparse_loss_weight
+        self.dense_loss_weight = dense_loss_weight
+        self.history_dense_loss_weight = history_dense_loss_weight
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.format_version = format_version
+        kwargs.setdefault("pad_token_id", 0)
+        super().__init__(**kwargs)
+        self.validate_cobra()
+
+    def validate_cobra(self) -> None:
+        """Raises a ValueError naming the first field with a bad value."""
+        if self.format_version > CONFIG_FORMAT_VERSION:
+            raise ValueError(
+                f"format_version {self.format_version} comes from a newer cobra-hf (this code reads up to "
+                f"{CONFIG_FORMAT_VERSION}): upgrade cobra-hf to load this checkpoint."
+            )
+        if not self.level_sizes or any(int(size) < 1 for size in self.level_sizes):
+            raise ValueError(f"level_sizes must be a non-empty list of positive ints, got {self.level_sizes}.")
+        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "decoder_layers", "max_history",
+                     "max_text_tokens", "text_vocab_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("num_items", "encoder_layers", "text_embedding_dim"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+            )
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+        if not float(self.contrastive_temperature) > 0.0:
+            raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
+        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
+            if float(getattr(self, name)) < 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_sizes)
+
+    @property
+    def code_vocab_size(self) -> int:
+        """[PAD], [UNK] and one token per (level, code): the same layout as CobraTokenizer."""
+        return 2 + int(sum(self.level_sizes))

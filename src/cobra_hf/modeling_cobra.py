@@ -1,0 +1,462 @@
+"""COBRA: cascaded sparse-dense generative recommendation (Yang et al., arXiv 2503.02453) as a transformers model.
+
+A history of H items becomes the interleaved sequence `c_1^1..c_1^L, v_1, ..., c_H^1..c_H^L, v_H` (L code tokens
+then one dense token per item). A causal decoder reads it:
+  * the output at v_t feeds the SparseHead for code 1 of item t+1; the output at code l of item t+1 for code l+1;
+  * the output at the last code of item t+1 is the predicted dense vector of item t+1 (the cascade:
+    P(ID, v | S) = P(ID | S) P(v | ID, S)).
+`generate` decodes coarse to fine: beam search over valid IDs, a dense vector per beam, the nearest items under each
+beam's ID, ranked by BeamFusion.
+
+Shapes: B batch, H history items, L levels, S = H * (L + 1) sequence positions, D hidden size, I catalog items,
+M beams, N candidates per beam, K recommendations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .cobra_generation import SemanticIdIndex, beam_fusion, mask_items, nearest_items, top_k_items
+from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
+from .configuration_cobra import GENERATION_MODES, CobraConfig
+
+DEFAULT_GENERATION = dict(
+    num_beams=20,
+    num_candidates=10,
+    recommend_top_k=10,
+    beam_fusion_tau=0.9,
+    beam_fusion_psi=16.0,
+    recommend_mode="cobra",
+    exclude_history=False,
+    use_faiss=False,
+    do_sample=False,
+)
+
+
+@dataclass
+class CobraOutput(ModelOutput):
+    """loss: weighted sum of the three losses below (when labels are given).
+    sparse_logits: per level l, Float[B, H - 1, K_l] logits of code l of items 2..H.
+    dense_predictions: Float[B, H - 1, D] predicted dense vectors of items 2..H (conditioned on their IDs).
+    item_vectors: Float[B, H, D] the history items' dense vectors from the item-text encoder.
+    last_hidden_state: Float[B, S, D]."""
+
+    loss: torch.Tensor | None = None
+    sparse_loss: torch.Tensor | None = None
+    dense_loss: torch.Tensor | None = None
+    history_dense_loss: torch.Tensor | None = None
+    sparse_logits: tuple[torch.Tensor, ...] | None = None
+    dense_predictions: torch.Tensor | None = None
+    item_vectors: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+@dataclass
+class CobraGenerationOutput(ModelOutput):
+    """item_indices: Long[B, K] recommended catalog items, best first (-1 only if the catalog has too few items);
+    scores: Float[B, K] their ranking scores (BeamFusion Phi in "cobra" mode);
+    semantic_ids: Long[B, M, L] the beams' IDs (codes), best first; beam_scores: Float[B, M] their log-probs;
+    beam_vectors: Float[B, M, D] the dense vector predicted for each beam."""
+
+    item_indices: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    semantic_ids: torch.Tensor | None = None
+    beam_scores: torch.Tensor | None = None
+    beam_vectors: torch.Tensor | None = None
+
+
+def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float):
+    """In-batch InfoNCE over cosine similarity. predicted Float[P, D]; targets Long[P] rows of item_vectors
+    Float[U, D] (distinct items, so a positive never appears among its own negatives) -> scalar loss."""
+    logits = F.normalize(predicted, dim=-1) @ F.normalize(item_vectors, dim=-1).T / temperature
+    return F.cross_entropy(logits, targets)
+
+
+class CobraPreTrainedModel(PreTrainedModel):
+    config_class = CobraConfig
+    base_model_prefix = "cobra"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["Block"]
+
+
+class CobraForSequentialRecommendation(CobraPreTrainedModel):
+    """COBRA with its item catalog: `item_codes` Long[I, L], `item_text_ids` Long[I, T] and (optionally)
+    `item_text_embeddings` Float[I, E] are persistent buffers saved in model.safetensors, so a checkpoint can
+    score candidates on its own."""
+
+    def __init__(self, config: CobraConfig):
+        super().__init__(config)
+        width, levels = config.hidden_size, config.num_levels
+        self.item_encoder = ItemTextEncoder(config)
+        self.code_embed = nn.Embedding(config.code_vocab_size, width, padding_idx=0)
+        self.dense_in = nn.Linear(width, width)
+        self.type_embed = nn.Embedding(levels + 1, width)  # type l < L: code of level l; type L: dense token
+        self.position_embed = nn.Embedding(config.max_history + 1, width)  # item position, oldest = 0
+        self.embed_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.embed_dropout = nn.Dropout(config.dropout)
+        self.decoder = CausalDecoder(config)
+        self.sparse_head = nn.ModuleList(nn.Linear(width, size) for size in config.level_sizes)
+        self.dense_head = nn.Linear(width, width)
+        self.history_dense_head = nn.Linear(width, width)
+        offsets = torch.tensor([2 + sum(config.level_sizes[:level]) for level in range(levels)], dtype=torch.long)
+        self.register_buffer("level_offsets", offsets, persistent=False)
+        self.register_buffer("item_codes", torch.zeros(config.num_items, levels, dtype=torch.long))
+        self.register_buffer("item_text_ids", torch.zeros(config.num_items, config.max_text_tokens, dtype=torch.long))
+        if config.text_embedding_dim:
+            self.register_buffer(
+                "item_text_embeddings", torch.zeros(config.num_items, config.text_embedding_dim)
+            )
+        else:
+            self.item_text_embeddings = None
+        self._id_index: SemanticIdIndex | None = None
+        self._item_vector_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._faiss_index = None
+        self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
+        self.post_init()
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        # generate() is our own coarse-to-fine decoder; True makes transformers save generation_config.json
+        return True
+
+    # ------------------------------------------------------------------ catalog
+    def set_catalog(self, item_codes: torch.Tensor, item_text_ids: torch.Tensor, item_text_embeddings=None, catalog_hash=""):
+        """Installs a catalog: codes Long[I, L], text ids Long[I, T], sentence embeddings Float[I, E] or None."""
+        if item_codes.shape[1] != self.config.num_levels:
+            raise ValueError(f"item_codes has {item_codes.shape[1]} levels; the config says {self.config.num_levels}.")
+        if (item_codes >= torch.tensor(self.config.level_sizes)).any() or (item_codes < 0).any():
+            raise ValueError(f"item_codes hold codes outside level_sizes {self.config.level_sizes}.")
+        if item_text_ids.shape[0] != item_codes.shape[0]:
+            raise ValueError("item_text_ids and item_codes must have one row per item.")
+        if int(item_text_ids.max()) >= self.config.text_vocab_size:
+            raise ValueError(f"item_text_ids hold ids >= text_vocab_size ({self.config.text_vocab_size}).")
+        device = self.item_codes.device
+        self.item_codes = item_codes.long().to(device)
+        text = item_text_ids.long()[:, : self.config.max_text_tokens]
+        self.item_text_ids = F.pad(text, (0, self.config.max_text_tokens - text.shape[1])).to(device)
+        if self.config.text_embedding_dim:
+            if item_text_embeddings is None or item_text_embeddings.shape[1] != self.config.text_embedding_dim:
+                raise ValueError(f"item_text_embeddings of width {self.config.text_embedding_dim} are required.")
+            self.item_text_embeddings = item_text_embeddings.float().to(device)
+        self.config.num_items = int(item_codes.shape[0])
+        self.config.catalog_hash = catalog_hash
+        self.invalidate_caches()
+
+    def invalidate_caches(self) -> None:
+        self._id_index = None
+        self._item_vector_cache = None
+        self._faiss_index = None
+
+    def train(self, mode: bool = True):
+        # weights are about to change: cached item vectors would go stale
+        self._item_vector_cache = None
+        self._faiss_index = None
+        return super().train(mode)
+
+    @property
+    def id_index(self) -> SemanticIdIndex:
+        if self._id_index is None or self._id_index.num_items != self.item_codes.shape[0]:
+            self._id_index = SemanticIdIndex(self.item_codes, self.config.level_sizes).to(self.item_codes.device)
+        return self._id_index
+
+    def encode_items(self, item_index: torch.Tensor) -> torch.Tensor:
+        """item_index Long[n] -> dense vectors Float[n, D] from the item-text encoder (with gradients)."""
+        text_embeddings = None if self.item_text_embeddings is None else self.item_text_embeddings[item_index]
+        return self.item_encoder(self.item_text_ids[item_index], text_embeddings)
+
+    @torch.no_grad()
+    def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
+        """Dense vectors of the whole catalog Float[I, D] (L2-normalised unless normalized=False); computed once
+        and cached until the weights change (train() or set_catalog())."""
+        if self._item_vector_cache is None or self._item_vector_cache[0].shape[0] != self.config.num_items:
+            was_training = self.item_encoder.training
+            self.item_encoder.eval()
+            index = torch.arange(self.config.num_items, device=self.item_codes.device)
+            raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
+            self.item_encoder.train(was_training)
+            self._item_vector_cache = (raw, F.normalize(raw, dim=-1))
+        return self._item_vector_cache[1 if normalized else 0]
+
+    def _faiss(self):
+        if self._faiss_index is None:
+            try:
+                import faiss
+            except ImportError:
+                raise ImportError("use_faiss=True needs faiss: pip install 'cobra-hf[faiss]'.") from None
+            vectors = self.all_item_vectors().cpu().contiguous().numpy()
+            self._faiss_index = faiss.IndexFlatIP(vectors.shape[1])
+            self._faiss_index.add(vectors)
+        return self._faiss_index
+
+    # ------------------------------------------------------------------ inputs
+    def _check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
+        """Validates tokenizer output against this model's catalog; returns the item mask Bool[B, H]."""
+        if input_ids.dim() != 2 or item_index.dim() != 2:
+            raise ValueError("input_ids must be Long[B, H*L] and item_index Long[B, H] (use CobraTokenizer).")
+        batch, length = item_index.shape
+        levels = self.config.num_levels
+        if input_ids.shape[1] != length * levels:
+            raise ValueError(
+                f"input_ids has {input_ids.shape[1]} tokens per row for {length} items; this model expects "
+                f"{levels} tokens (levels) per item: was the tokenizer made for another catalog?"
+            )
+        if attention_mask is None:
+            attention_mask = (input_ids != 0).long()
+        item_mask = attention_mask.view(batch, length, levels)[..., 0].bool()
+        if item_index.numel() and (int(item_index.max()) >= self.config.num_items or int(item_index.min()) < 0):
+            raise ValueError(
+                f"item_index holds {int(item_index.max())}, outside this model's catalog of {self.config.num_items} "
+                "items: the tokenizer and the model come from different catalogs."
+            )
+        expected = (self.item_codes[item_index] + self.level_offsets) * item_mask[..., None]
+        if not torch.equal(expected.view(batch, -1), input_ids * attention_mask):
+            raise ValueError(
+                "input_ids do not match this model's catalog (semantic IDs differ for the given item_index): "
+                "the tokenizer and the model come from different catalogs."
+            )
+        return item_mask
+
+    def _embed(self, input_ids, item_mask, item_vectors) -> torch.Tensor:
+        """input_ids Long[B, H*L], item_mask Bool[B, H], item_vectors Float[B, H, D] -> Float[B, S, D]."""
+        batch, length = item_mask.shape
+        levels = self.config.num_levels
+        codes = self.code_embed(input_ids).view(batch, length, levels, -1)
+        dense = self.dense_in(item_vectors)[:, :, None]
+        x = torch.cat([codes, dense], dim=2) + self.type_embed.weight[None, None]
+        positions = (item_mask.long().cumsum(1) - 1).clamp(0, self.config.max_history)
+        x = x + self.position_embed(positions)[:, :, None]
+        return self.embed_dropout(self.embed_norm(x)).view(batch, length * (levels + 1), -1)
+
+    # ------------------------------------------------------------------ training forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        item_index: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CobraOutput:
+        """input_ids Long[B, H*L], item_index Long[B, H], attention_mask Long[B, H*L] (left-padded, from
+        CobraTokenizer). labels Long[B, H*L]: normally a copy of input_ids (the collator makes it); items whose
+        label codes are -100 are not predicted. With labels, the losses are computed for items 2..H."""
+        item_mask = self._check_inputs(input_ids, attention_mask, item_index)
+        batch, length = item_index.shape
+        levels, width = self.config.num_levels, self.config.hidden_size
+        # each distinct item of the batch goes through the text encoder once
+        distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
+        distinct_vectors = self.encode_items(distinct)
+        slot = torch.zeros_like(item_index)
+        slot[item_mask] = inverse
+        item_vectors = distinct_vectors[slot] * item_mask[..., None]
+        hidden = self.decoder(self._embed(input_ids, item_mask, item_vectors), item_mask.repeat_interleave(levels + 1, 1))
+        grid = hidden.view(batch, length, levels + 1, width)
+        # level 0 of item t+1 is read at v_t; level l of item t+1 at its code l-1
+        readouts = [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]
+        sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, readouts))
+        dense_predictions = self.dense_head(grid[:, 1:, levels - 1])
+
+        output = CobraOutput(
+            sparse_logits=sparse_logits,
+            dense_predictions=dense_predictions,
+            item_vectors=item_vectors,
+            last_hidden_state=hidden,
+        )
+        if labels is None or length < 2:
+            return output
+        label_codes = labels.view(batch, length, levels)[:, 1:]
+        target_valid = item_mask[:, :-1] & item_mask[:, 1:] & (label_codes >= 0).all(-1)
+        if not bool(target_valid.any()):
+            raise ValueError("No item to predict in this batch: every sequence needs at least 2 items.")
+        targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
+        # mean cross-entropy over every predicted code (levels may have different sizes)
+        sparse_loss = sum(
+            F.cross_entropy(logits[target_valid], targets[..., level][target_valid], reduction="sum")
+            for level, logits in enumerate(sparse_logits)
+        ) / (target_valid.sum() * levels)
+        target_rows = slot[:, 1:][target_valid]
+        dense_loss = info_nce(dense_predictions[target_valid], target_rows, distinct_vectors, self.config.contrastive_temperature)
+        loss = self.config.sparse_loss_weight * sparse_loss + self.config.dense_loss_weight * dense_loss
+        history_dense_loss = None
+        if self.config.history_dense_loss_weight > 0:
+            history_predictions = self.history_dense_head(grid[:, :-1, levels][target_valid])
+            history_dense_loss = info_nce(history_predictions, target_rows, distinct_vectors, self.config.contrastive_temperature)
+            loss = loss + self.config.history_dense_loss_weight * history_dense_loss
+        output.loss, output.sparse_loss, output.dense_loss = loss, sparse_loss, dense_loss
+        output.history_dense_loss = history_dense_loss
+        return output
+
+    # ------------------------------------------------------------------ generation
+    def _resolve_generation(self, generation_config, kwargs) -> dict:
+        """Merges generate() kwargs over the generation config; `top_k` is accepted for recommend_top_k."""
+        base = generation_config if generation_config is not None else self.generation_config
+        settings = {name: getattr(base, name, default) for name, default in DEFAULT_GENERATION.items()}
+        if "top_k" in kwargs:
+            kwargs["recommend_top_k"] = kwargs.pop("top_k")
+        if "mode" in kwargs:
+            kwargs["recommend_mode"] = kwargs.pop("mode")
+        unknown = set(kwargs) - set(settings) - {"tokenizer", "return_dict_in_generate", "max_new_tokens"}
+        if unknown:
+            raise ValueError(f"generate() got unknown arguments {sorted(unknown)}; it takes {sorted(settings)}.")
+        settings.update({name: value for name, value in kwargs.items() if name in settings})
+        if settings["do_sample"]:
+            raise ValueError("do_sample=True is not supported: COBRA decoding is deterministic beam search.")
+        if settings["recommend_mode"] not in GENERATION_MODES:
+            raise ValueError(f"mode must be one of {GENERATION_MODES}, got {settings['recommend_mode']!r}.")
+        for name in ("num_beams", "num_candidates", "recommend_top_k"):
+            if int(settings[name]) < 1:
+                raise ValueError(f"{name} must be at least 1, got {settings[name]}.")
+        if int(settings["recommend_top_k"]) > self.config.num_items:
+            raise ValueError(
+                f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({self.config.num_items})."
+            )
+        return settings
+
+    def _prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
+        """Runs the history through the decoder once; returns the last position's output Float[B, D] and the cache."""
+        item_vectors = self.all_item_vectors(normalized=False)[item_index] * item_mask[..., None]
+        cache = KVCache(self.config.decoder_layers)
+        levels = self.config.num_levels
+        hidden = self.decoder(self._embed(input_ids, item_mask, item_vectors), item_mask.repeat_interleave(levels + 1, 1), cache)
+        return hidden[:, -1], cache
+
+    def _step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feeds code tokens of `level` (codes Long[R]) at item positions Long[R]; returns the outputs Float[R, D]."""
+        token = self.code_embed(codes + self.level_offsets[level]) + self.type_embed.weight[level]
+        x = self.embed_norm(token + self.position_embed(positions))[:, None]
+        mask = torch.ones(codes.shape[0], 1, dtype=torch.bool, device=codes.device)
+        return self.decoder(x, mask, cache)[:, 0]
+
+    def beam_search(self, last_hidden, cache: KVCache, positions, num_beams: int):
+        """Beam search over valid semantic IDs.
+
+        last_hidden Float[B, D] (output at the last history position); positions Long[B] (the next item's
+        position). Returns codes Long[B, M, L], beam scores Float[B, M] (-inf = no such beam) and the dense vector
+        predicted for each beam Float[B, M, D]."""
+        index = self.id_index
+        batch = last_hidden.shape[0]
+        levels = self.config.num_levels
+        logits = self.sparse_head[0](last_hidden).masked_fill(~index.first_mask, float("-inf"))
+        log_probs = torch.log_softmax(logits, dim=-1)
+        beams = min(num_beams, index.num_ids)
+        scores, first = torch.topk(log_probs, min(beams, log_probs.shape[-1]), dim=-1)  # [B, M]
+        if scores.shape[1] < beams:  # fewer first codes than beams: the extra beams start dead (-inf)
+            scores = F.pad(scores, (0, beams - scores.shape[1]), value=float("-inf"))
+            first = F.pad(first, (0, beams - first.shape[1]))
+        codes = first[..., None]
+        rows = torch.arange(batch, device=last_hidden.device).repeat_interleave(beams)
+        cache.select(rows)
+        positions = positions.repeat_interleave(beams)
+        for level in range(1, levels):
+            hidden = self._step(codes[..., -1].reshape(-1), level - 1, positions, cache)
+            logits = self.sparse_head[level](hidden).view(batch, beams, -1)
+            logits = logits.masked_fill(~index.allowed_next(codes), float("-inf"))
+            total = scores[..., None] + torch.log_softmax(logits, dim=-1)  # [B, M, K_l]
+            width = total.shape[-1]
+            scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
+            origin = torch.div(flat, width, rounding_mode="floor")
+            codes = torch.cat([codes.gather(1, origin[..., None].expand(-1, -1, codes.shape[-1])), (flat % width)[..., None]], -1)
+            cache.select((torch.arange(batch, device=flat.device)[:, None] * beams + origin).view(-1))
+        hidden = self._step(codes[..., -1].reshape(-1), levels - 1, positions, cache)
+        vectors = self.dense_head(hidden).view(batch, beams, -1)
+        if beams < num_beams:  # fewer distinct IDs in the catalog than beams asked for
+            pad = num_beams - beams
+            codes = F.pad(codes, (0, 0, 0, pad))
+            scores = F.pad(scores, (0, pad), value=float("-inf"))
+            vectors = F.pad(vectors, (0, 0, 0, pad))
+        return codes, scores, vectors
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        item_index: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        **kwargs,
+    ) -> CobraGenerationOutput:
+        """Coarse-to-fine recommendation for a batch of histories (CobraTokenizer output).
+
+        Keyword arguments (defaults from `generation_config`): num_beams (M), num_candidates (N per beam),
+        top_k / recommend_top_k (K), beam_fusion_tau, beam_fusion_psi, mode ("cobra", "sparse", "dense",
+        "no_fusion"), exclude_history (drop items of the history; the paper's protocol keeps them: default False),
+        use_faiss (nearest-item search over the whole catalog through faiss).
+        Beams that hold fewer than K items in all are topped up with the catalog items nearest to the best beam's
+        dense vector, scored below every beam candidate (score (cos - 1) / 2 - 1, in [-2, -1]).
+        """
+        settings = self._resolve_generation(generation_config, dict(kwargs))
+        if self.training:
+            raise RuntimeError("Call model.eval() before generate(): dropout would make recommendations random.")
+        item_mask = self._check_inputs(input_ids, attention_mask, item_index)
+        if not bool(item_mask.any(1).all()):
+            raise ValueError("A history in this batch is empty: a recommendation needs at least one item.")
+        k, mode = int(settings["recommend_top_k"]), settings["recommend_mode"]
+        catalog = self.all_item_vectors()
+        faiss_index = self._faiss() if settings["use_faiss"] else None
+        last_hidden, cache = self._prefill(input_ids, item_mask, item_index)
+        positions = item_mask.sum(1).clamp(max=self.config.max_history)
+        banned = item_index if settings["exclude_history"] else None
+
+        if mode == "dense":
+            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
+            items, scores = self._nearest(query, k, catalog, faiss_index, banned, item_mask)
+            return CobraGenerationOutput(item_indices=items, scores=scores)
+
+        num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
+        codes, beam_scores, beam_vectors = self.beam_search(last_hidden, cache, positions, num_beams)
+        beam_vectors_n = F.normalize(beam_vectors, dim=-1)
+        members, member_valid = self.id_index.items_of(codes)  # [B, M, P]
+        member_valid &= (beam_scores > float("-inf"))[..., None]
+        batch = codes.shape[0]
+        if mode in ("cobra", "no_fusion"):
+            cos = torch.einsum("bmd,bmpd->bmp", beam_vectors_n, catalog[members.clamp(min=0)])
+            cos = cos.masked_fill(~member_valid, float("-inf"))
+            n = min(int(settings["num_candidates"]), cos.shape[-1]) if mode == "cobra" else cos.shape[-1]
+            top_cos, top = torch.topk(cos, n, dim=-1)
+            candidates = members.gather(-1, top)
+            valid = member_valid.gather(-1, top)
+            if mode == "cobra":
+                phi = beam_fusion(beam_scores, top_cos, valid, settings["beam_fusion_tau"], settings["beam_fusion_psi"])
+            else:
+                phi = (top_cos + 1.0) / 2.0  # the top-1 ID's items by cosine
+            scores = phi.masked_fill(~valid, float("-inf")).view(batch, -1)
+        else:  # sparse: items ranked by their ID's beam score, catalog order inside an ID
+            candidates = members
+            scores = beam_scores[..., None].exp().expand_as(members).masked_fill(~member_valid, float("-inf"))
+            scores = scores.reshape(batch, -1)
+        candidates = candidates.reshape(batch, -1)
+        if banned is not None:
+            scores = mask_items(scores, candidates, banned, item_mask)
+        items, best = top_k_items(scores, candidates, k)
+        short = (items < 0).any(1)
+        if bool(short.any()):
+            # top up from the whole catalog by the best beam's dense vector
+            rows = short.nonzero().squeeze(1)
+            exclude = items[rows]
+            exclude_valid = exclude >= 0
+            if banned is not None:
+                exclude = torch.cat([exclude, banned[rows]], 1)
+                exclude_valid = torch.cat([exclude_valid, item_mask[rows]], 1)
+            extra, extra_scores = self._nearest(beam_vectors_n[rows, 0], k, catalog, faiss_index, exclude, exclude_valid)
+            extra_scores = (extra_scores - 1.0) / 2.0 - 1.0
+            merged_items = torch.cat([items[rows], extra], 1)
+            merged_scores = torch.cat([best[rows], extra_scores.masked_fill(extra < 0, float("-inf"))], 1)
+            items[rows], best[rows] = top_k_items(merged_scores, merged_items, k)
+        return CobraGenerationOutput(
+            item_indices=items, scores=best, semantic_ids=codes, beam_scores=beam_scores, beam_vectors=beam_vectors
+        )
+
+    def _nearest(self, query, k, catalog, faiss_index, banned, banned_valid):
+        """Top-k catalog items by cosine with query Float[R, D], skipping banned Long[R, H] (where valid)."""
+        extra = 0 if banned is None else banned.shape[1]
+        items, cos = nearest_items(query, catalog, k + extra, faiss_index)
+        if banned is not None:
+            cos = mask_items(cos, items, banned, banned_valid)
+        return top_k_items(cos, items, k)
