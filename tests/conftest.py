@@ -1,0 +1,125 @@
+"""Shared pytest fixtures. Each group of fixtures is prefixed by its area (hub_, data_, catalog_, model_)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+
+import pytest
+
+
+# ----------------------------------------------------------------------------------------------
+# hub_: a local Hugging Face Hub (tests/hub_server.py)
+# ----------------------------------------------------------------------------------------------
+class LocalHub:
+    """Handle on the running local Hub given to tests by the `hub_server` fixture.
+
+    Attributes:
+        server: the `HubServer` (helpers `commit_ids(repo_id)` and `files(repo_id)` read its state).
+        endpoint: "http://127.0.0.1:PORT".
+        user: the namespace repos land in when a repo id has none ("hub-tester").
+        token: the dummy token sent as HF_TOKEN (the server accepts any token).
+        home: the HF_HOME temp folder used by default by `env()` and `patch()`.
+    """
+
+    token = "hf_local_test_token"
+
+    def __init__(self, server, home: str):
+        self.server = server
+        self.endpoint = server.endpoint
+        self.user = server.user
+        self.home = home
+        self._names = itertools.count()
+
+    def repo_id(self, name: str = "repo") -> str:
+        """A fresh `user/name-N` repo id, unique within the test session."""
+        return f"{self.user}/{name}-{next(self._names)}"
+
+    def env(self, hf_home: str | os.PathLike | None = None) -> dict[str, str]:
+        """Environment variables that point huggingface_hub/transformers at this server.
+
+        Merge them into a subprocess environment: `env={**os.environ, **hub.env()}`. Pass
+        `hf_home` (e.g. a tmp_path) to give the process a fresh, empty download cache.
+        """
+        home = str(hf_home) if hf_home is not None else self.home
+        return {
+            "HF_ENDPOINT": self.endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_TOKEN": self.token,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HOME": home,
+            "HF_HUB_CACHE": os.path.join(home, "hub"),
+            "HF_MODULES_CACHE": os.path.join(home, "modules"),
+            "HF_HUB_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
+
+    def patch(self, monkeypatch, hf_home: str | os.PathLike | None = None) -> None:
+        """Point the huggingface_hub/transformers already imported in THIS process at the server.
+
+        huggingface_hub reads HF_ENDPOINT & co. once, at import, into `huggingface_hub.constants`,
+        and two HfApi objects keep the endpoint they were built with: the module-level
+        `huggingface_hub.hf_api.api` (behind `huggingface_hub.create_repo`, `upload_folder`, ...)
+        and the one transformers caches in `transformers.utils.hub._hf_api` (behind
+        `push_to_hub`). Setting the env vars is therefore not enough; this patches, with
+        `monkeypatch` (undone after the test): constants.ENDPOINT, HUGGINGFACE_CO_URL_TEMPLATE,
+        HF_URL_HOSTS, HF_HUB_DISABLE_XET, HF_HUB_OFFLINE, HF_HUB_CACHE, `hf_api.api.endpoint`,
+        resets transformers' cached HfApi, and sets HF_TOKEN (read at call time).
+        The remote-code module cache (transformers' HF_MODULES_CACHE, also fixed at import) is
+        not moved: load `trust_remote_code=True` models in a subprocess with `env()`.
+        """
+        from huggingface_hub import constants, hf_api
+
+        home = str(hf_home) if hf_home is not None else self.home
+        monkeypatch.setenv("HF_TOKEN", self.token)
+        monkeypatch.setenv("HF_ENDPOINT", self.endpoint)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr(constants, "ENDPOINT", self.endpoint)
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        monkeypatch.setattr(constants, "HF_URL_HOSTS", frozenset(constants.HF_URL_HOSTS | {"127.0.0.1"}))
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", os.path.join(home, "hub"))
+        monkeypatch.setattr(hf_api.api, "endpoint", self.endpoint)
+        transformers_hub = sys.modules.get("transformers.utils.hub")
+        if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
+            monkeypatch.setattr(transformers_hub, "_hf_api", None)
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """A local Hub-compatible server (tests/hub_server.py) for the whole test session.
+
+    Yields a `LocalHub` with `.endpoint` ("http://127.0.0.1:PORT"), `.user`, `.token`,
+    `.repo_id(name)` (a fresh unique repo id), `.server.commit_ids(repo_id)` /
+    `.server.files(repo_id)` (server-side state), and two ways to use it:
+
+    * subprocess (most robust, and needed for `trust_remote_code=True` loads):
+      `subprocess.run([...], env={**os.environ, **hub_server.env(tmp_path / "hf")})`;
+    * in this process: `hub_server.patch(monkeypatch)` (or the `hub_patched` fixture), because
+      huggingface_hub freezes HF_ENDPOINT at import time (see `LocalHub.patch`).
+    """
+    sys.path.insert(0, os.path.dirname(__file__))
+    try:
+        from hub_server import HubServer
+    finally:
+        sys.path.pop(0)
+
+    with tempfile.TemporaryDirectory(prefix="local-hub-home-") as home:
+        server = HubServer(os.path.join(home, "storage")).start()
+        try:
+            yield LocalHub(server, os.path.join(home, "hf_home"))
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def hub_patched(hub_server, monkeypatch, tmp_path):
+    """`hub_server`, with huggingface_hub/transformers in this process pointed at it (fresh cache in tmp_path)."""
+    hub_server.patch(monkeypatch, hf_home=tmp_path / "hf_home")
+    return hub_server
