@@ -1,0 +1,47 @@
+"""`cobra-hf recommend MODEL_DIR --history ITEM [ITEM ...] --top-k 10`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..configuration_cobra import GENERATION_MODES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cobra-hf recommend",
+        description="Recommend the next items for a history of item ids (oldest first), with titles and scores.",
+        epilog="example: cobra-hf recommend runs/beauty/model --history B004756YJA B0020YLEYK --top-k 10",
+    )
+    parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
+    parser.add_argument("--history", nargs="+", required=True, metavar="ITEM", help="item ids, oldest first")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
+    parser.add_argument("--num-beams", type=int, default=None)
+    parser.add_argument("--exclude-history", action="store_true")
+    parser.add_argument("--skip-unknown", action="store_true", help="drop unknown item ids instead of failing")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from ..inference import load_checkpoint, recommend
+
+    model, tokenizer = load_checkpoint(args.model_dir)
+    kwargs = {"exclude_history": args.exclude_history}
+    if args.mode:
+        kwargs["mode"] = args.mode
+    if args.num_beams:
+        kwargs["num_beams"] = args.num_beams
+    rows = recommend(model, tokenizer, [args.history], top_k=args.top_k,
+                     unknown_items="drop" if args.skip_unknown else "error", **kwargs)[0]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    width = max(len(row["item_id"]) for row in rows)
+    print(f"{'rank':>4}  {'item':<{width}}  {'score':>9}  title")
+    for row in rows:
+        print(f"{row['rank']:>4}  {row['item_id']:<{width}}  {row['score']:>9.4f}  {row['title']}")
+    return 0

@@ -1,0 +1,61 @@
+"""Loading a checkpoint for inference and recommending for item-id histories (used by the CLI and pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .modeling_cobra import CobraForSequentialRecommendation
+from .tokenization_cobra import CobraTokenizer
+
+
+def load_checkpoint(path: str, device: str = "cpu") -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
+    """Model (in eval mode) + tokenizer from a checkpoint folder or Hub repo id; refuses a mismatched pair."""
+    folder = Path(path)
+    if folder.exists():
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is a file; a checkpoint is a folder.")
+        missing = [name for name in ("config.json", "model.safetensors", "item_catalog.json") if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"Checkpoint folder {folder} lacks {missing}.")
+    try:
+        model = CobraForSequentialRecommendation.from_pretrained(str(path))
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"Cannot load the model weights of {path}: {str(err).splitlines()[0]}") from None
+    tokenizer = CobraTokenizer.from_pretrained(str(path))
+    check_compatible(model, tokenizer)
+    return model.to(device).eval(), tokenizer
+
+
+def check_compatible(model: CobraForSequentialRecommendation, tokenizer: CobraTokenizer) -> None:
+    """Raises a ValueError when the tokenizer and the model were made from different catalogs."""
+    model_hash = getattr(model.config, "catalog_hash", "")
+    if model_hash and model_hash != tokenizer.catalog_hash:
+        raise ValueError(
+            f"The tokenizer (catalog {tokenizer.catalog_hash}) and the model (catalog {model_hash}) come from "
+            "different catalogs; load both from the same checkpoint."
+        )
+    if not torch.equal(model.item_codes.cpu(), torch.from_numpy(tokenizer.item_codes)):
+        raise ValueError("The tokenizer's semantic IDs differ from the model's catalog: they do not belong together.")
+
+
+def recommend(
+    model: CobraForSequentialRecommendation,
+    tokenizer: CobraTokenizer,
+    histories: list[list[str]],
+    top_k: int = 10,
+    unknown_items: str = "error",
+    **generate_kwargs,
+) -> list[list[dict]]:
+    """Histories of item ids -> per history, a list of {"item_id", "title", "score", "rank"} best first."""
+    batch = tokenizer(histories, unknown_items=unknown_items)
+    device = next(model.parameters()).device
+    output = model.generate(**{key: value.to(device) for key, value in batch.items()}, top_k=top_k, **generate_kwargs)
+    results = []
+    for row in tokenizer.batch_decode_items(output, with_scores=True):
+        results.append([
+            {"rank": rank + 1, "item_id": item, "title": tokenizer.title(item), "score": round(float(score), 6)}
+            for rank, (item, score) in enumerate(row)
+        ])
+    return results

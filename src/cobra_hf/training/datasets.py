@@ -1,0 +1,53 @@
+"""Leave-one-out splits of a dataset folder, turned into catalog indices for the model."""
+
+from __future__ import annotations
+
+import datasets
+
+from ..data import leave_one_out, load_dataset_folder
+from ..tokenization_cobra import CobraTokenizer
+
+
+def index_splits(
+    data_dir: str,
+    tokenizer: CobraTokenizer,
+    max_history: int = 20,
+    unknown_items: str = "drop",
+) -> datasets.DatasetDict:
+    """Leave-one-out splits with items as catalog indices.
+
+    train rows: `item_index` list[int] (one training sequence of up to max_history + 1 items);
+    validation/test rows: `user_id`, `history_index` list[int], `target_index` int.
+    Items that are not in the catalog (e.g. items held out for a cold-start study) are dropped from histories
+    (unknown_items="drop") or raise (unknown_items="error"); rows whose target is unknown are left out.
+    """
+    sequences, _ = load_dataset_folder(data_dir, drop_unknown=True)
+    splits = leave_one_out(sequences, max_history=max_history)
+    lookup = tokenizer.item_to_index
+
+    def convert_train(batch):
+        out = {"item_index": []}
+        for items in batch["item_ids"]:
+            index = tokenizer.items_to_indices(items, unknown_items)
+            out["item_index"].append(index)
+        return out
+
+    def convert_eval(batch):
+        out = {"user_id": [], "history_index": [], "target_index": []}
+        for user, history, target in zip(batch["user_id"], batch["history"], batch["target"]):
+            if target not in lookup:
+                continue
+            index = tokenizer.items_to_indices(history, unknown_items)
+            if not index:
+                continue
+            out["user_id"].append(user)
+            out["history_index"].append(index)
+            out["target_index"].append(lookup[target])
+        return out
+
+    train = splits["train"].map(convert_train, batched=True, remove_columns=splits["train"].column_names)
+    train = train.filter(lambda row: len(row["item_index"]) >= 2)
+    result = {"train": train}
+    for name in ("validation", "test"):
+        result[name] = splits[name].map(convert_eval, batched=True, remove_columns=splits[name].column_names)
+    return datasets.DatasetDict(result)

@@ -1,0 +1,101 @@
+"""Builds a fresh COBRA model (and its tokenizer) from a catalog folder made by `cobra-hf prepare`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ..configuration_cobra import CobraConfig
+from ..modeling_cobra import CobraForSequentialRecommendation
+from ..tokenization_cobra import CobraTokenizer
+
+logger = logging.getLogger(__name__)
+CATALOG_REQUIRED = ("item_catalog.json", "item_text.safetensors")
+
+
+def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, torch.Tensor], dict]:
+    """Reads a catalog folder -> (tokenizer, item text tensors, prepare arguments)."""
+    folder = Path(catalog_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Catalog folder {folder} does not exist (make one with `cobra-hf prepare`).")
+    missing = [name for name in CATALOG_REQUIRED if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"Catalog folder {folder} lacks {missing}: is it a `cobra-hf prepare` output?")
+    tokenizer = CobraTokenizer.from_pretrained(str(folder))
+    try:
+        text = load_file(str(folder / "item_text.safetensors"))
+    except Exception as err:  # safetensors raises several types for damaged files
+        raise ValueError(f"{folder / 'item_text.safetensors'} cannot be read ({err}).") from None
+    if text["token_ids"].shape[0] != tokenizer.num_items:
+        raise ValueError(
+            f"{folder}: item_text.safetensors has {text['token_ids'].shape[0]} items, item_catalog.json "
+            f"{tokenizer.num_items}: the catalog folder is inconsistent."
+        )
+    args_path = folder / "prepare_args.json"
+    prepare_args = json.loads(args_path.read_text()) if args_path.is_file() else {}
+    return tokenizer, text, prepare_args
+
+
+def pretrained_token_embeddings(encoder_path: str | None, source_token_ids: torch.Tensor, width: int):
+    """Rows of a pretrained encoder's word-embedding matrix for the catalog's compact vocabulary, reduced to
+    `width` by PCA when the widths differ. Returns Float[V, width] or None when the encoder is unavailable."""
+    try:
+        if encoder_path is None:
+            from ..semantic_ids.embeddings import default_encoder_path
+
+            encoder_path = default_encoder_path()
+        weights = Path(encoder_path) / "model.safetensors"
+        with safe_open(str(weights), "pt") as handle:
+            key = next(k for k in handle.keys() if k.endswith("word_embeddings.weight"))
+            table = handle.get_tensor(key).float()
+    except Exception as err:  # optional nicety: a missing encoder falls back to random init
+        logger.warning("No pretrained token embeddings (%s); the item-text encoder starts from random.", err)
+        return None
+    rows = table[source_token_ids.clamp(0, table.shape[0] - 1)]
+    if rows.shape[1] != width:
+        centred = rows - rows.mean(0, keepdim=True)
+        _, _, basis = torch.pca_lowrank(centred, q=min(width, *centred.shape), center=False, niter=4)
+        rows = centred @ basis
+        rows = torch.nn.functional.pad(rows, (0, width - rows.shape[1]))
+    # match the scale of the model's own initialisation so early training is stable
+    return rows / rows.std().clamp_min(1e-6) * 0.02
+
+
+def build_model(
+    catalog_dir: str | Path, init_text_embeddings: bool = True, seed: int = 0, **config_overrides
+) -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
+    """A new, untrained model sized for the catalog; config_overrides are CobraConfig fields."""
+    tokenizer, text, prepare_args = load_catalog(catalog_dir)
+    use_text_embeddings = config_overrides.pop("use_text_embeddings", False)
+    embeddings = text.get("text_embeddings")
+    settings = dict(
+        level_sizes=tokenizer.level_sizes,
+        num_items=tokenizer.num_items,
+        text_vocab_size=int(text["source_token_ids"].shape[0]),
+        max_text_tokens=int(text["token_ids"].shape[1]) + 1,
+        text_embedding_dim=int(embeddings.shape[1]) if (use_text_embeddings and embeddings is not None) else 0,
+        max_history=tokenizer.max_history,
+    )
+    settings.update(config_overrides)
+    config = CobraConfig(**settings)
+    tokenizer.max_history = config.max_history
+    torch.manual_seed(seed)
+    model = CobraForSequentialRecommendation(config)
+    model.set_catalog(
+        torch.from_numpy(tokenizer.item_codes),
+        text["token_ids"],
+        embeddings if config.text_embedding_dim else None,
+        tokenizer.catalog_hash,
+    )
+    if init_text_embeddings:
+        rows = pretrained_token_embeddings(prepare_args.get("encoder"), text["source_token_ids"], config.hidden_size)
+        if rows is not None:
+            with torch.no_grad():
+                model.item_encoder.token_embed.weight.copy_(rows)
+                model.item_encoder.token_embed.weight[0].zero_()
+    return model, tokenizer

@@ -1,0 +1,165 @@
+"""`cobra-hf train`: build a model from a catalog, train it with the Trainer, save a self-contained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from .collator import CobraDataCollator
+from .datasets import index_splits
+from .model_builder import build_model, load_catalog
+from .trainer import CobraTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CobraTrainingArguments:
+    """What to train on and the model's shape (every other flag is a transformers TrainingArguments flag)."""
+
+    catalog: str = field(metadata={"help": "catalog folder made by `cobra-hf prepare`"})
+    data: str | None = field(default=None, metadata={"help": "dataset folder (default: the one the catalog was prepared from)"})
+    init_from: str | None = field(default=None, metadata={"help": "start from this checkpoint instead of a new model (fine-tuning)"})
+    hidden_size: int = 128
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    encoder_layers: int = 1
+    decoder_layers: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_history: int = 20
+    contrastive_temperature: float = 0.2
+    sparse_loss_weight: float = 1.0
+    dense_loss_weight: float = 1.0
+    history_dense_loss_weight: float = 0.0
+    use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
+    init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
+    eval_users: int | None = field(default=2000, metadata={"help": "validation users for Recall/NDCG at each evaluation (0 = none, -1 = all)"})
+    max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
+    overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
+
+
+# our defaults for TrainingArguments; any of them can be given again on the command line
+TRAINING_DEFAULTS = [
+    "--per_device_train_batch_size", "256", "--per_device_eval_batch_size", "256", "--learning_rate", "1e-3",
+    "--num_train_epochs", "10", "--warmup_steps", "0.05", "--weight_decay", "0.01", "--lr_scheduler_type", "cosine",
+    "--logging_steps", "50", "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "2",
+    "--report_to", "none", "--dataloader_num_workers", "0", "--seed", "0", "--disable_tqdm", "False",
+]
+
+
+def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArguments]:
+    parser = HfArgumentParser((CobraTrainingArguments, TrainingArguments))
+    parser.prog = "cobra-hf train"
+    parser.description = (
+        "Train COBRA on a catalog made by `cobra-hf prepare` with the transformers Trainer; every "
+        "TrainingArguments flag works. Example: cobra-hf train --catalog runs/beauty/catalog "
+        "--output_dir runs/beauty/model --num_train_epochs 5"
+    )
+    if any(flag in argv for flag in ("-h", "--help")):
+        parser.parse_args_into_dataclasses(args=argv)
+    cobra_args, training_args = parser.parse_args_into_dataclasses(args=TRAINING_DEFAULTS + list(argv))
+    return cobra_args, training_args
+
+
+def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> None:
+    out = Path(training_args.output_dir)
+    resuming = training_args.resume_from_checkpoint is not None
+    if out.is_dir() and any(out.iterdir()) and not (cobra_args.overwrite or resuming):
+        raise FileExistsError(
+            f"Output folder {out} already holds files; pass --overwrite to write into it, or "
+            "--resume_from_checkpoint to continue a run."
+        )
+
+
+def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> dict:
+    """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict."""
+    _check_output_dir(cobra_args, training_args)
+    set_seed(training_args.seed)
+    if cobra_args.init_from:
+        from ..modeling_cobra import CobraForSequentialRecommendation
+        from ..tokenization_cobra import CobraTokenizer
+
+        model = CobraForSequentialRecommendation.from_pretrained(cobra_args.init_from)
+        tokenizer = CobraTokenizer.from_pretrained(cobra_args.init_from)
+        _, _, prepare_args = load_catalog(cobra_args.catalog)
+    else:
+        model_fields = {
+            name: getattr(cobra_args, name)
+            for name in ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
+                         "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
+                         "dense_loss_weight", "history_dense_loss_weight", "use_text_embeddings")
+        }
+        model, tokenizer = build_model(
+            cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
+        )
+        _, _, prepare_args = load_catalog(cobra_args.catalog)
+    data_dir = cobra_args.data or prepare_args.get("data_dir")
+    if not data_dir:
+        raise ValueError("No dataset folder: pass --data DATA_DIR (the catalog does not record one).")
+    splits = index_splits(data_dir, tokenizer, max_history=model.config.max_history)
+    train_split = splits["train"]
+    if cobra_args.max_train_sequences:
+        train_split = train_split.shuffle(seed=training_args.seed).select(range(min(cobra_args.max_train_sequences, len(train_split))))
+    eval_users = cobra_args.eval_users
+    recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
+    validation = splits["validation"]
+    eval_loss_split = validation if recommendation_users is None else validation.select(range(min(len(validation), max(recommendation_users, 1))))
+    trainer = CobraTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_split,
+        eval_dataset=eval_loss_split if training_args.eval_strategy != "no" else None,
+        data_collator=CobraDataCollator(tokenizer, max_items=model.config.max_history + 1),
+        processing_class=tokenizer,
+        recommendation_split=validation if recommendation_users != 0 else None,
+        recommendation_users=recommendation_users,
+    )
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    seconds = time.perf_counter() - start
+    trainer.save_model(training_args.output_dir)
+    summary = {
+        "train_sequences": len(train_split),
+        "global_step": result.global_step,
+        "train_seconds": round(seconds, 1),
+        "train_loss": round(result.training_loss, 4),
+        "data_dir": str(data_dir),
+        "catalog": str(cobra_args.catalog),
+        "cobra_args": asdict(cobra_args),
+        "log_history": trainer.state.log_history,
+    }
+    if trainer.is_world_process_zero():
+        Path(training_args.output_dir, "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        _write_card(training_args.output_dir, model, summary)
+    return summary
+
+
+def _write_card(output_dir: str, model, summary: dict) -> None:
+    try:
+        from ..hub.model_card import write_model_card
+    except ImportError:  # the hub helpers are optional for training
+        return
+    training_info = {key: summary[key] for key in ("train_sequences", "global_step", "train_seconds", "train_loss", "data_dir")}
+    write_model_card(output_dir, config_dict=model.config.to_dict(), training_info=training_info,
+                     eval_results=None, dataset_name=Path(summary["data_dir"]).name, repo_id=None)
+
+
+def main(argv: list[str]) -> int:
+    cobra_args, training_args = parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    summary = run_training(cobra_args, training_args)
+    evals = [entry for entry in summary["log_history"] if "eval_recall@10" in entry]
+    final = {"output_dir": training_args.output_dir, "global_step": summary["global_step"],
+             "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
+    if evals:
+        final.update({key: evals[-1][key] for key in evals[-1] if key.startswith("eval_")})
+    print(json.dumps(final))
+    return 0

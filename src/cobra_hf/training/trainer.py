@@ -1,0 +1,57 @@
+"""`CobraTrainer`: the transformers Trainer, plus loss components in the logs and recommendation metrics
+(full-ranking Recall/NDCG through generate) in every evaluation."""
+
+from __future__ import annotations
+
+from transformers import Trainer
+
+from ..evaluation import evaluate_split
+
+
+class CobraTrainer(Trainer):
+    """Trainer for COBRA. Extra arguments:
+    recommendation_split: a validation split from `index_splits` (rows history_index, target_index); when given,
+        each evaluation also reports `eval_recall@5/10`, `eval_ndcg@5/10` from `generate`.
+    recommendation_users: evaluate on at most this many users of that split (None = all).
+    generate_kwargs: passed to generate during those evaluations.
+    """
+
+    def __init__(self, *args, recommendation_split=None, recommendation_users=None, generate_kwargs=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # validation rows carry columns the model's forward does not take; the collator needs them
+        self.args.remove_unused_columns = False
+        self.recommendation_split = recommendation_split
+        self.recommendation_users = recommendation_users
+        self.generate_kwargs = dict(generate_kwargs or {})
+        self._component_sums: dict[str, float] = {}
+        self._component_count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for name in ("sparse_loss", "dense_loss", "history_dense_loss"):
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    self._component_sums[name] = self._component_sums.get(name, 0.0) + float(value.detach())
+            self._component_count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and self._component_count:
+            for name, total in self._component_sums.items():
+                logs[name] = round(total / self._component_count, 4)
+            self._component_sums, self._component_count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.recommendation_split is not None and self.is_world_process_zero():
+            model = self.accelerator.unwrap_model(self.model)
+            result = evaluate_split(
+                model, self.processing_class, self.recommendation_split, max_users=self.recommendation_users,
+                show_progress=False, **self.generate_kwargs,
+            )
+            extra = {f"{metric_key_prefix}_{key}": value for key, value in result.items() if "@" in key}
+            metrics.update(extra)
+            self.log(extra)
+        return metrics
