@@ -269,7 +269,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             item_vectors=item_vectors,
             last_hidden_state=hidden,
         )
-        if labels is None or length < 2:
+        if labels is None:
             return output
         label_codes = labels.view(batch, length, levels)[:, 1:]
         target_valid = item_mask[:, :-1] & item_mask[:, 1:] & (label_codes >= 0).all(-1)
