@@ -25,7 +25,10 @@ class CobraConfig(PreTrainedConfig):
     Causal decoder over interleaved sparse/dense tokens (the paper: 2 layers):
         decoder_layers (`int`, defaults to 2)
         hidden_size, num_attention_heads, intermediate_size: shared by encoder and decoder.
-        dropout (`float`), attention_dropout (`float`)
+        dropout (`float`, defaults to 0.1), attention_dropout (`float`, defaults to 0.0: a non-zero value makes
+            PyTorch's attention fall back to its slow unfused path on CPU)
+        use_item_embeddings (`bool`, defaults to False): add a learned per-item embedding to the text-encoder
+            vector (collaborative signal beyond the text; not in the paper; new items start at zero).
         max_history (`int`, defaults to 20): items of history the model reads (the paper's protocol caps at 20).
     Losses (L = sparse_loss_weight * CE + dense_loss_weight * InfoNCE; the paper weights both 1):
         contrastive_temperature (`float`, defaults to 0.2): InfoNCE temperature over cosine similarities; the paper gives none,
@@ -50,7 +53,8 @@ class CobraConfig(PreTrainedConfig):
         encoder_layers: int = 1,
         decoder_layers: int = 2,
         dropout: float = 0.1,
-        attention_dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        use_item_embeddings: bool = False,
         max_history: int = 20,
         contrastive_temperature: float = 0.2,
         sparse_loss_weight: float = 1.0,
@@ -74,6 +78,7 @@ class CobraConfig(PreTrainedConfig):
         self.decoder_layers = decoder_layers
         self.dropout = dropout
         self.attention_dropout = attention_dropout
+        self.use_item_embeddings = bool(use_item_embeddings)
         self.max_history = max_history
         self.contrastive_temperature = contrastive_temperature
         self.sparse_loss_weight = sparse_loss_weight

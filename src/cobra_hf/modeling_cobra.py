@@ -95,6 +95,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         super().__init__(config)
         width, levels = config.hidden_size, config.num_levels
         self.item_encoder = ItemTextEncoder(config)
+        self.item_embed = nn.Embedding(config.num_items, width) if config.use_item_embeddings else None
         self.code_embed = nn.Embedding(config.code_vocab_size, width, padding_idx=0)
         self.dense_in = nn.Linear(width, width)
         self.type_embed = nn.Embedding(levels + 1, width)  # type l < L: code of level l; type L: dense token
@@ -145,6 +146,14 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             if item_text_embeddings is None or item_text_embeddings.shape[1] != self.config.text_embedding_dim:
                 raise ValueError(f"item_text_embeddings of width {self.config.text_embedding_dim} are required.")
             self.item_text_embeddings = item_text_embeddings.float().to(device)
+        if self.item_embed is not None and self.item_embed.num_embeddings != item_codes.shape[0]:
+            # keep learned rows; items new to the model start at zero (text-only vector)
+            resized = nn.Embedding(item_codes.shape[0], self.config.hidden_size).to(device)
+            with torch.no_grad():
+                resized.weight.zero_()
+                keep = min(item_codes.shape[0], self.item_embed.num_embeddings)
+                resized.weight[:keep] = self.item_embed.weight[:keep]
+            self.item_embed = resized
         self.config.num_items = int(item_codes.shape[0])
         self.config.catalog_hash = catalog_hash
         self.invalidate_caches()
@@ -169,7 +178,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
     def encode_items(self, item_index: torch.Tensor) -> torch.Tensor:
         """item_index Long[n] -> dense vectors Float[n, D] from the item-text encoder (with gradients)."""
         text_embeddings = None if self.item_text_embeddings is None else self.item_text_embeddings[item_index]
-        return self.item_encoder(self.item_text_ids[item_index], text_embeddings)
+        vectors = self.item_encoder(self.item_text_ids[item_index], text_embeddings)
+        if self.item_embed is not None:
+            vectors = vectors + self.item_embed(item_index)
+        return vectors
 
     @torch.no_grad()
     def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
