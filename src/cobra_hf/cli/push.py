@@ -1,0 +1,40 @@
+"""`cobra-hf push MODEL_DIR --repo-id NAME`: upload a checkpoint folder to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cobra-hf push",
+        description="Upload a checkpoint folder (config, weights, tokenizer, catalog, code, model card) to the Hub. "
+        "The Hub address comes from HF_ENDPOINT and the token from --token, HF_TOKEN or `hf auth login`.",
+    )
+    parser.add_argument("model_dir", help="checkpoint folder made by `cobra-hf train`")
+    parser.add_argument("--repo-id", required=True, help="Hub repo, `name` or `user/name`")
+    parser.add_argument("--private", action="store_true", help="create the repo as private (if it is new)")
+    parser.add_argument("--commit-message", default=None, help="message of the commit")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..hub.push import push_checkpoint
+
+    print(f"Pushing {args.model_dir} to {args.repo_id} ...", file=sys.stderr)
+    try:
+        url = push_checkpoint(
+            args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message, token=args.token
+        )
+    except Exception as err:  # Hub/HTTP errors get one sentence; anything else is a bug: traceback
+        if not type(err).__module__.startswith(("huggingface_hub", "httpx")):
+            raise
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = " ".join(lines[:2]) or type(err).__name__
+        print(f"cobra-hf push: error: the upload to {args.repo_id} failed: {reason}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
