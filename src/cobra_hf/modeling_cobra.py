@@ -78,6 +78,10 @@ def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch
     return F.cross_entropy(logits, targets)
 
 
+def _invalidate_after_load(module, incompatible_keys) -> None:
+    module.invalidate_caches()
+
+
 class CobraPreTrainedModel(PreTrainedModel):
     config_class = CobraConfig
     base_model_prefix = "cobra"
@@ -121,6 +125,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._faiss_index = None
         self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
         self.post_init()
+        # new weights or catalog buffers (load_state_dict) make the cached item vectors / ID index stale
+        self.register_load_state_dict_post_hook(_invalidate_after_load)
 
     @classmethod
     def can_generate(cls) -> bool:
