@@ -186,14 +186,15 @@ def load_items(path: str | Path) -> datasets.Dataset:
 _INTERACTION_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
-def _read_table(path: Path) -> datasets.Dataset:
+def _read_table(path: Path, id_columns: tuple[str, ...]) -> datasets.Dataset:
     builder = _INTERACTION_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise ValueError(f"{path}: unsupported interaction file type {path.suffix!r} (use .csv, .tsv, .jsonl, .json or .parquet)")
     if builder == "csv":
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         # keep ids as strings: "00123" must not become the integer 123
-        return datasets.Dataset.from_csv(str(path), sep=sep, dtype=str, keep_in_memory=True)
+        converters = {column: str for column in id_columns}
+        return datasets.Dataset.from_csv(str(path), sep=sep, converters=converters, keep_in_memory=True)
     if builder == "json":
         return datasets.Dataset.from_json(str(path), keep_in_memory=True)
     return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
@@ -231,7 +232,7 @@ def load_interactions(
         Dataset `user_id` (str), `item_ids` (list[str], oldest first), users sorted by id.
     """
     path = _require_file(path)
-    table = _read_table(path)
+    table = _read_table(path, (user_col, item_col))
     wanted = [user_col, item_col] + ([time_col] if time_col else [])
     missing = [c for c in wanted if c not in table.column_names]
     if missing:

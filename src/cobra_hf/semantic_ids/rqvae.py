@@ -204,10 +204,12 @@ class RQVAE(nn.Module):
         residual = z
         quantized = torch.zeros_like(z)
         codes = []
+        residuals = []  # what each level saw, kept for dead-code re-seeding during training
         codebook_loss = z.new_zeros(())
         commit_loss = z.new_zeros(())
         for level in range(self.config.num_levels):
             codebook = self.codebooks[level]  # [K, D]
+            residuals.append(residual.detach())
             idx = _sq_dist(residual.detach(), codebook.detach()).argmin(-1)  # [B]
             chosen = codebook[idx]  # [B, D]
             codebook_loss = codebook_loss + F.mse_loss(chosen, residual.detach())
@@ -217,6 +219,8 @@ class RQVAE(nn.Module):
             codes.append(idx)
         # straight-through estimator: forward uses the codes, backward treats quantization as identity
         z_q = z + (quantized - z).detach()
+        if self.training:
+            self._last_residuals = residuals
         return z_q, torch.stack(codes, dim=1), codebook_loss, commit_loss
 
     def forward(self, x: torch.Tensor):
@@ -264,6 +268,24 @@ class RQVAE(nn.Module):
             residual = residual - codebook[assign]
         return resets
 
+    @torch.no_grad()
+    def _reset_from_usage(self, usage: torch.Tensor, generator: torch.Generator, optimizer) -> list[int]:
+        """usage [L, K] counts of an epoch; re-seed codes under the threshold from the last batch's residuals."""
+        resets = []
+        state = optimizer.state.get(self.codebooks, {})
+        for level in range(self.config.num_levels):
+            dead = torch.nonzero(usage[level] < self.config.dead_code_threshold).flatten()
+            pool = self._last_residuals[level]
+            take = min(dead.numel(), pool.shape[0])
+            if take:
+                dead = dead[:take]
+                self.codebooks.data[level, dead] = pool[torch.randperm(pool.shape[0], generator=generator)[:take]]
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        state[key][level, dead] = 0
+            resets.append(take)
+        return resets
+
     def _assign(self, residual: torch.Tensor, codebook: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         return torch.cat([_sq_dist(r, codebook).argmin(-1) for r in residual.split(chunk)])
 
@@ -303,26 +325,30 @@ class RQVAE(nn.Module):
             optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
         )
         history: dict = {"loss": [], "recon": [], "codebook": [], "commit": [], "dead_codes_reset": []}
+        levels, k = cfg.num_levels, cfg.codebook_size
         bar = tqdm(range(cfg.epochs), desc="training RQ-VAE", unit="epoch", disable=not show_progress)
         for _ in bar:
             perm = torch.randperm(n, generator=generator)
-            sums = {"loss": 0.0, "recon": 0.0, "codebook": 0.0, "commit": 0.0}
+            sums = torch.zeros(4)
+            usage = torch.zeros(levels, k, dtype=torch.long)
             for start in range(0, n, batch_size):
                 batch = x[perm[start : start + batch_size]]
-                loss, parts, _ = self(batch)
+                loss, parts, codes = self(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                weight = batch.shape[0] / n
-                sums["loss"] += float(loss) * weight
-                for key, value in parts.items():
-                    sums[key] += float(value) * weight
-            for key, value in sums.items():
+                # usage counted on the fly: a separate pass over all items would cost as much as training
+                usage += torch.nn.functional.one_hot(codes, k).sum(0)
+                sums += torch.stack([loss.detach(), parts["recon"], parts["codebook"], parts["commit"]]) * batch.shape[0] / n
+            for key, value in zip(("loss", "recon", "codebook", "commit"), sums.tolist()):
                 history[key].append(round(value, 6))
-            resets = self._reset_dead_codes(x, generator, optimizer) if cfg.dead_code_threshold > 0 else [0] * cfg.num_levels
+            resets = self._reset_from_usage(usage, generator, optimizer)
             history["dead_codes_reset"].append(resets)
-            bar.set_postfix(loss=f"{sums['loss']:.4f}", recon=f"{sums['recon']:.4f}", reset=sum(resets))
+            bar.set_postfix(loss=f"{sums[0]:.4f}", recon=f"{sums[1]:.4f}", reset=sum(resets))
+        if cfg.dead_code_threshold > 0 and cfg.epochs > 0:
+            # one exact pass over all items so that the final IDs use every code that can be used
+            history["final_dead_codes_reset"] = self._reset_dead_codes(x, generator, optimizer)
         self.is_fitted.fill_(True)
         self.eval()
         codes = self.encode(x)

@@ -1,0 +1,262 @@
+"""`build_catalog`: dataset folder -> item texts -> sentence embeddings -> RQ-VAE -> semantic IDs -> catalog folder.
+
+The folder layout is documented in docs/ARCHITECTURE.md ("The catalog folder"). Row `i` of every
+per-item array is the item with catalog index `i`, the order of `item_catalog.json` (= the order of
+items.jsonl, minus held-out items).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data import item_text, load_dataset_folder
+from ..data.item_text import DEFAULT_DESCRIPTION_CHARS
+from .embeddings import DEFAULT_ENCODER_NAME, embed_texts, load_encoder_tokenizer, resolve_encoder
+from .rqvae import RQVAE, RQVAEConfig, id_stats
+
+logger = logging.getLogger(__name__)
+
+ITEM_TEXT_FILE = "item_text.safetensors"
+QUANTIZER_DIR = "quantizer"
+HELDOUT_FILE = "heldout_items.jsonl"
+PAD_ID, CLS_ID, UNK_ID = 0, 1, 2
+NUM_TEXT_SPECIAL = 3
+
+
+def compact_text_tokens(texts: Sequence[str], tokenizer, max_text_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize texts with the sentence encoder's WordPiece tokenizer into a compact vocabulary.
+
+    Only the word pieces that the catalog uses get an id, which keeps the item-text encoder's
+    embedding table small (a few thousand rows instead of 30k). Compact ids: 0 = pad, 1 = [CLS],
+    2 = [UNK], then the used word pieces in increasing order of their source id (deterministic and
+    independent of the item order).
+
+    Returns:
+        token_ids: Long[N, T], `[CLS] w_1 .. w_{T-1}` right-padded with 0, T = min(max_text_tokens,
+            longest text + 1) ([CLS] included, the encoder's own [CLS]/[SEP] are not used).
+        source_token_ids: Long[V] compact id -> id in the source tokenizer (pad/cls/unk for 0/1/2).
+    """
+    if max_text_tokens < 2:
+        raise ValueError(f"max_text_tokens must be >= 2 ([CLS] + one word piece), got {max_text_tokens}")
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_text_tokens - 1)["input_ids"]
+    unk = tokenizer.unk_token_id
+    specials = {tokenizer.pad_token_id, tokenizer.cls_token_id, unk}
+    used = sorted({t for row in encoded for t in row} - specials)
+    to_compact = {source: NUM_TEXT_SPECIAL + i for i, source in enumerate(used)}
+    to_compact[unk] = UNK_ID
+    width = 1 + max((len(row) for row in encoded), default=0)
+    token_ids = torch.zeros(len(encoded), width, dtype=torch.long)
+    token_ids[:, 0] = CLS_ID
+    for i, row in enumerate(encoded):
+        if row:
+            token_ids[i, 1 : 1 + len(row)] = torch.tensor([to_compact.get(t, UNK_ID) for t in row])
+    source = [tokenizer.pad_token_id, tokenizer.cls_token_id, unk] + used
+    source = [0 if s is None else int(s) for s in source]
+    return token_ids, torch.tensor(source, dtype=torch.long)
+
+
+def load_catalog_arrays(catalog_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read `item_text.safetensors` of a catalog: `token_ids` Long[N, T], `source_token_ids` Long[V],
+    `text_embeddings` Float[N, E]."""
+    from safetensors.torch import load_file
+
+    path = Path(catalog_dir) / ITEM_TEXT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (make the catalog with `cobra-hf prepare`)")
+    return load_file(str(path))
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"output {output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {output} is not empty; pass overwrite=True (--overwrite) to replace it")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _swap_into_place(tmp: Path, output: Path) -> None:
+    """Replace `output` by the finished `tmp` folder with two renames, so that at every moment either
+    the old or the new catalog is complete."""
+    old = None
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(output, old)
+    try:
+        os.replace(tmp, output)
+    except OSError:
+        if old is not None:
+            os.replace(old, output)  # put the previous catalog back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_catalog(
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    encoder: str | os.PathLike | None = None,
+    num_levels: int = 3,
+    codebook_size: int = 32,
+    seed: int = 0,
+    overwrite: bool = False,
+    drop_unknown: bool = False,
+    max_text_tokens: int = 48,
+    cache_dir: str | os.PathLike | None = None,
+    rqvae_epochs: int | None = None,
+    holdout_fraction: float = 0.0,
+    dedup_level: bool = False,
+    max_history: int = 20,
+    max_description_chars: int = DEFAULT_DESCRIPTION_CHARS,
+    embed_max_length: int = 64,
+    embed_batch_size: int = 64,
+    rqvae_overrides: dict[str, Any] | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Make a catalog folder (semantic IDs, tokenizer, item text tensors) from a dataset folder.
+
+    Steps: load and check `sequences.txt` + `items.jsonl` -> flatten each item's text -> sentence
+    embeddings [N, E] (`encoder`, default all-MiniLM-L6-v2; cached in `cache_dir`) -> train an RQ-VAE
+    with `num_levels` x `codebook_size` codes (`dedup_level` appends TIGER's collision code) ->
+    codes [N, L] -> `CobraTokenizer` files + `item_text.safetensors` + `items.jsonl` + `quantizer/`
+    + `stats.json` + `prepare_args.json`.
+
+    `holdout_fraction` > 0 leaves a seeded random fraction of the items out of the catalog (written
+    to `heldout_items.jsonl`, for cold-start experiments); the sequences are not changed.
+
+    The folder is built beside `output_dir` under a temporary name and renamed at the end: a failure
+    leaves neither a half-written catalog nor a damaged previous one. A non-empty `output_dir` is
+    refused with FileExistsError unless `overwrite=True`.
+
+    Returns:
+        Path of the catalog folder.
+    """
+    from ..tokenization_cobra import CobraTokenizer
+
+    started = time.perf_counter()
+    output = Path(output_dir)
+    _check_output(output, overwrite)  # fail before minutes of work, not after
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    encoder_path = resolve_encoder(encoder)
+
+    sequences, items = load_dataset_folder(data_dir, drop_unknown=drop_unknown)
+    rows = items.to_list()
+    for row in rows:
+        row["text"] = item_text(row, max_description_chars=max_description_chars)
+    heldout: list[dict] = []
+    if holdout_fraction > 0:
+        generator = torch.Generator().manual_seed(seed)
+        n_hold = int(round(holdout_fraction * len(rows)))
+        if n_hold >= len(rows):
+            raise ValueError(f"holdout_fraction={holdout_fraction} leaves no item in the catalog")
+        hold = set(torch.randperm(len(rows), generator=generator)[:n_hold].tolist())
+        heldout = [row for i, row in enumerate(rows) if i in hold]
+        rows = [row for i, row in enumerate(rows) if i not in hold]
+    load_seconds = time.perf_counter() - started
+
+    texts = [row["text"] for row in rows]
+    t0 = time.perf_counter()
+    embeddings = embed_texts(
+        texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
+        show_progress=show_progress, max_length=embed_max_length,
+    )  # [N, E]
+    embed_seconds = time.perf_counter() - t0
+
+    settings = dict(
+        input_dim=int(embeddings.shape[1]), num_levels=num_levels, codebook_size=codebook_size,
+        seed=seed, dedup_level=dedup_level,
+    )
+    if rqvae_epochs is not None:
+        settings["epochs"] = rqvae_epochs
+    settings.update(rqvae_overrides or {})
+    quantizer = RQVAE(RQVAEConfig(**settings))
+    t0 = time.perf_counter()
+    history = quantizer.fit(embeddings, show_progress=show_progress)
+    codes = quantizer.encode(embeddings)  # [N, L] (or [N, L + 1] in dedup mode)
+    quantizer_seconds = time.perf_counter() - t0
+    level_sizes = quantizer.level_sizes(codes)
+
+    token_ids, source_token_ids = compact_text_tokens(texts, load_encoder_tokenizer(encoder_path), max_text_tokens)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        from safetensors.torch import save_file
+
+        item_ids = [row["item_id"] for row in rows]
+        tokenizer = CobraTokenizer.from_items(
+            item_ids, codes, [row.get("title") or "" for row in rows], level_sizes, max_history=max_history
+        )
+        tokenizer.save_pretrained(str(tmp))
+        save_file(
+            {
+                "token_ids": token_ids.contiguous(),
+                "source_token_ids": source_token_ids.contiguous(),
+                "text_embeddings": embeddings.float().contiguous(),
+            },
+            str(tmp / ITEM_TEXT_FILE),
+            metadata={"format": "pt"},
+        )
+        _write_jsonl(tmp / "items.jsonl", rows)
+        if heldout:
+            _write_jsonl(tmp / HELDOUT_FILE, heldout)
+        quantizer.save_pretrained(tmp / QUANTIZER_DIR)
+        stats = {
+            **id_stats(codes, level_sizes),
+            "num_users": len(sequences),
+            "num_heldout_items": len(heldout),
+            "text_vocab_size": int(source_token_ids.shape[0]),
+            "text_tokens_per_item": int(token_ids.shape[1]),
+            "quantizer_final_loss": {k: history[k][-1] for k in ("loss", "recon", "codebook", "commit") if history[k]},
+            "timings_s": {
+                "load": round(load_seconds, 3),
+                "embed": round(embed_seconds, 3),
+                "quantizer": round(quantizer_seconds, 3),
+                "total": round(time.perf_counter() - started, 3),
+            },
+        }
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        from .. import __version__
+
+        prepare_args = {
+            "data_dir": str(Path(data_dir).resolve()),
+            "encoder": None if encoder is None else str(encoder),
+            "encoder_name": DEFAULT_ENCODER_NAME if encoder is None else Path(str(encoder)).name,
+            "seed": seed,
+            "num_levels": num_levels,
+            "codebook_size": codebook_size,
+            "dedup_level": dedup_level,
+            "level_sizes": level_sizes,
+            "drop_unknown": drop_unknown,
+            "holdout_fraction": holdout_fraction,
+            "max_text_tokens": max_text_tokens,
+            "max_description_chars": max_description_chars,
+            "embed_max_length": embed_max_length,
+            "max_history": max_history,
+            "rqvae": quantizer.config.to_dict(),
+            "cobra_hf_version": __version__,
+        }
+        (tmp / "prepare_args.json").write_text(json.dumps(prepare_args, indent=2) + "\n", encoding="utf-8")
+        _check_output(output, overwrite)  # someone may have written there while we worked
+        _swap_into_place(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("catalog of %d items written to %s", len(rows), output)
+    return output
