@@ -64,7 +64,12 @@ _TRAINING_ROWS = [
 
 
 def template_path() -> Path:
-    """Where the card template lives: `model_cards/` at the top of the source tree."""
+    """Where the card template lives. The source of truth is `model_cards/cobra_model_card.md` at the top of the
+    source tree; `cobra_hf/hub/cobra_model_card.md` links to it and is copied as a plain file into wheels
+    (package data), so installed copies find it next to this module."""
+    packaged = Path(__file__).resolve().with_name(TEMPLATE_NAME)  # resolve() follows the link in a source tree
+    if packaged.is_file():
+        return packaged
     return Path(__file__).resolve().parents[3] / "model_cards" / TEMPLATE_NAME
 
 
