@@ -1,0 +1,79 @@
+"""CobraConfig: validation with ValueErrors naming the field, dict/JSON round trips, future formats refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from cobra_hf import CobraConfig
+from cobra_hf.configuration_cobra import CONFIG_FORMAT_VERSION
+
+BAD_VALUES = [
+    ("level_sizes", []),
+    ("level_sizes", [4, 0]),
+    ("hidden_size", 0),
+    ("num_attention_heads", 0),
+    ("intermediate_size", 0),
+    ("decoder_layers", 0),
+    ("max_history", 0),
+    ("max_text_tokens", 0),
+    ("text_vocab_size", 0),
+    ("num_items", -1),
+    ("encoder_layers", -1),
+    ("text_embedding_dim", -3),
+    ("dropout", 1.0),
+    ("dropout", -0.1),
+    ("attention_dropout", 1.5),
+    ("contrastive_temperature", 0.0),
+    ("contrastive_temperature", -0.2),
+    ("sparse_loss_weight", -1.0),
+    ("dense_loss_weight", -1.0),
+    ("history_dense_loss_weight", -0.5),
+]
+
+
+@pytest.mark.parametrize("field,value", BAD_VALUES)
+def test_bad_value_names_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        CobraConfig(**{field: value})
+
+
+def test_heads_must_divide_hidden():
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        CobraConfig(hidden_size=30, num_attention_heads=4)
+
+
+def test_defaults_and_derived_sizes():
+    config = CobraConfig()
+    assert config.model_type == "cobra"
+    assert config.level_sizes == [32, 32, 32] and config.num_levels == 3
+    assert config.code_vocab_size == 2 + 96
+    assert config.pad_token_id == 0
+    assert config.format_version == CONFIG_FORMAT_VERSION
+    assert CobraConfig(level_sizes=(8, 4)).code_vocab_size == 14
+
+
+def test_round_trip_dict_and_json(tmp_path):
+    config = CobraConfig(
+        level_sizes=[5, 6, 7], num_items=11, hidden_size=24, num_attention_heads=3, intermediate_size=40,
+        contrastive_temperature=0.07, history_dense_loss_weight=0.3, text_embedding_dim=9, catalog_hash="abc123",
+    )
+    again = CobraConfig.from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict()
+    assert again.level_sizes == [5, 6, 7] and again.contrastive_temperature == 0.07 and again.catalog_hash == "abc123"
+    config.save_pretrained(tmp_path)
+    loaded = CobraConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+
+
+def test_future_format_version_refused(tmp_path):
+    data = CobraConfig().to_dict()
+    data["format_version"] = CONFIG_FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match="format_version"):
+        CobraConfig.from_dict(data)
+    CobraConfig(format_version=CONFIG_FORMAT_VERSION).save_pretrained(tmp_path)
+    text = (tmp_path / "config.json").read_text().replace(
+        f'"format_version": {CONFIG_FORMAT_VERSION}', f'"format_version": {CONFIG_FORMAT_VERSION + 1}'
+    )
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match="format_version"):
+        CobraConfig.from_pretrained(tmp_path)

@@ -1,0 +1,231 @@
+"""CobraForSequentialRecommendation.forward: shapes, losses (hand-checked), causality, padding, catalog checks."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny import random_histories, tiny_catalog, tiny_model  # noqa: E402
+
+from cobra_hf import CobraTokenizer  # noqa: E402
+from cobra_hf.modeling_cobra import info_nce  # noqa: E402
+
+LEVELS = (4, 4, 3)
+
+
+@pytest.fixture(scope="module")
+def model_tok():
+    model, tok = tiny_model(40, LEVELS)
+    model.eval()
+    return model, tok
+
+
+def with_labels(batch):
+    return dict(batch, labels=batch["input_ids"].clone())
+
+
+def test_output_shapes(model_tok):
+    model, tok = model_tok
+    batch = tok([["i1", "i2", "i3", "i4"], ["i5", "i6"]])
+    out = model(**batch)
+    assert out.loss is None
+    assert len(out.sparse_logits) == 3
+    for logits, size in zip(out.sparse_logits, LEVELS):
+        assert logits.shape == (2, 3, size)
+    assert out.dense_predictions.shape == (2, 3, 32)
+    assert out.item_vectors.shape == (2, 4, 32)
+    assert out.last_hidden_state.shape == (2, 4 * 4, 32)
+    assert torch.isfinite(out.last_hidden_state).all()
+    # padding items get a zero vector
+    assert torch.equal(out.item_vectors[1, :2], torch.zeros(2, 32))
+
+
+def test_losses_finite_weighted_and_backward():
+    model, tok = tiny_model(40, LEVELS)
+    model.train()
+    batch = with_labels(tok(random_histories(40, 6, max_len=6, seed=3)))
+    out = model(**batch)
+    for value in (out.loss, out.sparse_loss, out.dense_loss, out.history_dense_loss):
+        assert value is not None and value.dim() == 0 and torch.isfinite(value)
+    expected = out.sparse_loss + out.dense_loss + 0.5 * out.history_dense_loss
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+    out.loss.backward()
+    for name in ("item_encoder.token_embed.weight", "item_encoder.blocks.0.attn.qkv.weight", "code_embed.weight",
+                 "sparse_head.0.weight", "sparse_head.2.weight", "dense_head.weight", "history_dense_head.weight",
+                 "decoder.blocks.1.mlp.up.weight", "dense_in.weight"):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_history_dense_loss_off_by_default_weight():
+    model, tok = tiny_model(40, LEVELS, history_dense_loss_weight=0.0)
+    out = model(**with_labels(tok([["i1", "i2", "i3"]])))
+    assert out.history_dense_loss is None
+    assert torch.allclose(out.loss, out.sparse_loss + out.dense_loss)
+
+
+def test_single_item_history_has_nothing_to_predict(model_tok):
+    model, tok = model_tok
+    with pytest.raises(ValueError, match="at least 2 items"):
+        model(**with_labels(tok([["i1"], ["i2"]])))
+
+
+def test_info_nce_hand_checked():
+    predicted = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, -1.0]])
+    items = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 1.0]])
+    targets = torch.tensor([0, 2])
+    temperature = 0.5
+
+    def cosine(a, b):
+        dot = sum(x * y for x, y in zip(a, b))
+        return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+    losses = []
+    for row, target in zip(predicted.tolist(), targets.tolist()):
+        logits = [cosine(row, item) / temperature for item in items.tolist()]
+        log_norm = math.log(sum(math.exp(x) for x in logits))
+        losses.append(-(logits[target] - log_norm))
+    expected = sum(losses) / len(losses)
+    got = info_nce(predicted, targets, items, temperature)
+    assert abs(got.item() - expected) < 1e-6
+    # the temperature matters: the same inputs at t=1 give another value
+    assert abs(info_nce(predicted, targets, items, 1.0).item() - expected) > 1e-3
+
+
+def test_losses_match_hand_computation_with_duplicate_targets(model_tok):
+    """Item i7 is the target twice; it must be ONE candidate of the InfoNCE softmax, not its own negative."""
+    model, tok = model_tok
+    histories = [["i1", "i7"], ["i2", "i7"], ["i3", "i4", "i5"]]
+    batch = tok(histories)
+    out = model(**with_labels(batch))
+    # distinct items of the batch and their vectors (from the model's own item_vectors output)
+    index, mask = batch["item_index"], batch["attention_mask"].view(3, -1, 3)[..., 0].bool()
+    distinct = sorted(set(index[mask].tolist()))
+    assert len(distinct) == 6
+    vectors = {int(i): out.item_vectors[b, h] for b, h in mask.nonzero().tolist() for i in [index[b, h]]}
+    temperature = model.config.contrastive_temperature
+    dense_terms, sparse_terms = [], []
+    for b in range(3):
+        for t in range(index.shape[1] - 1):
+            if not (mask[b, t] and mask[b, t + 1]):
+                continue
+            target = int(index[b, t + 1])
+            pred = out.dense_predictions[b, t]
+            logits = torch.stack([F.cosine_similarity(pred, vectors[i], dim=0) / temperature for i in distinct])
+            dense_terms.append(-(logits[distinct.index(target)] - torch.logsumexp(logits, 0)))
+            for level, logits_l in enumerate(out.sparse_logits):
+                code = int(model.item_codes[target, level])
+                sparse_terms.append(-torch.log_softmax(logits_l[b, t], -1)[code])
+    assert len(dense_terms) == 4
+    assert torch.allclose(out.dense_loss, torch.stack(dense_terms).mean(), atol=1e-5)
+    assert torch.allclose(out.sparse_loss, torch.stack(sparse_terms).mean(), atol=1e-5)
+    # had i7 been listed twice (once per occurrence), the value would differ: the check above can fail
+    dup_terms = []
+    for term_index, (b, t) in enumerate(((0, 1), (1, 1), (2, 0), (2, 1))):
+        target = int(index[b, t + 1])
+        pred = out.dense_predictions[b, t]
+        logits = torch.stack([F.cosine_similarity(pred, vectors[i], dim=0) / temperature for i in distinct + [7]])
+        dup_terms.append(-(logits[distinct.index(target)] - torch.logsumexp(logits, 0)))
+    assert not torch.allclose(out.dense_loss, torch.stack(dup_terms).mean(), atol=1e-4)
+
+
+def test_ignored_labels_are_not_predicted(model_tok):
+    model, tok = model_tok
+    batch = tok([["i1", "i2", "i3"]])
+    full = model(**with_labels(batch))
+    labels = batch["input_ids"].clone()
+    labels[0, 6:] = -100  # do not predict i3
+    part = model(**dict(batch, labels=labels))
+    only = model(**with_labels(tok([["i1", "i2"]])))
+    assert not torch.allclose(full.sparse_loss, part.sparse_loss)
+    assert torch.allclose(part.sparse_loss, only.sparse_loss, atol=1e-5)
+
+
+def test_causal_masking(model_tok):
+    model, tok = model_tok
+    levels = 3
+    a = tok([["i1", "i2", "i3", "i4", "i5"]])
+    b = tok([["i1", "i2", "i3", "i30", "i31"]])  # items 3 and 4 (0-based) changed
+    assert not torch.equal(model.item_codes[4], model.item_codes[30])
+    oa, ob = model(**a), model(**b)
+    changed = 3
+    keep = changed * (levels + 1)
+    assert torch.allclose(oa.last_hidden_state[:, :keep], ob.last_hidden_state[:, :keep], atol=1e-6)
+    assert not torch.allclose(oa.last_hidden_state[:, keep:], ob.last_hidden_state[:, keep:], atol=1e-4)
+    # level 0 of item t+1 is read at v_t: unchanged for t < changed
+    assert torch.allclose(oa.sparse_logits[0][:, :changed], ob.sparse_logits[0][:, :changed], atol=1e-6)
+    # deeper levels and the dense prediction of item t+1 read item t+1's own codes: unchanged for t + 1 < changed
+    for level in range(1, levels):
+        assert torch.allclose(oa.sparse_logits[level][:, : changed - 1], ob.sparse_logits[level][:, : changed - 1], atol=1e-6)
+    assert torch.allclose(oa.dense_predictions[:, : changed - 1], ob.dense_predictions[:, : changed - 1], atol=1e-6)
+    assert not torch.allclose(oa.dense_predictions[:, changed - 1 :], ob.dense_predictions[:, changed - 1 :], atol=1e-4)
+
+
+def test_left_padding_invariance(model_tok):
+    model, tok = model_tok
+    history = ["i4", "i8", "i15"]
+    alone = model(**tok([history]))
+    padded = model(**tok([["i1", "i2", "i3", "i5", "i6", "i7"], history, ["i9"]]))
+    n = len(history)
+    width = 3 + 1
+    assert torch.allclose(padded.last_hidden_state[1, -n * width :], alone.last_hidden_state[0], atol=1e-5)
+    for p, q in zip(padded.sparse_logits, alone.sparse_logits):
+        assert torch.allclose(p[1, -(n - 1) :], q[0], atol=1e-5)
+    assert torch.allclose(padded.dense_predictions[1, -(n - 1) :], alone.dense_predictions[0], atol=1e-5)
+    assert torch.allclose(padded.item_vectors[1, -n:], alone.item_vectors[0], atol=1e-5)
+
+
+def test_each_distinct_item_encoded_once(model_tok, monkeypatch):
+    model, tok = model_tok
+    rows = []
+    original = model.item_encoder.forward
+
+    def spy(token_ids, *args, **kwargs):
+        rows.append(token_ids.shape[0])
+        return original(token_ids, *args, **kwargs)
+
+    monkeypatch.setattr(model.item_encoder, "forward", spy)
+    histories = [["i1", "i2", "i1", "i3"], ["i2", "i3"], ["i3"], ["i5", "i5", "i5"]]
+    model(**with_labels(tok(histories)))
+    assert rows == [4]  # i1, i2, i3, i5 (not the padding index 0)
+
+
+def test_model_refuses_tokenizer_of_other_catalog(model_tok):
+    model, _ = model_tok
+    # same sizes, other codes
+    ids, codes, _, titles = tiny_catalog(40, LEVELS, seed=5)
+    other = CobraTokenizer.from_items(ids, codes, titles, list(LEVELS))
+    with pytest.raises(ValueError, match="different catalogs"):
+        model(**other([["i1", "i2", "i3", "i4", "i5", "i6"]]))
+    # more items than the model knows
+    ids, codes, _, titles = tiny_catalog(60, LEVELS, seed=0)
+    bigger = CobraTokenizer.from_items(ids, codes, titles, list(LEVELS))
+    with pytest.raises(ValueError, match="catalog"):
+        model(**bigger([["i55"]]))
+    # another number of levels
+    ids, codes, _, titles = tiny_catalog(40, (4, 4), seed=0)
+    two_levels = CobraTokenizer.from_items(ids, codes, titles, [4, 4])
+    with pytest.raises(ValueError, match="levels"):
+        model(**two_levels([["i1", "i2", "i3"]]))
+
+
+def test_set_catalog_validates(model_tok):
+    model, _ = model_tok
+    codes = model.item_codes.clone()
+    text = model.item_text_ids.clone()
+    with pytest.raises(ValueError, match="levels"):
+        model.set_catalog(codes[:, :2], text)
+    bad = codes.clone()
+    bad[0, 2] = 3
+    with pytest.raises(ValueError, match="level_sizes"):
+        model.set_catalog(bad, text)
+    with pytest.raises(ValueError, match="text_vocab_size"):
+        model.set_catalog(codes, text + 100)
+    with pytest.raises(ValueError, match="one row per item"):
+        model.set_catalog(codes, text[:5])
