@@ -110,8 +110,6 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.sparse_head = nn.ModuleList(nn.Linear(width, size) for size in config.level_sizes)
         self.dense_head = nn.Linear(width, width)
         self.history_dense_head = nn.Linear(width, width)
-        offsets = torch.tensor([2 + sum(config.level_sizes[:level]) for level in range(levels)], dtype=torch.long)
-        self.register_buffer("level_offsets", offsets, persistent=False)
         self.register_buffer("item_codes", torch.zeros(config.num_items, levels, dtype=torch.long))
         self.register_buffer("item_text_ids", torch.zeros(config.num_items, config.max_text_tokens, dtype=torch.long))
         if config.text_embedding_dim:
@@ -127,6 +125,14 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.post_init()
         # new weights or catalog buffers (load_state_dict) make the cached item vectors / ID index stale
         self.register_load_state_dict_post_hook(_invalidate_after_load)
+
+    @property
+    def level_offsets(self) -> torch.Tensor:
+        """Token id of code 0 of each level, Long[L]. Derived from the config on every use: a non-persistent buffer
+        is left uninitialised by from_pretrained (meta-device loading) and gave garbage offsets after a reload."""
+        sizes = self.config.level_sizes
+        offsets = [2 + sum(sizes[:level]) for level in range(len(sizes))]
+        return torch.tensor(offsets, dtype=torch.long, device=self.item_codes.device)
 
     @classmethod
     def can_generate(cls) -> bool:
