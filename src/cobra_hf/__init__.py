@@ -27,6 +27,21 @@ def _register_auto_classes() -> None:
 
 _register_auto_classes()
 
+
+def _register_pipeline() -> None:
+    """`transformers.pipeline("cobra-recommendation", model=model, tokenizer=tokenizer)` with in-memory objects;
+    checkpoints on disk or the Hub name the pipeline in config.json (`custom_pipelines`, trust_remote_code)."""
+    from transformers import AutoModel
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from .pipeline_cobra import TASK, CobraRecommendationPipeline
+
+    if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is not CobraRecommendationPipeline:
+        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=CobraRecommendationPipeline, pt_model=AutoModel, type="text")
+
+
+_register_pipeline()
+
 __all__ = [
     "CobraConfig",
     "CobraForSequentialRecommendation",

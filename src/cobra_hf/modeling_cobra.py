@@ -26,6 +26,12 @@ from .cobra_generation import SemanticIdIndex, beam_fusion, mask_items, nearest_
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
 from .configuration_cobra import GENERATION_MODES, CobraConfig
 
+# The "cobra-recommendation" pipeline (pipeline_cobra.py) travels with every checkpoint: config.json's
+# custom_pipelines tells `transformers.pipeline` where it is, and save_pretrained copies the file because this module
+# imports it (see `recommendation_pipeline`).
+CUSTOM_PIPELINES = {
+    "cobra-recommendation": {"impl": "pipeline_cobra.CobraRecommendationPipeline", "pt": ["AutoModel"], "type": "text"}
+}
 DEFAULT_GENERATION = dict(
     num_beams=20,
     num_candidates=10,
@@ -122,9 +128,18 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._item_vector_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._faiss_index = None
         self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
+        if not getattr(config, "custom_pipelines", None):
+            config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
         self.post_init()
         # new weights or catalog buffers (load_state_dict) make the cached item vectors / ID index stale
         self.register_load_state_dict_post_hook(_invalidate_after_load)
+
+    @staticmethod
+    def recommendation_pipeline():
+        """The `cobra-recommendation` pipeline class (this import also makes save_pretrained copy pipeline_cobra.py)."""
+        from .pipeline_cobra import CobraRecommendationPipeline
+
+        return CobraRecommendationPipeline
 
     @property
     def level_offsets(self) -> torch.Tensor:
