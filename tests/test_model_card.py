@@ -170,7 +170,7 @@ def test_cli_push_of_a_real_saved_model(hub_patched, tmp_path, monkeypatch, caps
 
     repo_id = hub_patched.repo_id("tiny-push")
     argv = ["push", str(folder), "--repo-id", repo_id]
-    assert main(argv) == 1
+    assert main(argv + ["--no-card"]) == 1
     err = capsys.readouterr().err
     assert "README.md" in err and "Traceback" not in err  # one clear sentence
 

@@ -17,6 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--private", action="store_true", help="create the repo as private (if it is new)")
     parser.add_argument("--commit-message", default=None, help="message of the commit")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument(
+        "--no-card", action="store_true",
+        help="do not write the cobra-hf model card into a folder that has no README.md (then a missing README.md is an error)",
+    )
     return parser
 
 
@@ -27,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Pushing {args.model_dir} to {args.repo_id} ...", file=sys.stderr)
     try:
         url = push_checkpoint(
-            args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message, token=args.token
+            args.model_dir, args.repo_id, private=args.private, commit_message=args.commit_message, token=args.token,
+            write_card=not args.no_card,
         )
     except Exception as err:  # Hub/HTTP errors get one sentence; anything else is a bug: traceback
         if not type(err).__module__.startswith(("huggingface_hub", "httpx")):

@@ -98,17 +98,25 @@ def push_checkpoint(
     private: bool = False,
     commit_message: str | None = None,
     token: str | None = None,
+    write_card: bool = True,
 ) -> str:
     """Create `repo_id` on the Hub (if needed) and upload the checkpoint folder `model_dir`.
 
     The folder is checked first (config.json with auto_map, model.safetensors, item_catalog.json,
     tokenizer_config.json, the code files auto_map names and the ones they import, README.md);
     Trainer leftovers (`checkpoint-*`, `runs/`, optimizer/scheduler/RNG states) are not uploaded.
+    A folder without README.md gets the cobra-hf model card first, written into the folder from its config.json
+    (and training_summary.json, if `cobra-hf train` left one), unless `write_card=False`: then it is an error.
     Files that did not change are skipped, so pushing the same folder twice makes no new commit.
     Returns the URL of the commit (ends with the commit sha).
     """
     from huggingface_hub import HfApi
 
+    folder = Path(model_dir)
+    if write_card and folder.is_dir() and (folder / "config.json").is_file() and not (folder / "README.md").is_file():
+        from .checkpoint import write_card_from_config
+
+        write_card_from_config(folder, repo_id=repo_id)
     validate_checkpoint(model_dir)
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)

@@ -55,3 +55,29 @@ class CobraTrainer(Trainer):
             metrics.update(extra)
             self.log(extra)
         return metrics
+
+    def create_model_card(self, model_name=None, dataset=None, license=None, **kwargs) -> None:
+        """`push_to_hub` writes the cobra-hf model card (config, training run, latest Recall/NDCG) instead of the
+        generic Trainer card; a README.md that the user wrote in output_dir is kept."""
+        if not self.is_world_process_zero():
+            return
+        from ..hub.model_card import write_model_card
+
+        model = self.accelerator.unwrap_model(self.model)
+        state = self.state
+        training_info = {"steps": state.global_step, "epochs": round(float(state.epoch or 0), 2),
+                         "batch_size": self.args.per_device_train_batch_size, "learning_rate": self.args.learning_rate,
+                         "seed": self.args.seed}
+        if self.train_dataset is not None and hasattr(self.train_dataset, "__len__"):
+            training_info["num_train_sequences"] = len(self.train_dataset)
+        losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        if losses:
+            training_info["final_loss"] = losses[-1]
+        evals = [entry for entry in state.log_history if any("@" in key for key in entry)]
+        eval_results = {key: value for key, value in evals[-1].items() if "@" in key} if evals else None
+        if eval_results:
+            eval_results["split"] = "validation"
+        dataset_name = dataset if isinstance(dataset, str) else (dataset[0] if dataset else None)
+        write_model_card(self.args.output_dir, config_dict=model.config.to_dict(), training_info=training_info,
+                         eval_results=eval_results, dataset_name=dataset_name, repo_id=self.hub_model_id,
+                         **({"license": license} if license else {}))
