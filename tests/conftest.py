@@ -123,3 +123,57 @@ def hub_patched(hub_server, monkeypatch, tmp_path):
     """`hub_server`, with huggingface_hub/transformers in this process pointed at it (fresh cache in tmp_path)."""
     hub_server.patch(monkeypatch, hf_home=tmp_path / "hf_home")
     return hub_server
+
+
+# ----------------------------------------------------------------------------------------------
+# data_ / catalog_: tiny encoders and dataset folders for the data and semantic-ID tests
+# ----------------------------------------------------------------------------------------------
+DATA_TINY_WORDS = ["red", "blue", "green", "pen", "ink", "paper", "lamp", "desk", "chair", "soap", "gel",
+                   "brush", "cup", "box", "acme", "office", "home", "bath"]
+
+
+@pytest.fixture(scope="session")
+def data_tiny_encoder(tmp_path_factory):
+    """Folder of a random 2-layer, 16-wide BERT sentence encoder with a small WordPiece vocabulary
+    (`DATA_TINY_WORDS`); loads with AutoModel/AutoTokenizer like any local encoder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("data_tiny_encoder")
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *DATA_TINY_WORDS, ":", ";", ">"]) + "\n")
+    BertTokenizer(str(vocab)).save_pretrained(str(folder))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=len(DATA_TINY_WORDS) + 8, hidden_size=16, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=32, max_position_embeddings=128)
+        BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def data_make_folder(root, num_items: int = 60, num_users: int = 40, seed: int = 0):
+    """Write a small dataset folder (sequences.txt + items.jsonl) with items made of DATA_TINY_WORDS."""
+    import json
+    import random
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "items.jsonl", "w", encoding="utf-8") as handle:
+        for i in range(num_items):
+            words = rng.sample(DATA_TINY_WORDS, 3)
+            row = {"item_id": f"I{i:03d}", "title": " ".join(words), "brand": rng.choice(["acme", None]),
+                   "categories": ["home", rng.choice(["office", "bath"])], "description": None, "attributes": []}
+            handle.write(json.dumps(row) + "\n")
+    with open(root / "sequences.txt", "w", encoding="utf-8") as handle:
+        for u in range(num_users):
+            items = [f"I{rng.randrange(num_items):03d}" for _ in range(rng.randint(3, 9))]
+            handle.write(f"U{u:03d} " + " ".join(items) + "\n")
+    return root
+
+
+@pytest.fixture
+def data_tiny_folder(tmp_path):
+    """A fresh tiny dataset folder (60 items, 40 users) under tmp_path."""
+    return data_make_folder(tmp_path / "tiny_data")

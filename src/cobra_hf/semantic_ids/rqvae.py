@@ -40,7 +40,7 @@ class RQVAEConfig:
     num_levels: int = 3
     codebook_size: int = 32
     commitment_beta: float = 0.25
-    epochs: int = 100
+    epochs: int = 30
     batch_size: int = 512
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -98,12 +98,20 @@ def _sq_dist(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
     """Lloyd's k-means on x [N, D] -> centroids [k, D]. Empty clusters are re-seeded from random points.
 
-    Starts from k distinct random points (repeats allowed only when N < k, with tiny noise so that
-    the codes differ).
+    Seeded by k-means++ (when N < k: random points with tiny noise so that the codes differ).
     """
     n = x.shape[0]
     if n >= k:
-        centroids = x[torch.randperm(n, generator=generator)[:k]].clone()
+        # k-means++ seeding: plain random seeds often put two codes in one cluster and none in another
+        centroids = x.new_empty(k, x.shape[1])
+        centroids[0] = x[torch.randint(n, (1,), generator=generator)]
+        closest = (x - centroids[0]).pow(2).sum(-1)
+        for j in range(1, k):
+            weights = closest.clamp_min(0)
+            if float(weights.sum()) <= 0:  # fewer distinct points than codes
+                weights = torch.ones_like(weights)
+            centroids[j] = x[torch.multinomial(weights, 1, generator=generator)]
+            closest = torch.minimum(closest, (x - centroids[j]).pow(2).sum(-1))
     else:
         pick = torch.randint(n, (k,), generator=generator)
         centroids = x[pick] + 1e-3 * torch.randn(k, x.shape[1], generator=generator)
