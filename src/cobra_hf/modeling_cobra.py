@@ -95,6 +95,20 @@ class CobraPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _no_split_modules = ["Block"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' from_pretrained, with damaged weight files reported as one sentence naming the file."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as err:
+            text = str(err)
+            if "deserializing" in text or "safetensors" in type(err).__module__ or "SafetensorError" in type(err).__name__:
+                raise ValueError(
+                    f"The weights file of {pretrained_model_name_or_path} (model.safetensors) is corrupted or truncated "
+                    f"({text.splitlines()[0] if text else type(err).__name__}); re-save or re-download the checkpoint."
+                ) from err
+            raise
+
 
 class CobraForSequentialRecommendation(CobraPreTrainedModel):
     """COBRA with its item catalog: `item_codes` Long[I, L], `item_text_ids` Long[I, T] and (optionally)
@@ -241,6 +255,11 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             raise ValueError("input_ids must be Long[B, H*L] and item_index Long[B, H] (use CobraTokenizer).")
         batch, length = item_index.shape
         levels = self.config.num_levels
+        if length > self.config.max_history + 1:
+            raise ValueError(
+                f"Histories of {length} items are longer than this model reads (max_history={self.config.max_history}, "
+                "+1 target when training): encode them with the checkpoint's tokenizer, which keeps the newest items."
+            )
         if input_ids.shape[1] != length * levels:
             raise ValueError(
                 f"input_ids has {input_ids.shape[1]} tokens per row for {length} items; this model expects "
