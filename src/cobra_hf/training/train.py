@@ -79,8 +79,9 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
         )
 
 
-def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> dict:
-    """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict."""
+def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, callbacks=None) -> dict:
+    """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict.
+    callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
     _check_output_dir(cobra_args, training_args)
     set_seed(training_args.seed)
     if cobra_args.init_from:
@@ -121,6 +122,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         processing_class=tokenizer,
         recommendation_split=validation if recommendation_users != 0 else None,
         recommendation_users=recommendation_users,
+        callbacks=callbacks,
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
