@@ -46,6 +46,14 @@ class CobraTokenizer(PreTrainedTokenizer):
     truncation_side = "left"
 
     def __init__(self, catalog_file: str, max_history: int = 20, unknown_items: str = "error", **kwargs):
+        if catalog_file is None or not os.path.isfile(catalog_file):
+            # from_pretrained passes None when the folder lacks the file; a ValueError, because transformers
+            # replaces any OSError raised here by a generic "Unable to load vocabulary" message
+            raise ValueError(
+                f"The tokenizer needs its catalog file {VOCAB_FILES_NAMES['catalog_file']}"
+                + (f" ({catalog_file} does not exist)" if catalog_file else "")
+                + ": copy it from the checkpoint or catalog folder the model was saved with."
+            )
         with open(catalog_file, encoding="utf-8") as handle:
             try:
                 catalog = json.load(handle)
