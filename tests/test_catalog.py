@@ -142,7 +142,6 @@ def test_prepare_scientific_end_to_end(tmp_path, capsys):
     from cobra_hf.cli.main import main
     from cobra_hf.tokenization_cobra import CobraTokenizer
 
-    torch.set_num_threads(2)
     out = tmp_path / "catalog"
     code = main(["prepare", str(SHARED_DATA / "scientific"), "--output", str(out), "--embed-max-length", "16",
                  "--epochs", "5", "--quiet", "--cache-dir", str(tmp_path / "cache")])
@@ -152,7 +151,7 @@ def test_prepare_scientific_end_to_end(tmp_path, capsys):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["num_items"] == 4344
     assert min(stats["usage"]) >= 0.9  # no codebook collapse
-    assert stats["distinct_ids"] > 1500
+    assert stats["distinct_ids"] > 1000  # IDs are coarse on purpose, but not a handful of buckets
     tok = CobraTokenizer.from_pretrained(str(out))
     arrays = load_catalog_arrays(out)
     codes = RQVAE.from_pretrained(out / "quantizer").encode(arrays["text_embeddings"])
