@@ -79,10 +79,43 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
         )
 
 
+# the Trainer writes a checkpoint in place (model first, trainer_state.json last): a run killed while saving leaves a
+# folder without these files, which must not be resumed from
+CHECKPOINT_COMPLETE_FILES = ("model.safetensors", "trainer_state.json")
+
+
+def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | None:
+    """--resume_from_checkpoint: a checkpoint folder (refused with a ValueError when half-written), or "last" / "True"
+    for the newest complete checkpoint-N in output_dir (incomplete ones, from a run killed while saving, are skipped)."""
+    if value is None or str(value).lower() in ("false", "none", ""):
+        return None
+    if str(value).lower() in ("last", "true"):
+        folders = sorted(
+            (path for path in Path(output_dir).glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()),
+            key=lambda path: int(path.name[11:]), reverse=True,
+        )
+        for folder in folders:
+            if all((folder / name).is_file() for name in CHECKPOINT_COMPLETE_FILES):
+                return str(folder)
+            logger.warning("Skipping %s: it is incomplete (the run stopped while saving it).", folder)
+        raise ValueError(f"No complete checkpoint-N folder in {output_dir} to resume from.")
+    folder = Path(value)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Checkpoint folder {folder} (--resume_from_checkpoint) does not exist.")
+    missing = [name for name in CHECKPOINT_COMPLETE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"Checkpoint {folder} is incomplete (no {', '.join(missing)}): the run stopped while saving it. "
+            "Resume from an earlier checkpoint, or pass --resume_from_checkpoint last."
+        )
+    return str(folder)
+
+
 def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, callbacks=None) -> dict:
     """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict.
     callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
     _check_output_dir(cobra_args, training_args)
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     set_seed(training_args.seed)
     if cobra_args.init_from:
         from ..modeling_cobra import CobraForSequentialRecommendation
@@ -125,7 +158,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         callbacks=callbacks,
     )
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)
     summary = {
