@@ -45,23 +45,45 @@ def compact_text_tokens(texts: Sequence[str], tokenizer, max_text_tokens: int) -
             longest text + 1) ([CLS] included, the encoder's own [CLS]/[SEP] are not used).
         source_token_ids: Long[V] compact id -> id in the source tokenizer (pad/cls/unk for 0/1/2).
     """
-    if max_text_tokens < 2:
-        raise ValueError(f"max_text_tokens must be >= 2 ([CLS] + one word piece), got {max_text_tokens}")
-    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_text_tokens - 1)["input_ids"]
+    encoded = _source_tokens(texts, tokenizer, max_text_tokens)
     unk = tokenizer.unk_token_id
     specials = {tokenizer.pad_token_id, tokenizer.cls_token_id, unk}
     used = sorted({t for row in encoded for t in row} - specials)
-    to_compact = {source: NUM_TEXT_SPECIAL + i for i, source in enumerate(used)}
-    to_compact[unk] = UNK_ID
+    source = [tokenizer.pad_token_id, tokenizer.cls_token_id, unk] + used
+    source_token_ids = torch.tensor([0 if s is None else int(s) for s in source], dtype=torch.long)
+    return _to_compact(encoded, tokenizer, source_token_ids), source_token_ids
+
+
+def _source_tokens(texts: Sequence[str], tokenizer, max_text_tokens: int) -> list[list[int]]:
+    """Word-piece ids in the source tokenizer, at most max_text_tokens - 1 per text (room for [CLS])."""
+    if max_text_tokens < 2:
+        raise ValueError(f"max_text_tokens must be >= 2 ([CLS] + one word piece), got {max_text_tokens}")
+    return tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_text_tokens - 1)["input_ids"]
+
+
+def _to_compact(encoded: list[list[int]], tokenizer, source_token_ids: torch.Tensor) -> torch.Tensor:
+    """Source word-piece ids -> Long[N, 1 + longest] `[CLS] w_1 ..` in the compact vocabulary given by
+    source_token_ids (compact id -> source id); pieces outside it, and the source's pad/cls/unk, become [UNK]."""
+    to_compact = {int(s): i for i, s in enumerate(source_token_ids.tolist()) if i >= NUM_TEXT_SPECIAL}
+    for special in (tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.unk_token_id):
+        to_compact.pop(special, None)
     width = 1 + max((len(row) for row in encoded), default=0)
     token_ids = torch.zeros(len(encoded), width, dtype=torch.long)
     token_ids[:, 0] = CLS_ID
     for i, row in enumerate(encoded):
         if row:
             token_ids[i, 1 : 1 + len(row)] = torch.tensor([to_compact.get(t, UNK_ID) for t in row])
-    source = [tokenizer.pad_token_id, tokenizer.cls_token_id, unk] + used
-    source = [0 if s is None else int(s) for s in source]
-    return token_ids, torch.tensor(source, dtype=torch.long)
+    return token_ids
+
+
+def tokenize_with_vocab(texts: Sequence[str], tokenizer, source_token_ids: torch.Tensor, max_text_tokens: int) -> torch.Tensor:
+    """Tokenize texts into an existing compact vocabulary (`source_token_ids` of a catalog), as
+    `compact_text_tokens` did for the catalog's own items: word pieces the catalog never used -> [UNK] (2).
+
+    Returns token_ids Long[N, T], `[CLS] w_1 .. w_{T-1}` right-padded with 0, T = min(max_text_tokens,
+    longest text + 1).
+    """
+    return _to_compact(_source_tokens(texts, tokenizer, max_text_tokens), tokenizer, torch.as_tensor(source_token_ids))
 
 
 def load_catalog_arrays(catalog_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
