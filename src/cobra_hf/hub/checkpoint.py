@@ -26,17 +26,24 @@ def save_checkpoint(
     eval_results: dict | None = None,
     dataset_name: str | None = None,
     repo_id: str | None = None,
+    catalog_dir: str | os.PathLike | None = None,
     **card_kwargs,
 ) -> Path:
     """`model.save_pretrained` + `tokenizer.save_pretrained` + a model card, into `save_directory`.
 
     The card (README.md, see `render_model_card`) is written unless the folder already holds a README.md that a
-    person wrote (cards made by cobra-hf or by transformers are replaced). Returns the folder.
+    person wrote (cards made by cobra-hf or by transformers are replaced). `catalog_dir` (the catalog folder the
+    model was trained on, or a checkpoint that has them) adds the `catalog/` assets that adding items later needs
+    (quantizer, text vocabulary, encoder name; see `cobra_hf.semantic_ids.assets`). Returns the folder.
     """
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    if catalog_dir is not None:
+        from ..semantic_ids.assets import copy_catalog_assets
+
+        copy_catalog_assets(catalog_dir, folder)
     write_model_card(
         folder,
         config_dict=model.config.to_dict(),

@@ -161,6 +161,10 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():  # quantizer + text vocabulary, for adding items later (cold start)
+        from ..semantic_ids.assets import copy_catalog_assets
+
+        copy_catalog_assets(cobra_args.catalog, training_args.output_dir)
     summary = {
         "train_sequences": len(train_split),
         "global_step": result.global_step,

@@ -1,0 +1,111 @@
+"""`cobra-hf add-items MODEL_DIR ITEMS.jsonl --output NEW_DIR` (or `--in-place`): new items without retraining."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cobra-hf add-items",
+        description=(
+            "Give new items semantic IDs (with the checkpoint's quantizer) and text tokens, and add them to a trained "
+            "checkpoint's catalog so that it can recommend them at once. Writes a new checkpoint folder (--output), "
+            "or replaces MODEL_DIR (--in-place) only once the new one is complete."
+        ),
+        epilog="example: cobra-hf add-items runs/beauty/model new_items.jsonl --output runs/beauty/model-plus",
+    )
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="checkpoint folder (with its catalog/ assets)")
+    parser.add_argument("items", metavar="ITEMS.jsonl", help="one JSON object per line: item_id, title (+ brand, ...)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", "-o", metavar="NEW_DIR", help="folder for the updated checkpoint (must be empty or new)")
+    target.add_argument("--in-place", action="store_true", help="update MODEL_DIR (written beside it, then swapped in)")
+    parser.add_argument("--catalog", default=None, metavar="CATALOG_DIR",
+                        help="catalog folder the model was trained on, for checkpoints without catalog/ assets")
+    parser.add_argument("--encoder", default=None, metavar="PATH", help="sentence encoder folder, if the recorded one is not here")
+    parser.add_argument("--dedup-overflow", choices=("share", "error"), default="share",
+                        help="a TIGER collision code beyond the trained ones: share the last code (default) or fail")
+    return parser
+
+
+def _copy_extras(source: Path, target: Path) -> None:
+    """Files of the checkpoint that save_pretrained does not write again (training summary, card, ...)."""
+    for path in source.iterdir():
+        if path.name.startswith(".") or (target / path.name).exists():
+            continue
+        if path.is_dir():
+            if path.name.startswith("checkpoint-"):
+                continue  # Trainer checkpoints belong to the old catalog
+            shutil.copytree(path, target / path.name)
+        else:
+            shutil.copy2(path, target / path.name)
+
+
+def _swap_into_place(tmp: Path, output: Path) -> None:
+    """Replace `output` by the finished `tmp` with two renames: at every moment one complete checkpoint is there."""
+    old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(output, old)
+    try:
+        os.replace(tmp, output)
+    except OSError:
+        os.replace(old, output)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from ..cold_start import add_items, load_items_jsonl
+    from ..hub.checkpoint import save_checkpoint, training_info_from_summary
+    from ..inference import check_compatible, load_checkpoint
+    from ..semantic_ids.assets import load_catalog_assets
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"Checkpoint folder {model_dir} does not exist.")
+    if args.in_place:
+        output = model_dir
+    else:
+        output = Path(args.output)
+        if output.exists() and not output.is_dir():
+            raise FileExistsError(f"--output {output} exists and is not a folder.")
+        if output.is_dir() and any(output.iterdir()):
+            raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
+        if output.resolve() == model_dir.resolve():
+            raise ValueError("--output is MODEL_DIR itself; use --in-place to update it.")
+    items = load_items_jsonl(args.items)
+    assets_source = Path(args.catalog) if args.catalog else model_dir
+    assets = load_catalog_assets(assets_source)
+    model, tokenizer = load_checkpoint(str(model_dir))
+    indices = add_items(model, tokenizer, items, assets, encoder=args.encoder, on_dedup_overflow=args.dedup_overflow)
+    check_compatible(model, tokenizer)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        training_info, dataset = training_info_from_summary(model_dir)
+        save_checkpoint(model, tokenizer, tmp, training_info=training_info or None, dataset_name=dataset,
+                        catalog_dir=assets_source)
+        _copy_extras(model_dir, tmp)
+        if args.in_place:
+            _swap_into_place(tmp, output)
+        else:
+            if output.is_dir() and any(output.iterdir()):  # someone wrote there while we worked
+                raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
+            if output.is_dir():
+                output.rmdir()
+            os.replace(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    added = [tokenizer.item_ids[index] for index in indices]
+    print(f"Added {len(added)} items to {output} (catalog now {tokenizer.num_items} items, hash {tokenizer.catalog_hash}):")
+    for index, item in zip(indices, added):
+        print(f"  {item}  index {index}  semantic ID {list(tokenizer.semantic_id(item))}")
+    return 0

@@ -1,0 +1,178 @@
+"""New items without retraining: give them semantic IDs with the saved quantizer, text tokens in the saved compact
+vocabulary, and append them to a trained model's catalog and its tokenizer.
+
+    from cobra_hf.cold_start import add_items
+    new = add_items(model, tokenizer, [{"item_id": "B0NEW", "title": "rose lip balm"}], "runs/beauty/model")
+
+A new item's dense vector comes from the (trained) item-text encoder reading its text, so it can be recommended at
+once: in "cobra" mode through its ID and its vector, in "sparse" mode only through its ID (items sharing an ID are
+ranked in catalog order there). With `use_item_embeddings` its learned per-item row starts at zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .data.item_text import item_text
+from .semantic_ids.assets import CatalogAssets, load_catalog_assets
+from .semantic_ids.catalog import tokenize_with_vocab
+from .semantic_ids.embeddings import embed_texts, load_encoder_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def _check_items(items: Sequence[Mapping], tokenizer) -> list[str]:
+    if isinstance(items, Mapping) or not len(items):
+        raise ValueError("items must be a non-empty list of dicts with at least 'item_id' and 'title'.")
+    item_ids = []
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"Item {position} is a {type(item).__name__}, not a dict with 'item_id' and 'title'.")
+        item_id = item.get("item_id")
+        if item_id is None or not str(item_id).strip():
+            raise ValueError(f"Item {position} has no 'item_id'.")
+        title = item.get("title")
+        if title is None or not str(title).strip():
+            raise ValueError(f"Item {item_id!r} (position {position}) has no 'title'.")
+        item_ids.append(str(item_id).strip())
+    known = [item for item in item_ids if item in tokenizer.item_to_index]
+    if known:
+        raise ValueError(
+            f"Items already in the catalog: {known[:10]}" + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+            + f" ({len(known)} in all); nothing was added."
+        )
+    repeated = sorted({item for item in item_ids if item_ids.count(item) > 1})
+    if repeated:
+        raise ValueError(f"The new items list these ids more than once: {repeated[:10]}; nothing was added.")
+    return item_ids
+
+
+def dedup_new_codes(existing: np.ndarray, prefixes: torch.Tensor, level_size: int, on_overflow: str = "share") -> torch.Tensor:
+    """TIGER's collision code for new items: the next free code after the existing items with the same first L
+    codes (existing Long[I, L + 1], prefixes Long[n, L]) -> Long[n, L + 1]. A code beyond the level's `level_size`
+    codes has no token in the trained model: on_overflow="share" gives the item the last code (it then shares an ID,
+    which COBRA's dense vector tells apart), "error" raises a ValueError."""
+    taken: dict[tuple, int] = {}
+    for row in existing.tolist():
+        key = tuple(row[:-1])
+        taken[key] = max(taken.get(key, -1), row[-1])
+    out, overflow = [], 0
+    for row in prefixes.tolist():
+        key = tuple(row)
+        code = taken.get(key, -1) + 1
+        taken[key] = code
+        if code >= level_size:
+            if on_overflow == "error":
+                raise ValueError(
+                    f"A new item with codes {list(key)} needs collision code {code}, but the trained model has only "
+                    f"{level_size}; pass on_dedup_overflow='share' to let it share an ID."
+                )
+            overflow += 1
+            code = level_size - 1
+        out.append(row + [code])
+    if overflow:
+        logger.warning("%d new item(s) share their semantic ID with another item (the collision level is full).", overflow)
+    return torch.tensor(out, dtype=torch.long).reshape(len(out), prefixes.shape[1] + 1)
+
+
+def add_items(
+    model,
+    tokenizer,
+    items: Sequence[Mapping],
+    assets: CatalogAssets | str | os.PathLike,
+    encoder: str | os.PathLike | None = None,
+    on_dedup_overflow: str = "share",
+    embed_batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[int]:
+    """Appends new items to a trained model's catalog and to its tokenizer; returns their catalog indices.
+
+    items: dicts like items.jsonl rows (`item_id` and `title` required; brand, categories, attributes, description
+    used when present). assets: a `CatalogAssets`, or the checkpoint folder (its `catalog/`) or catalog folder to
+    read them from. encoder: the sentence encoder's folder when the recorded one is not on this machine.
+
+    Steps: text (`data.item_text`) -> sentence embedding (`embed_texts`, the catalog's encoder and max length) ->
+    semantic ID (`quantizer.encode`; with a dedup level, the next free collision code) -> text tokens in the
+    checkpoint's compact vocabulary (unknown word pieces -> [UNK]) -> `model.set_catalog` with the rows appended and
+    `tokenizer.add_items`; both end with the same catalog hash. Nothing changes when any step fails.
+    """
+    if on_dedup_overflow not in ("share", "error"):
+        raise ValueError(f"on_dedup_overflow must be 'share' or 'error', got {on_dedup_overflow!r}.")
+    item_ids = _check_items(items, tokenizer)
+    if not isinstance(assets, CatalogAssets):
+        assets = load_catalog_assets(assets)
+    encoder_path = str(encoder) if encoder is not None else assets.encoder_path()
+    texts = [item_text(dict(item), max_description_chars=assets.max_description_chars) for item in items]
+    embeddings = embed_texts(texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
+                             show_progress=False, max_length=assets.embed_max_length)  # [n, E]
+    if embeddings.shape[1] != assets.quantizer.config.input_dim:
+        raise ValueError(
+            f"The encoder {encoder_path} gives {embeddings.shape[1]}-d embeddings; the quantizer reads "
+            f"{assets.quantizer.config.input_dim}-d: use the encoder the catalog was made with."
+        )
+    quantizer = assets.quantizer
+    if quantizer.config.dedup_level:
+        prefixes = quantizer.encode(embeddings)[:, :-1]  # the per-batch rank is recomputed against the catalog
+        codes = dedup_new_codes(tokenizer.item_codes, prefixes, tokenizer.level_sizes[-1], on_dedup_overflow)
+    else:
+        codes = quantizer.encode(embeddings)  # [n, L]
+    if codes.shape[1] != tokenizer.num_levels or codes.shape[1] != model.config.num_levels:
+        raise ValueError(
+            f"The quantizer makes {codes.shape[1]}-level IDs; the model and tokenizer use {model.config.num_levels}: "
+            "these assets belong to another catalog."
+        )
+    text_ids = tokenize_with_vocab(texts, load_encoder_tokenizer(encoder_path), assets.source_token_ids,
+                                   assets.max_text_tokens)  # [n, T]
+    if int(assets.source_token_ids.shape[0]) != model.config.text_vocab_size:
+        raise ValueError(
+            f"The text vocabulary has {assets.source_token_ids.shape[0]} entries; the model's has "
+            f"{model.config.text_vocab_size}: these assets belong to another catalog."
+        )
+
+    # append to the model's buffers (on their device); widths follow the model's config
+    device = model.item_codes.device
+    width = model.config.max_text_tokens
+    text_ids = torch.nn.functional.pad(text_ids[:, :width], (0, max(0, width - text_ids.shape[1])))
+    all_codes = torch.cat([model.item_codes.cpu(), codes])
+    all_text = torch.cat([model.item_text_ids.cpu(), text_ids])
+    all_embeddings = None
+    if model.item_text_embeddings is not None:
+        all_embeddings = torch.cat([model.item_text_embeddings.cpu(), embeddings.to(model.item_text_embeddings.dtype)])
+
+    previous = {"item_ids": list(tokenizer.item_ids), "codes": tokenizer.item_codes.copy(),
+                "titles": list(tokenizer.titles), "level_sizes": list(tokenizer.level_sizes)}
+    titles = [str(item.get("title") or "") for item in items]
+    new_indices = tokenizer.add_items(item_ids, codes.numpy(), titles)
+    try:
+        model.set_catalog(all_codes.to(device), all_text.to(device),
+                          None if all_embeddings is None else all_embeddings.to(device), tokenizer.catalog_hash)
+    except BaseException:
+        tokenizer._load_catalog({**previous, "codes": previous["codes"].tolist()}, "<restored>")
+        raise
+    return new_indices
+
+
+def load_items_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Rows of a JSON-lines file of items; a bad line gives a ValueError naming the file and line."""
+    import json
+
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {number} is not valid JSON ({err.msg}).") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {number} is not a JSON object.")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no items.")
+    return rows
