@@ -13,6 +13,7 @@ and read by `load_catalog_assets(folder)`, which accepts a checkpoint folder or 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -25,6 +26,7 @@ from .catalog import ITEM_TEXT_FILE, QUANTIZER_DIR
 from .embeddings import DEFAULT_ENCODER_NAME, default_encoder_path
 from .rqvae import RQVAE
 
+logger = logging.getLogger(__name__)
 ASSETS_DIR = "catalog"
 VOCAB_FILE = "item_text_vocab.json"
 PREPARE_ARGS_FILE = "prepare_args.json"
@@ -77,10 +79,13 @@ def _vocab_payload(catalog: Path) -> dict:
     }
 
 
-def copy_catalog_assets(source_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike) -> Path:
+def copy_catalog_assets(
+    source_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, missing_ok: bool = False
+) -> Path | None:
     """Writes `checkpoint_dir/catalog/` from a catalog folder (`cobra-hf prepare` output) or from another
     checkpoint that has one. The subfolder is built under a temporary name and renamed, so it is complete or
-    absent. Returns its path."""
+    absent. Returns its path. A source without the assets raises FileNotFoundError, or with missing_ok=True logs a
+    warning and returns None (the checkpoint then cannot take new items)."""
     source, target = Path(source_dir), Path(checkpoint_dir) / ASSETS_DIR
     if (source / ASSETS_DIR / VOCAB_FILE).is_file():  # a checkpoint: copy its assets folder
         if (source / ASSETS_DIR).resolve() == target.resolve():
@@ -88,6 +93,9 @@ def copy_catalog_assets(source_dir: str | os.PathLike, checkpoint_dir: str | os.
         build = lambda tmp: shutil.copytree(source / ASSETS_DIR, tmp)  # noqa: E731
     else:
         missing = [name for name in (QUANTIZER_DIR, ITEM_TEXT_FILE) if not (source / name).exists()]
+        if missing and missing_ok:
+            logger.warning("%s lacks %s: the checkpoint will not be able to add new items.", source, missing)
+            return None
         if missing:
             raise FileNotFoundError(
                 f"{source} lacks {missing}: it is neither a catalog folder made by `cobra-hf prepare` nor a checkpoint "

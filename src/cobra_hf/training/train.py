@@ -164,7 +164,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     if trainer.is_world_process_zero():  # quantizer + text vocabulary, for adding items later (cold start)
         from ..semantic_ids.assets import copy_catalog_assets
 
-        copy_catalog_assets(cobra_args.catalog, training_args.output_dir)
+        copy_catalog_assets(cobra_args.catalog, training_args.output_dir, missing_ok=True)
     summary = {
         "train_sequences": len(train_split),
         "global_step": result.global_step,
