@@ -14,12 +14,19 @@ from .configuration_cobra import CobraConfig
 
 
 class KVCache:
-    """Keys and values of every decoder layer: a list of (k, v), each Float[B, h, T, Dh], plus the key
-    padding mask Bool[B, T]. Grows by `append`; `select` reorders the batch (beam search)."""
+    """Keys and values of every decoder layer for incremental decoding.
+
+    Two parts, so that beams never copy the history:
+      * prefix: per layer (k, v) Float[B, h, T, Dh] of the history, with its key mask Bool[B, T];
+      * beams (after `start_beams(M)`): per layer (k, v) Float[B, M, h, t, Dh] of the t tokens decoded so far
+        for each beam. `reorder_beams` permutes only this small part.
+    """
 
     def __init__(self, num_layers: int):
         self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self.beam_layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self.key_mask: torch.Tensor | None = None
+        self.num_beams: int | None = None
 
     @property
     def length(self) -> int:
@@ -33,8 +40,30 @@ class KVCache:
         self.layers[layer] = (k, v)
         return k, v
 
+    def update_beams(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v: Float[B, M, h, 1, Dh] of the new token of every beam -> all beam tokens so far."""
+        past = self.beam_layers[layer]
+        if past is not None:
+            k = torch.cat([past[0], k], dim=3)
+            v = torch.cat([past[1], v], dim=3)
+        self.beam_layers[layer] = (k, v)
+        return k, v
+
+    def start_beams(self, num_beams: int) -> "KVCache":
+        self.num_beams = num_beams
+        self.beam_layers = [None] * len(self.layers)
+        return self
+
+    def reorder_beams(self, origin: torch.Tensor) -> "KVCache":
+        """origin Long[B, M]: new beam m of user b continues old beam origin[b, m]."""
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.gather(1, origin.view(*origin.shape, 1, 1, 1).expand(-1, -1, *t.shape[2:]))
+
+        self.beam_layers = [None if kv is None else (pick(kv[0]), pick(kv[1])) for kv in self.beam_layers]
+        return self
+
     def select(self, batch_index: torch.Tensor) -> "KVCache":
-        """Keeps/duplicates batch rows in the order of batch_index Long[B']."""
+        """Keeps/duplicates history rows in the order of batch_index Long[B'] (before beams start)."""
         self.layers = [None if kv is None else (kv[0][batch_index], kv[1][batch_index]) for kv in self.layers]
         if self.key_mask is not None:
             self.key_mask = self.key_mask[batch_index]
@@ -49,16 +78,39 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_dropout
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, cache: KVCache | None = None, layer: int = 0):
-        """x: Float[B, T, D]; attn_mask: Bool[B, 1, T, T_keys] (True = may attend) -> Float[B, T, D]."""
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0):
+        """x: Float[B, T, D]; attn_mask: Bool[B, 1, T, T_keys] (True = may attend) -> Float[B, T, D].
+        In beam mode (cache.num_beams = M) x is Float[B*M, 1, D], one new token per beam, and attn_mask is unused."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4)
-        if cache is not None:
-            k, v = cache.update(layer, k, v)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        if cache is not None and cache.num_beams is not None:
+            y = self._beam_attention(q, k, v, cache, layer)
+        else:
+            if cache is not None:
+                k, v = cache.update(layer, k, v)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+    @staticmethod
+    def _beam_attention(q, k, v, cache: KVCache, layer: int) -> torch.Tensor:
+        """Attention of each beam's new token over the shared history keys plus the beam's own tokens.
+        q, k, v: Float[B*M, h, 1, Dh] -> Float[B*M, h, 1, Dh]."""
+        beams = cache.num_beams
+        rows, heads, _, dim = q.shape
+        q, k, v = (t.view(rows // beams, beams, heads, 1, dim) for t in (q, k, v))
+        beam_k, beam_v = cache.update_beams(layer, k, v)  # [B, M, h, t, Dh]
+        prefix_k, prefix_v = cache.layers[layer]  # [B, h, T, Dh]
+        scale = dim**-0.5
+        history = torch.einsum("bmhd,bhtd->bmht", q[:, :, :, 0], prefix_k) * scale
+        history = history.masked_fill(~cache.key_mask[:, None, None, :], float("-inf"))
+        own = torch.einsum("bmhd,bmhtd->bmht", q[:, :, :, 0], beam_k) * scale
+        weights = torch.softmax(torch.cat([history, own], dim=-1), dim=-1)
+        split = prefix_k.shape[2]
+        y = torch.einsum("bmht,bhtd->bmhd", weights[..., :split], prefix_v)
+        y = y + torch.einsum("bmht,bmhtd->bmhd", weights[..., split:], beam_v)
+        return y.reshape(rows, heads, 1, dim)
 
 
 class FeedForward(nn.Module):
@@ -144,6 +196,10 @@ class CausalDecoder(nn.Module):
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """x: Float[B, T, D] new positions; key_mask: Bool[B, T] which new positions are real (not padding).
         With a cache, the new positions attend to everything cached before them. Returns Float[B, T, D]."""
+        if cache is not None and cache.num_beams is not None:
+            for layer, block in enumerate(self.blocks):
+                x = block(x, None, cache, layer)
+            return self.norm(x)
         length = x.shape[1]
         past = cache.length if cache is not None else 0
         keys = key_mask if past == 0 else torch.cat([cache.key_mask, key_mask], dim=1)

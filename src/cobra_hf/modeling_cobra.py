@@ -409,8 +409,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             scores = F.pad(scores, (0, beams - scores.shape[1]), value=float("-inf"))
             first = F.pad(first, (0, beams - first.shape[1]))
         codes = first[..., None]
-        rows = torch.arange(batch, device=last_hidden.device).repeat_interleave(beams)
-        cache.select(rows)
+        cache.start_beams(beams)  # beams share the history's keys; only their own tokens are cached per beam
         positions = positions.repeat_interleave(beams)
         for level in range(1, levels):
             hidden = self._step(codes[..., -1].reshape(-1), level - 1, positions, cache)
@@ -421,7 +420,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
             origin = torch.div(flat, width, rounding_mode="floor")
             codes = torch.cat([codes.gather(1, origin[..., None].expand(-1, -1, codes.shape[-1])), (flat % width)[..., None]], -1)
-            cache.select((torch.arange(batch, device=flat.device)[:, None] * beams + origin).view(-1))
+            cache.reorder_beams(origin)
         hidden = self._step(codes[..., -1].reshape(-1), levels - 1, positions, cache)
         vectors = self.dense_head(hidden).view(batch, beams, -1)
         if beams < num_beams:  # fewer distinct IDs in the catalog than beams asked for
@@ -474,8 +473,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         member_valid &= (beam_scores > float("-inf"))[..., None]
         batch = codes.shape[0]
         if mode in ("cobra", "no_fusion"):
-            cos = torch.einsum("bmd,bmpd->bmp", beam_vectors_n, catalog[members.clamp(min=0)])
-            cos = cos.masked_fill(~member_valid, float("-inf"))
+            # most IDs hold 1-2 items while P is the largest group: score only the real (beam, item) pairs
+            pair = member_valid.nonzero(as_tuple=True)
+            cos = torch.full(members.shape, float("-inf"), device=members.device)
+            cos[pair] = (beam_vectors_n[pair[0], pair[1]] * catalog[members[pair]]).sum(-1)
             n = min(int(settings["num_candidates"]), cos.shape[-1]) if mode == "cobra" else cos.shape[-1]
             top_cos, top = torch.topk(cos, n, dim=-1)
             candidates = members.gather(-1, top)
