@@ -1,8 +1,22 @@
-"""Training COBRA with the transformers Trainer: collator, datasets, model builder, trainer, entry point."""
+"""Training COBRA with the transformers Trainer: collator, datasets, model builder, trainer, entry point.
 
-from .collator import CobraDataCollator
-from .datasets import index_splits
-from .model_builder import build_model, load_catalog
-from .trainer import CobraTrainer
+Names are imported lazily, so that e.g. the collator and model builder work where `datasets` is not installed.
+"""
 
-__all__ = ["CobraDataCollator", "CobraTrainer", "build_model", "index_splits", "load_catalog"]
+import importlib
+
+_EXPORTS = {
+    "CobraDataCollator": ".collator",
+    "index_splits": ".datasets",
+    "build_model": ".model_builder",
+    "load_catalog": ".model_builder",
+    "CobraTrainer": ".trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
