@@ -9,6 +9,13 @@ import tempfile
 
 import pytest
 
+# Under pytest-xdist each worker gets one core: torch's default of one thread per core would make the
+# workers fight over the cores, which slows small tensor ops by an order of magnitude.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
 
 # ----------------------------------------------------------------------------------------------
 # hub_: a local Hugging Face Hub (tests/hub_server.py)
