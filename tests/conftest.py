@@ -17,6 +17,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: a second intra-op thread only adds synchronisation cost (and xdist runs 2 workers)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------------------------
 # hub_: a local Hugging Face Hub (tests/hub_server.py)
 # ----------------------------------------------------------------------------------------------

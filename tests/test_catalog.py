@@ -17,13 +17,7 @@ FAST = dict(num_levels=2, codebook_size=8, rqvae_epochs=3, show_progress=False,
             rqvae_overrides={"hidden_dims": [32], "code_dim": 8, "batch_size": 64})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: a second intra-op thread only adds synchronisation cost (and xdist runs 2 workers)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_build_catalog_writes_the_documented_folder(data_tiny_folder, data_tiny_encoder, tmp_path):

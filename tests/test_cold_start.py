@@ -22,12 +22,7 @@ MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, dropou
              max_history=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

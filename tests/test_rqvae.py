@@ -10,13 +10,7 @@ import torch
 from cobra_hf.semantic_ids import RQVAE, RQVAEConfig, dedup_codes, id_stats, kmeans
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: a second intra-op thread only adds synchronisation cost (and xdist runs 2 workers)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clustered(n=600, dim=24, clusters=40, seed=0):
