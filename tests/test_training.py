@@ -1,0 +1,171 @@
+"""Training pieces: the data collator, index_splits on real data, CobraTrainer's logs, and `cobra-hf train` end to end
+(output files, refusing a non-empty folder, --overwrite, --init_from fine-tuning) on catalog_scientific."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cobra_hf.cli.main import main as cli_main
+from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits, load_catalog
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny import tiny_model  # noqa: E402
+
+sys.path.pop(0)
+
+TINY_TRAIN = ["--hidden_size", "32", "--num_attention_heads", "2", "--intermediate_size", "64", "--disable_tqdm", "True",
+              "--use_cpu", "True", "--report_to", "none", "--seed", "0", "--per_device_train_batch_size", "16"]
+
+
+def _data_dir(catalog) -> str:
+    return json.loads((Path(catalog) / "prepare_args.json").read_text())["data_dir"]
+
+
+# ------------------------------------------------------------------------------------------------ collator
+def _tokens(tokenizer, index: int) -> list[int]:
+    return (tokenizer.item_codes[index] + tokenizer.level_offsets).tolist()
+
+
+def test_collator_train_rows_left_padded_with_labels():
+    _, tok = tiny_model()  # 3 levels
+    collate = CobraDataCollator(tok, max_items=9)
+    batch = collate([{"item_index": [1, 2, 3]}, {"item_index": [4, 5]}])
+    assert set(batch) == {"input_ids", "attention_mask", "item_index", "labels"}
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == batch["labels"].shape == (2, 9)
+    assert batch["item_index"].tolist() == [[1, 2, 3], [0, 4, 5]]
+    assert batch["attention_mask"].tolist() == [[1] * 9, [0] * 3 + [1] * 6]
+    assert batch["input_ids"][0].tolist() == _tokens(tok, 1) + _tokens(tok, 2) + _tokens(tok, 3)
+    assert batch["input_ids"][1].tolist() == [0, 0, 0] + _tokens(tok, 4) + _tokens(tok, 5)  # newest item last
+    assert torch.equal(batch["labels"], batch["input_ids"]) and batch["labels"].data_ptr() != batch["input_ids"].data_ptr()
+    assert all(value.dtype == torch.long for value in batch.values())
+
+    short = CobraDataCollator(tok, max_items=2)([{"item_index": [6, 7, 8, 9]}])  # keeps the newest max_items
+    assert short["item_index"].tolist() == [[8, 9]] and short["input_ids"].shape == (1, 6)
+
+
+def test_collator_validation_rows_append_the_target():
+    _, tok = tiny_model()
+    collate = CobraDataCollator(tok, max_items=9)
+    rows = [{"user_id": "a", "history_index": [3, 1], "target_index": 7}, {"user_id": "b", "history_index": [2], "target_index": 0}]
+    batch = collate(rows)
+    assert batch["item_index"].tolist() == [[3, 1, 7], [0, 2, 0]]
+    assert batch["attention_mask"].tolist() == [[1] * 9, [0] * 3 + [1] * 6]
+    assert batch["input_ids"][1].tolist() == [0, 0, 0] + _tokens(tok, 2) + _tokens(tok, 0)
+    assert torch.equal(batch["labels"], batch["input_ids"])
+    with pytest.raises(ValueError, match="item_index.*history_index"):
+        collate([{"user_id": "a"}])
+
+
+# ------------------------------------------------------------------------------------------------ index_splits
+def test_index_splits_on_real_data(catalog_scientific):
+    tokenizer, _, _ = load_catalog(catalog_scientific)
+    data = Path(_data_dir(catalog_scientific))
+    splits = index_splits(str(data), tokenizer, max_history=5)
+    assert set(splits) == {"train", "validation", "test"}
+    train = splits["train"]["item_index"]
+    assert train and all(2 <= len(row) <= 6 for row in train)
+    assert all(0 <= i < tokenizer.num_items for row in train for i in row)
+
+    sequences = {line.split()[0]: line.split()[1:] for line in (data / "sequences.txt").read_text().splitlines()}
+    long_users = {user for user, items in sequences.items() if len(items) >= 3}
+    for name, offset in (("validation", 2), ("test", 1)):
+        split = splits[name]
+        assert set(split.column_names) == {"user_id", "history_index", "target_index"}
+        assert set(split["user_id"]) == long_users  # every target is in the catalog: no user lost
+        for user, history, target in zip(split["user_id"], split["history_index"], split["target_index"]):
+            items = sequences[user]
+            assert 0 <= target < tokenizer.num_items and tokenizer.item_ids[target] == items[-offset]
+            assert [tokenizer.item_ids[i] for i in history] == items[:-offset][-5:]
+    validation = dict(zip(splits["validation"]["user_id"], splits["validation"]["target_index"]))
+    for user, history in zip(splits["test"]["user_id"], splits["test"]["history_index"]):
+        assert history[-1] == validation[user]  # leave-one-out: the validation target ends the test history
+
+
+# ------------------------------------------------------------------------------------------------ CobraTrainer
+def test_trainer_logs_loss_components_and_recommendation_metrics(catalog_scientific, tmp_path, one_torch_thread):
+    from transformers import TrainingArguments
+
+    model, tokenizer = build_model(catalog_scientific, init_text_embeddings=False, hidden_size=32, num_attention_heads=2,
+                                   intermediate_size=64, max_history=10)
+    splits = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=10)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=4, logging_steps=2, eval_strategy="steps",
+                             eval_steps=4, save_strategy="no", per_device_train_batch_size=16, per_device_eval_batch_size=16,
+                             use_cpu=True, report_to="none", disable_tqdm=True, learning_rate=1e-3, seed=0)
+    trainer = CobraTrainer(model=model, args=args, train_dataset=splits["train"],
+                           eval_dataset=splits["validation"].select(range(12)),
+                           data_collator=CobraDataCollator(tokenizer, max_items=11), processing_class=tokenizer,
+                           recommendation_split=splits["validation"], recommendation_users=10,
+                           generate_kwargs={"num_beams": 4})
+    trainer.train()
+    history = trainer.state.log_history
+    train_logs = [entry for entry in history if "loss" in entry]
+    assert len(train_logs) == 2
+    for entry in train_logs:
+        assert entry["sparse_loss"] > 0 and entry["dense_loss"] > 0 and torch.isfinite(torch.tensor(entry["loss"]))
+    assert any("eval_loss" in entry for entry in history)
+    evals = [entry for entry in history if "eval_recall@10" in entry]
+    assert evals and all(0.0 <= evals[-1][f"eval_{m}@{k}"] <= 1.0 for m in ("recall", "ndcg") for k in (5, 10))
+    metrics = trainer.evaluate()
+    assert "eval_loss" in metrics and "eval_recall@10" in metrics and "eval_ndcg@5" in metrics
+    assert trainer.args.remove_unused_columns is False
+
+
+# ------------------------------------------------------------------------------------------------ cobra-hf train
+def _snapshot(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_train_cli_end_to_end_refuses_overwrites_and_fine_tunes(catalog_scientific, tmp_path, capsys, one_torch_thread):
+    from cobra_hf.inference import load_checkpoint
+
+    out = tmp_path / "model"
+    base = ["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN]
+    assert cli_main([*base, "--max_steps", "3", "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "no",
+                     "--eval_users", "8", "--logging_steps", "1"]) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["global_step"] == 3 and 0.0 <= final["eval_recall@10"] <= 1.0
+    names = {path.name for path in out.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "item_catalog.json", "README.md",
+            "training_summary.json", "catalog"} <= names
+    assert (out / "catalog" / "quantizer" / "model.safetensors").is_file()
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["global_step"] == 3 and summary["data_dir"] == _data_dir(catalog_scientific)
+    assert summary["cobra_args"]["hidden_size"] == 32
+    assert [entry["step"] for entry in summary["log_history"] if "loss" in entry] == [1, 2, 3]
+    assert any("eval_loss" in entry for entry in summary["log_history"])
+    model, tokenizer = load_checkpoint(str(out))
+    assert model.config.hidden_size == 32 and tokenizer.num_items == load_catalog(catalog_scientific)[0].num_items
+
+    # the same folder again: refused, nothing touched
+    before = _snapshot(out)
+    assert cli_main([*base, "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds files" in err and "--overwrite" in err
+    assert _snapshot(out) == before
+    # ... unless --overwrite
+    assert cli_main([*base, "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--eval_users", "0",
+                     "--overwrite", "True"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "training_summary.json").read_text())["global_step"] == 1
+
+    # --init_from: fine-tune the checkpoint (its shape wins over the default --hidden_size 128)
+    start = load_file(str(out / "model.safetensors"))
+    tuned = tmp_path / "tuned"
+    assert cli_main(["train", "--catalog", str(catalog_scientific), "--init_from", str(out), "--output_dir", str(tuned),
+                     "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--eval_users", "0",
+                     "--use_cpu", "True", "--disable_tqdm", "True", "--report_to", "none",
+                     "--per_device_train_batch_size", "16"]) == 0
+    capsys.readouterr()
+    tuned_model, tuned_tok = load_checkpoint(str(tuned))
+    assert tuned_model.config.hidden_size == 32 and tuned_tok.catalog_hash == tokenizer.catalog_hash
+    weights = load_file(str(tuned / "model.safetensors"))
+    assert weights.keys() == start.keys()
+    assert any(not torch.equal(weights[name], start[name]) for name in weights)  # it trained
+    assert json.loads((tuned / "training_summary.json").read_text())["global_step"] == 2
