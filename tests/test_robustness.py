@@ -1,5 +1,5 @@
 """Robustness: every bad input gets a clear error naming the problem (or a documented fallback), and no user file is
-lost. docs/ROBUSTNESS.md lists the same cases in words."""
+lost. The README's "Robustness" section lists the same cases in words."""
 
 from __future__ import annotations
 

@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ..inference import load_checkpoint, recommend
+    from ..tokenization_cobra import CobraTokenizer
 
+    # check the history against the catalog first: a typo fails in a second, before the weights load
+    CobraTokenizer.from_pretrained(args.model_dir)([args.history], unknown_items="drop" if args.skip_unknown else "error")
     model, tokenizer = load_checkpoint(args.model_dir)
     kwargs = {"exclude_history": args.exclude_history}
     if args.mode:
