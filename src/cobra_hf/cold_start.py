@@ -158,21 +158,11 @@ def add_items(
 
 
 def load_items_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSON-lines file of items; a bad line gives a ValueError naming the file and line."""
-    import json
+    """Rows of a JSON-lines file of items, read and checked like a dataset's items.jsonl
+    (`cobra_hf.data.load_items`: bad lines, missing ids and duplicates name the file and line)."""
+    from .data import load_items
 
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {number} is not valid JSON ({err.msg}).") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number} is not a JSON object.")
-            rows.append(row)
+    rows = load_items(path).to_list()
     if not rows:
         raise ValueError(f"{path} holds no items.")
     return rows
