@@ -48,9 +48,13 @@ class CurveRecorder(TrainerCallback):
         self.start = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "eval_recall@10" in logs:
-            self.points.append({"seconds": round(time.perf_counter() - self.start, 1), "step": state.global_step,
-                                **{k: v for k, v in logs.items() if k.startswith("eval_")}})
+        # eval_loss and the recommendation metrics arrive as two log entries of the same step: merge them
+        if logs and any(key.startswith("eval_") for key in logs):
+            values = {k: v for k, v in logs.items() if k.startswith("eval_")}
+            if self.points and self.points[-1]["step"] == state.global_step:
+                self.points[-1].update(values)
+            else:
+                self.points.append({"seconds": round(time.perf_counter() - self.start, 1), "step": state.global_step, **values})
 
 
 def markdown_table(dataset: str, measured: dict[str, dict]) -> str:
@@ -73,6 +77,7 @@ def plot_curve(points: list[dict], path: Path, title: str) -> None:
         print("matplotlib not installed: no curve.png (pip install 'cobra-hf[bench]')")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
+    points = [p for p in points if "eval_recall@10" in p]
     ax.plot([p["seconds"] / 60 for p in points], [p["eval_recall@10"] for p in points], marker="o")
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("validation Recall@10")
