@@ -11,7 +11,7 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]"
 set +e
-python -m pytest -q -n 2 "$@"
+python -m pytest tests -q -n 2 "$@"
 status=$?
 set -e
 # pytest exits 5 when no tests were collected (e.g. a filter matched nothing): not a failure
