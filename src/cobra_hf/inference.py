@@ -10,8 +10,11 @@ from .modeling_cobra import CobraForSequentialRecommendation
 from .tokenization_cobra import CobraTokenizer
 
 
-def load_checkpoint(path: str, device: str = "cpu") -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
-    """Model (in eval mode) + tokenizer from a checkpoint folder or Hub repo id; refuses a mismatched pair."""
+def load_checkpoint(
+    path: str, device: str = "cpu", tokenizer: CobraTokenizer | None = None
+) -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
+    """Model (in eval mode) + tokenizer from a checkpoint folder or Hub repo id; refuses a mismatched pair.
+    Pass `tokenizer` when it is already loaded from the same place."""
     folder = Path(path)
     if folder.exists():
         if not folder.is_dir():
@@ -23,7 +26,8 @@ def load_checkpoint(path: str, device: str = "cpu") -> tuple[CobraForSequentialR
         model = CobraForSequentialRecommendation.from_pretrained(str(path))
     except (OSError, RuntimeError) as err:
         raise ValueError(f"Cannot load the model weights of {path}: {str(err).splitlines()[0]}") from None
-    tokenizer = CobraTokenizer.from_pretrained(str(path))
+    if tokenizer is None:
+        tokenizer = CobraTokenizer.from_pretrained(str(path))
     check_compatible(model, tokenizer)
     return model.to(device).eval(), tokenizer
 

@@ -31,8 +31,9 @@ def main(argv: list[str]) -> int:
     from ..tokenization_cobra import CobraTokenizer
 
     # check the history against the catalog first: a typo fails in a second, before the weights load
-    CobraTokenizer.from_pretrained(args.model_dir)([args.history], unknown_items="drop" if args.skip_unknown else "error")
-    model, tokenizer = load_checkpoint(args.model_dir)
+    tokenizer = CobraTokenizer.from_pretrained(args.model_dir)
+    tokenizer([args.history], unknown_items="drop" if args.skip_unknown else "error")
+    model, tokenizer = load_checkpoint(args.model_dir, tokenizer=tokenizer)
     kwargs = {"exclude_history": args.exclude_history}
     if args.mode:
         kwargs["mode"] = args.mode

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from ..configuration_cobra import CobraConfig
 from ..modeling_cobra import CobraForSequentialRecommendation
@@ -16,6 +15,15 @@ from ..tokenization_cobra import CobraTokenizer
 
 logger = logging.getLogger(__name__)
 CATALOG_REQUIRED = ("item_catalog.json", "item_text.safetensors")
+
+
+def read_prepare_args(catalog_dir: str | Path) -> dict:
+    """How a catalog was made (`prepare_args.json`: data folder, encoder, seeds); {} when it is not recorded."""
+    folder = Path(catalog_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Catalog folder {folder} does not exist (make one with `cobra-hf prepare`).")
+    path = folder / "prepare_args.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, torch.Tensor], dict]:
@@ -26,9 +34,12 @@ def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, tor
     missing = [name for name in CATALOG_REQUIRED if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"Catalog folder {folder} lacks {missing}: is it a `cobra-hf prepare` output?")
+    # imported here: the catalog builder pulls in `datasets`, which model building alone does not need
+    from ..semantic_ids.catalog import load_catalog_arrays
+
     tokenizer = CobraTokenizer.from_pretrained(str(folder))
     try:
-        text = load_file(str(folder / "item_text.safetensors"))
+        text = load_catalog_arrays(folder)
     except Exception as err:  # safetensors raises several types for damaged files
         raise ValueError(f"{folder / 'item_text.safetensors'} cannot be read ({err}).") from None
     if text["token_ids"].shape[0] != tokenizer.num_items:
@@ -36,8 +47,7 @@ def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, tor
             f"{folder}: item_text.safetensors has {text['token_ids'].shape[0]} items, item_catalog.json "
             f"{tokenizer.num_items}: the catalog folder is inconsistent."
         )
-    args_path = folder / "prepare_args.json"
-    prepare_args = json.loads(args_path.read_text()) if args_path.is_file() else {}
+    prepare_args = read_prepare_args(folder)
     return tokenizer, text, prepare_args
 
 

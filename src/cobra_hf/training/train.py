@@ -14,7 +14,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from .collator import CobraDataCollator
 from .datasets import index_splits
-from .model_builder import build_model, load_catalog
+from .model_builder import build_model, read_prepare_args
 from .trainer import CobraTrainer
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
 
         model = CobraForSequentialRecommendation.from_pretrained(cobra_args.init_from)
         tokenizer = CobraTokenizer.from_pretrained(cobra_args.init_from)
-        _, _, prepare_args = load_catalog(cobra_args.catalog)
+        prepare_args = read_prepare_args(cobra_args.catalog)
     else:
         model_fields = {
             name: getattr(cobra_args, name)
@@ -136,7 +136,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         model, tokenizer = build_model(
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
         )
-        _, _, prepare_args = load_catalog(cobra_args.catalog)
+        prepare_args = read_prepare_args(cobra_args.catalog)
     data_dir = cobra_args.data or prepare_args.get("data_dir")
     if not data_dir:
         raise ValueError("No dataset folder: pass --data DATA_DIR (the catalog does not record one).")
