@@ -205,9 +205,11 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._faiss_index = None
 
     def train(self, mode: bool = True):
-        # weights are about to change: cached item vectors would go stale
-        self._item_vector_cache = None
-        self._faiss_index = None
+        if mode:
+            # weights are about to change: cached item vectors would go stale. model.eval() keeps them, so
+            # repeated evaluations of the same weights encode the catalog once.
+            self._item_vector_cache = None
+            self._faiss_index = None
         return super().train(mode)
 
     @property
