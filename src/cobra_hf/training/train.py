@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,5 +203,8 @@ def main(argv: list[str]) -> int:
              "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
     if evals:
         final.update({key: evals[-1][key] for key in evals[-1] if key.startswith("eval_")})
-    print(json.dumps(final))
+    if training_args.process_index == 0:
+        # one write, by one process: under torchrun the other ranks' output shares this stream
+        sys.stdout.write(json.dumps(final) + "\n")
+        sys.stdout.flush()
     return 0
