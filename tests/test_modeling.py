@@ -229,3 +229,69 @@ def test_set_catalog_validates(model_tok):
         model.set_catalog(codes, text + 100)
     with pytest.raises(ValueError, match="one row per item"):
         model.set_catalog(codes, text[:5])
+
+
+def _dense_loss_by_hand(model, batch, out, columns):
+    """Mean InfoNCE of the ID-conditioned predictions against every item of `columns` Float[I, D]."""
+    index = batch["item_index"]
+    mask = batch["attention_mask"].view(index.shape[0], -1, len(LEVELS))[..., 0].bool()
+    predicted = out.dense_predictions[mask[:, :-1] & mask[:, 1:]]
+    targets = index[:, 1:][mask[:, :-1] & mask[:, 1:]]
+    logits = F.normalize(predicted, dim=-1) @ F.normalize(columns, dim=-1).T / model.config.contrastive_temperature
+    return F.cross_entropy(logits, targets)
+
+
+def test_whole_catalog_negatives_are_a_full_softmax():
+    model, tok = tiny_model(40, LEVELS, num_dense_negatives=-1, use_item_embeddings=True)
+    model.eval()
+    batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
+    out = model(**with_labels(batch))
+    with torch.no_grad():
+        catalog = model.encode_items(torch.arange(40))
+    assert torch.allclose(out.dense_loss, _dense_loss_by_hand(model, batch, out, catalog), atol=1e-5)
+    # the in-batch loss of the same batch is a different (smaller) softmax: the check above can fail
+    model.config.num_dense_negatives = 0
+    assert not torch.allclose(model(**with_labels(batch)).dense_loss, out.dense_loss, atol=1e-4)
+
+
+def test_catalog_negatives_train_items_outside_the_batch():
+    model, tok = tiny_model(40, LEVELS, num_dense_negatives=-1, use_item_embeddings=True)
+    model.train()
+    batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
+    out = model(**with_labels(batch))
+    # the bank holds text-encoder vectors without gradient; the batch's items were refreshed from this forward
+    bank = model._negative_bank
+    assert bank.shape == (40, 32) and not bank.requires_grad
+    with torch.no_grad():
+        fresh = model._text_vectors(torch.tensor([1, 2, 3, 7]))
+    assert torch.allclose(bank[[1, 2, 3, 7]], fresh, atol=1e-6)
+    # training loss = full softmax over bank + live item embeddings, with the batch's own vectors
+    with torch.no_grad():
+        catalog = bank + model.item_embed.weight
+    assert torch.allclose(out.dense_loss, _dense_loss_by_hand(model, batch, out, catalog), atol=1e-5)
+    out.loss.backward()
+    grad = model.item_embed.weight.grad
+    outside = [i for i in range(40) if i not in (1, 2, 3, 7)]
+    assert grad[outside].abs().sum(1).gt(0).all()  # every catalog item is a negative, with a gradient
+
+
+def test_sampled_negatives_include_batch_items_and_change_the_loss():
+    model, tok = tiny_model(40, LEVELS, num_dense_negatives=8)
+    model.train()
+    batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
+    torch.manual_seed(0)
+    sampled = model(**with_labels(batch))
+    model.config.num_dense_negatives = 0
+    torch.manual_seed(0)
+    in_batch = model(**with_labels(batch))
+    assert torch.isfinite(sampled.dense_loss) and sampled.dense_loss > in_batch.dense_loss  # more negatives
+    assert torch.equal(sampled.sparse_loss, in_batch.sparse_loss)
+
+
+def test_negative_bank_is_rebuilt_for_a_new_catalog():
+    model, tok = tiny_model(40, LEVELS, num_dense_negatives=-1)
+    model.train()
+    model(**with_labels(tok([["i1", "i2"]])))
+    assert model._negative_bank is not None
+    model.set_catalog(model.item_codes, model.item_text_ids, None, tok.catalog_hash)
+    assert model._negative_bank is None

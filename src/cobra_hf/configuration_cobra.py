@@ -35,6 +35,11 @@ class CobraConfig(PreTrainedConfig):
             open reimplementations use 0.2.
         history_dense_loss_weight (`float`): weight of an extra InfoNCE head that predicts the next item's dense
             vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode.
+        num_dense_negatives (`int`, defaults to 0): negatives of both InfoNCE losses. 0: the other distinct items of
+            the batch (the paper). -1: the whole catalog (a full softmax, as SASRec trained with cross-entropy).
+            n > 0: n catalog items drawn uniformly per step, plus the batch's items. Items outside the batch are
+            scored with a bank of their text-encoder vectors (no gradient, refreshed whenever an item is in a batch)
+            plus their live item embedding, so a step costs one [targets x negatives] matmul, not a catalog encode.
     """
 
     model_type = "cobra"
@@ -60,6 +65,7 @@ class CobraConfig(PreTrainedConfig):
         sparse_loss_weight: float = 1.0,
         dense_loss_weight: float = 1.0,
         history_dense_loss_weight: float = 0.0,
+        num_dense_negatives: int = 0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -84,6 +90,7 @@ class CobraConfig(PreTrainedConfig):
         self.sparse_loss_weight = sparse_loss_weight
         self.dense_loss_weight = dense_loss_weight
         self.history_dense_loss_weight = history_dense_loss_weight
+        self.num_dense_negatives = int(num_dense_negatives)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -119,6 +126,10 @@ class CobraConfig(PreTrainedConfig):
         for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.num_dense_negatives < -1:
+            raise ValueError(
+                f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."
+            )
 
     @property
     def num_levels(self) -> int:

@@ -40,6 +40,7 @@ class CobraTrainingArguments:
     sparse_loss_weight: float = 1.0
     dense_loss_weight: float = 1.0
     history_dense_loss_weight: float = 0.0
+    num_dense_negatives: int = field(default=0, metadata={"help": "InfoNCE negatives: 0 in-batch, -1 whole catalog, n sampled + in-batch"})
     use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
     use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
@@ -131,7 +132,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
             name: getattr(cobra_args, name)
             for name in ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
                          "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
-                         "dense_loss_weight", "history_dense_loss_weight", "use_text_embeddings",
+                         "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
                          "use_item_embeddings")
         }
         model, tokenizer = build_model(
