@@ -152,11 +152,46 @@ def test_item_embeddings_grow_with_zero_rows(data_tiny_encoder, cold, tmp_path):
                                    use_text_embeddings=True, **MODEL)
     before = tokenizer.num_items
     learned = model.item_embed.weight.detach().clone()
-    add_items(model, tokenizer, cold["heldout"][:2], cold["catalog"])
+    add_items(model, tokenizer, cold["heldout"][:2], cold["catalog"], item_embeddings="zeros")
     assert model.item_embed.num_embeddings == before + 2
     assert torch.equal(model.item_embed.weight[:before], learned) and not model.item_embed.weight[before:].any()
     assert model.item_text_embeddings.shape == (before + 2, 16)
     check_compatible(model, tokenizer)
+
+
+def test_new_item_embeddings_start_from_their_id_neighbours(data_tiny_encoder, cold):
+    from cobra_hf.training.model_builder import build_model
+
+    model, tokenizer = build_model(cold["catalog"], init_text_embeddings=False, use_item_embeddings=True, **MODEL)
+    before = tokenizer.num_items
+    with torch.no_grad():
+        model.item_embed.weight.normal_()
+    learned = model.item_embed.weight.detach().clone()
+    new = add_items(model, tokenizer, cold["heldout"][:3], cold["catalog"])  # default: "id_neighbours"
+    old_codes = model.item_codes[:before]
+    for index in new:
+        code = model.item_codes[index]
+        for depth in range(code.shape[0], 0, -1):  # the longest shared prefix, by hand
+            same = (old_codes[:, :depth] == code[:depth]).all(1)
+            if same.any():
+                assert torch.allclose(model.item_embed.weight[index], learned[same].mean(0), atol=1e-6)
+                break
+        else:
+            assert not model.item_embed.weight[index].any()
+    assert torch.equal(model.item_embed.weight[:before], learned)
+    with pytest.raises(ValueError, match="item_embeddings"):
+        add_items(model, tokenizer, cold["heldout"][3:4], cold["catalog"], item_embeddings="random")
+
+
+def test_id_neighbour_rows_prefers_the_longest_shared_prefix():
+    from cobra_hf.cold_start import id_neighbour_rows
+
+    rows = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0], [0.0, 7.0]])
+    codes = torch.tensor([[0, 1, 2], [0, 1, 2], [0, 2, 0], [1, 0, 0]])
+    new = torch.tensor([[0, 1, 2], [0, 1, 3], [0, 3, 3], [2, 0, 0]])
+    got = id_neighbour_rows(rows, codes, new, [3, 4, 4])
+    # whole ID -> mean of items 0, 1; two codes -> the same two; one code -> items 0, 1, 2; no shared code -> zero
+    assert torch.allclose(got, torch.tensor([[2.0, 0.0], [2.0, 0.0], [4.0 / 3, 5.0 / 3], [0.0, 0.0]]))
 
 
 def test_dedup_collision_codes_continue_after_the_catalog():

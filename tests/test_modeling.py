@@ -254,20 +254,13 @@ def test_whole_catalog_negatives_are_a_full_softmax():
     assert not torch.allclose(model(**with_labels(batch)).dense_loss, out.dense_loss, atol=1e-4)
 
 
-def test_catalog_negatives_train_items_outside_the_batch():
+def test_catalog_negatives_in_training_are_fresh_and_reach_items_outside_the_batch():
     model, tok = tiny_model(40, LEVELS, num_dense_negatives=-1, use_item_embeddings=True)
-    model.train()
+    model.train()  # dropout is 0 in the tiny config: training and evaluation vectors agree
     batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
     out = model(**with_labels(batch))
-    # the bank holds text-encoder vectors without gradient; the batch's items were refreshed from this forward
-    bank = model._negative_bank
-    assert bank.shape == (40, 32) and not bank.requires_grad
     with torch.no_grad():
-        fresh = model._text_vectors(torch.tensor([1, 2, 3, 7]))
-    assert torch.allclose(bank[[1, 2, 3, 7]], fresh, atol=1e-6)
-    # training loss = full softmax over bank + live item embeddings, with the batch's own vectors
-    with torch.no_grad():
-        catalog = bank + model.item_embed.weight
+        catalog = model.encode_items(torch.arange(40))
     assert torch.allclose(out.dense_loss, _dense_loss_by_hand(model, batch, out, catalog), atol=1e-5)
     out.loss.backward()
     grad = model.item_embed.weight.grad
@@ -275,23 +268,20 @@ def test_catalog_negatives_train_items_outside_the_batch():
     assert grad[outside].abs().sum(1).gt(0).all()  # every catalog item is a negative, with a gradient
 
 
-def test_sampled_negatives_include_batch_items_and_change_the_loss():
+def test_sampled_negatives_are_encoded_with_the_batch_and_change_the_loss(monkeypatch):
     model, tok = tiny_model(40, LEVELS, num_dense_negatives=8)
     model.train()
     batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
+    rows = []
+    original = model.item_encoder.forward
+    monkeypatch.setattr(model.item_encoder, "forward", lambda ids, *a, **k: rows.append(ids.shape[0]) or original(ids, *a, **k))
     torch.manual_seed(0)
     sampled = model(**with_labels(batch))
+    torch.manual_seed(0)
+    drawn = torch.unique(torch.cat([torch.tensor([1, 2, 3, 7]), torch.randint(40, (8,))]))
+    assert rows == [len(drawn)]  # one encoder pass over the batch's items and the drawn ones
     model.config.num_dense_negatives = 0
     torch.manual_seed(0)
     in_batch = model(**with_labels(batch))
     assert torch.isfinite(sampled.dense_loss) and sampled.dense_loss > in_batch.dense_loss  # more negatives
     assert torch.equal(sampled.sparse_loss, in_batch.sparse_loss)
-
-
-def test_negative_bank_is_rebuilt_for_a_new_catalog():
-    model, tok = tiny_model(40, LEVELS, num_dense_negatives=-1)
-    model.train()
-    model(**with_labels(tok([["i1", "i2"]])))
-    assert model._negative_bank is not None
-    model.set_catalog(model.item_codes, model.item_text_ids, None, tok.catalog_hash)
-    assert model._negative_bank is None

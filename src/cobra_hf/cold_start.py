@@ -6,12 +6,15 @@ vocabulary, and append them to a trained model's catalog and its tokenizer.
 
 A new item's dense vector comes from the (trained) item-text encoder reading its text, so it can be recommended at
 once: in "cobra" mode through its ID and its vector, in "sparse" mode only through its ID (items sharing an ID are
-ranked in catalog order there). With `use_item_embeddings` its learned per-item row starts at zero.
+ranked in catalog order there). With `use_item_embeddings`, its per-item row (never trained) starts as the mean
+row of the old items that share its longest ID prefix (`item_embeddings="id_neighbours"`, the default): the ID is a
+cluster of similar texts, so the neighbours' collaborative part is the best guess; `"zeros"` leaves it at zero.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -89,12 +92,14 @@ def add_items(
     on_dedup_overflow: str = "share",
     embed_batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
+    item_embeddings: str = "id_neighbours",
 ) -> list[int]:
     """Appends new items to a trained model's catalog and to its tokenizer; returns their catalog indices.
 
     items: dicts like items.jsonl rows (`item_id` and `title` required; brand, categories, attributes, description
     used when present). assets: a `CatalogAssets`, or the checkpoint folder (its `catalog/`) or catalog folder to
     read them from. encoder: the sentence encoder's folder when the recorded one is not on this machine.
+    item_embeddings: "id_neighbours" or "zeros", the new rows of a model with `use_item_embeddings` (see above).
 
     Steps: text (`data.item_text`) -> sentence embedding (`embed_texts`, the catalog's encoder and max length) ->
     semantic ID (`quantizer.encode`; with a dedup level, the next free collision code) -> text tokens in the
@@ -103,6 +108,8 @@ def add_items(
     """
     if on_dedup_overflow not in ("share", "error"):
         raise ValueError(f"on_dedup_overflow must be 'share' or 'error', got {on_dedup_overflow!r}.")
+    if item_embeddings not in ("id_neighbours", "zeros"):
+        raise ValueError(f"item_embeddings must be 'id_neighbours' or 'zeros', got {item_embeddings!r}.")
     item_ids = _check_items(items, tokenizer)
     if not isinstance(assets, CatalogAssets):
         assets = load_catalog_assets(assets)
@@ -147,6 +154,7 @@ def add_items(
     previous = {"item_ids": list(tokenizer.item_ids), "codes": tokenizer.item_codes.copy(),
                 "titles": list(tokenizer.titles), "level_sizes": list(tokenizer.level_sizes)}
     titles = [str(item.get("title") or "") for item in items]
+    old_rows = None if model.item_embed is None else model.item_embed.weight.detach()[: len(previous["item_ids"])]
     new_indices = tokenizer.add_items(item_ids, codes.numpy(), titles)
     try:
         model.set_catalog(all_codes.to(device), all_text.to(device),
@@ -154,7 +162,34 @@ def add_items(
     except BaseException:
         tokenizer._load_catalog({**previous, "codes": previous["codes"].tolist()}, "<restored>")
         raise
+    if old_rows is not None and item_embeddings == "id_neighbours":
+        with torch.no_grad():
+            model.item_embed.weight[old_rows.shape[0]:] = id_neighbour_rows(
+                old_rows, all_codes[: old_rows.shape[0]].to(device), codes.to(device), model.config.level_sizes
+            )
+        model.invalidate_caches()
     return new_indices
+
+
+def id_neighbour_rows(rows: torch.Tensor, codes: torch.Tensor, new_codes: torch.Tensor, level_sizes) -> torch.Tensor:
+    """Per new item, the mean of `rows` Float[I, D] over the old items (codes Long[I, L]) that share its longest ID
+    prefix (the whole ID first, then shorter ones); zero where not even the first code is shared.
+    new_codes Long[n, L] -> Float[n, D]. One pass per level, no loop over items."""
+    out = rows.new_zeros(new_codes.shape[0], rows.shape[1])
+    filled = torch.zeros(new_codes.shape[0], dtype=torch.bool, device=rows.device)
+    if rows.shape[0] == 0:
+        return out
+    for depth in range(codes.shape[1], 0, -1):
+        radix = torch.tensor([math.prod(level_sizes[level + 1 : depth]) for level in range(depth)], device=rows.device)
+        keys, inverse = torch.unique((codes[:, :depth] * radix).sum(1), return_inverse=True)
+        sums = rows.new_zeros(keys.shape[0], rows.shape[1]).index_add_(0, inverse, rows)
+        counts = torch.bincount(inverse, minlength=keys.shape[0]).to(rows.dtype)
+        new_keys = (new_codes[:, :depth] * radix).sum(1)
+        slot = torch.searchsorted(keys, new_keys).clamp(max=keys.shape[0] - 1)
+        hit = (keys[slot] == new_keys) & ~filled
+        out[hit] = sums[slot[hit]] / counts[slot[hit], None]
+        filled |= hit
+    return out
 
 
 def load_items_jsonl(path: str | os.PathLike) -> list[dict]:

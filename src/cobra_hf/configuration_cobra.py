@@ -35,11 +35,11 @@ class CobraConfig(PreTrainedConfig):
             open reimplementations use 0.2.
         history_dense_loss_weight (`float`): weight of an extra InfoNCE head that predicts the next item's dense
             vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode.
-        num_dense_negatives (`int`, defaults to 0): negatives of both InfoNCE losses. 0: the other distinct items of
-            the batch (the paper). -1: the whole catalog (a full softmax, as SASRec trained with cross-entropy).
-            n > 0: n catalog items drawn uniformly per step, plus the batch's items. Items outside the batch are
-            scored with a bank of their text-encoder vectors (no gradient, refreshed whenever an item is in a batch)
-            plus their live item embedding, so a step costs one [targets x negatives] matmul, not a catalog encode.
+        num_dense_negatives (`int`, defaults to 0): negatives of both InfoNCE losses in training. 0: the other
+            distinct items of the batch (the paper). n > 0: also n catalog items drawn uniformly per step. -1: the
+            whole catalog (a full softmax; every step encodes every item, for small catalogs or accelerators).
+            Extra negatives go through the item encoder with the batch's items. Evaluation scores the whole
+            catalog when this is non-zero.
     """
 
     model_type = "cobra"

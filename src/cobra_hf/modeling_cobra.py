@@ -200,7 +200,6 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.invalidate_caches()
 
     def invalidate_caches(self) -> None:
-        self._negative_bank = None  # torch.Tensor Float[I, D] when num_dense_negatives != 0 (training only)
         self._id_index = None
         self._item_vector_cache = None
         self._faiss_index = None
@@ -221,52 +220,23 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
 
     def encode_items(self, item_index: torch.Tensor) -> torch.Tensor:
         """item_index Long[n] -> dense vectors Float[n, D] from the item-text encoder (with gradients)."""
-        return self._with_item_embed(self._text_vectors(item_index), item_index)
-
-    def _text_vectors(self, item_index: torch.Tensor) -> torch.Tensor:
-        """item_index Long[n] -> the item-text encoder's part of the dense vectors Float[n, D]."""
         text_embeddings = None if self.item_text_embeddings is None else self.item_text_embeddings[item_index]
-        return self.item_encoder(self.item_text_ids[item_index], text_embeddings)
+        vectors = self.item_encoder(self.item_text_ids[item_index], text_embeddings)
+        if self.item_embed is not None:
+            vectors = vectors + self.item_embed(item_index)
+        return vectors
 
-    def _with_item_embed(self, vectors: torch.Tensor, item_index: torch.Tensor) -> torch.Tensor:
-        return vectors if self.item_embed is None else vectors + self.item_embed(item_index)
-
-    def _contrastive_columns(self, distinct, text_vectors, distinct_vectors, target_rows):
-        """The items each InfoNCE target is scored against (config.num_dense_negatives).
-        distinct Long[U] sorted batch items, text_vectors / distinct_vectors Float[U, D] their encoder part / full
-        vectors, target_rows Long[P] rows of distinct -> (columns Float[C, D], targets Long[P] rows of columns)."""
+    def _contrastive_items(self, distinct: torch.Tensor) -> torch.Tensor:
+        """The items each InfoNCE target is scored against (config.num_dense_negatives), Long[C] sorted, a
+        superset of the batch's distinct items Long[U] (sorted). Training draws uniform extra negatives;
+        evaluation scores the whole catalog (no random draw there)."""
         count = self.config.num_dense_negatives
         if count == 0:
-            return distinct_vectors, target_rows
-        num_items = self.config.num_items
-        if count == -1 or not self.training:  # evaluation scores the whole catalog: no random draw there
-            columns_index = torch.arange(num_items, device=distinct.device)
-        else:
-            drawn = torch.randint(num_items, (count,), device=distinct.device)
-            columns_index = torch.unique(torch.cat([distinct, drawn]))
-        if self.training:
-            bank = self._negative_bank_for(distinct, text_vectors)
-            columns = self._with_item_embed(bank[columns_index], columns_index)
-        else:  # evaluation: the catalog's exact vectors, cached while the weights do not change
-            columns = self.all_item_vectors(normalized=False)[columns_index]
-        position = torch.searchsorted(columns_index, distinct)
-        # the batch's own items keep their gradient-carrying vectors
-        columns = columns.index_copy(0, position, distinct_vectors.to(columns.dtype))
-        return columns, position[target_rows]
-
-    @torch.no_grad()
-    def _negative_bank_for(self, distinct: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
-        """Text-encoder vectors of the whole catalog Float[I, D] without gradient: built once (dropout off), then
-        each batch writes its items' fresh vectors, so an item's entry is as old as its last appearance."""
-        bank = self._negative_bank
-        if bank is None or bank.shape[0] != self.config.num_items or bank.device != distinct.device:
-            self.item_encoder.eval()
-            index = torch.arange(self.config.num_items, device=distinct.device)
-            bank = torch.cat([self._text_vectors(chunk) for chunk in index.split(4096)]).float()
-            self.item_encoder.train(self.training)
-            self._negative_bank = bank
-        bank[distinct] = text_vectors.detach().to(bank.dtype)
-        return bank
+            return distinct
+        if count == -1 or not self.training:
+            return torch.arange(self.config.num_items, device=distinct.device)
+        drawn = torch.randint(self.config.num_items, (count,), device=distinct.device)
+        return torch.unique(torch.cat([distinct, drawn]))
 
     @torch.no_grad()
     def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
@@ -354,8 +324,16 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         levels, width = self.config.num_levels, self.config.hidden_size
         # each distinct item of the batch goes through the text encoder once
         distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
-        text_vectors = self._text_vectors(distinct)
-        distinct_vectors = self._with_item_embed(text_vectors, distinct)
+        # the InfoNCE negatives beyond the batch go through the same encoder pass: a negative computed any other
+        # way (e.g. a bank of older vectors) differs systematically from the positives, and the model learns that
+        # difference instead of the user (tried: the loss then stalls at log(catalog / batch items))
+        columns_index = self._contrastive_items(distinct) if labels is not None else distinct
+        if self.config.num_dense_negatives and not self.training and labels is not None:
+            columns = self.all_item_vectors(normalized=False)[columns_index]
+        else:
+            columns = self.encode_items(columns_index)
+        distinct_rows = torch.searchsorted(columns_index, distinct)
+        distinct_vectors = columns[distinct_rows]
         slot = torch.zeros_like(item_index)
         slot[item_mask] = inverse
         item_vectors = distinct_vectors[slot] * item_mask[..., None]
@@ -384,7 +362,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             F.cross_entropy(logits[target_valid], targets[..., level][target_valid], reduction="sum")
             for level, logits in enumerate(sparse_logits)
         ) / (target_valid.sum() * levels)
-        columns, target_columns = self._contrastive_columns(distinct, text_vectors, distinct_vectors, slot[:, 1:][target_valid])
+        target_columns = distinct_rows[slot[:, 1:][target_valid]]
         dense_loss = info_nce(dense_predictions[target_valid], target_columns, columns, self.config.contrastive_temperature)
         loss = self.config.sparse_loss_weight * sparse_loss + self.config.dense_loss_weight * dense_loss
         history_dense_loss = None

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", default=None, metavar="CATALOG_DIR",
                         help="catalog folder the model was trained on, for checkpoints without catalog/ assets")
     parser.add_argument("--encoder", default=None, metavar="PATH", help="sentence encoder folder, if the recorded one is not here")
+    parser.add_argument("--item-embeddings", choices=("id_neighbours", "zeros"), default="id_neighbours",
+                        help="new items' learned-embedding rows (models with use_item_embeddings): the mean row of the "
+                             "old items sharing the longest ID prefix, or zero")
     parser.add_argument("--dedup-overflow", choices=("share", "error"), default="share",
                         help="a TIGER collision code beyond the trained ones: share the last code (default) or fail")
     return parser
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> int:
     assets_source = Path(args.catalog) if args.catalog else model_dir
     assets = load_catalog_assets(assets_source)
     model, tokenizer = load_checkpoint(str(model_dir))
-    indices = add_items(model, tokenizer, items, assets, encoder=args.encoder, on_dedup_overflow=args.dedup_overflow)
+    indices = add_items(model, tokenizer, items, assets, encoder=args.encoder, on_dedup_overflow=args.dedup_overflow,
+                        item_embeddings=args.item_embeddings)
     check_compatible(model, tokenizer)
 
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,23 +1,26 @@
-"""Dataset folders and interaction tables -> `datasets.Dataset`, leave-one-out splits, item text."""
+"""Dataset folders and interaction tables -> `datasets.Dataset`, leave-one-out splits, item text.
 
-from .item_text import item_text
-from .loading import (
-    ITEM_FIELDS,
-    load_dataset_folder,
-    load_interactions,
-    load_items,
-    load_sequences,
-    sequences_from_lists,
-)
-from .splits import leave_one_out
+Names are imported lazily: item text helpers (and the catalog readers built on them) work where `datasets` is not
+installed, e.g. on a bare accelerator machine running benchmarks/sweep.py.
+"""
 
-__all__ = [
-    "ITEM_FIELDS",
-    "item_text",
-    "leave_one_out",
-    "load_dataset_folder",
-    "load_interactions",
-    "load_items",
-    "load_sequences",
-    "sequences_from_lists",
-]
+import importlib
+
+_EXPORTS = {
+    "item_text": ".item_text",
+    "ITEM_FIELDS": ".loading",
+    "load_dataset_folder": ".loading",
+    "load_interactions": ".loading",
+    "load_items": ".loading",
+    "load_sequences": ".loading",
+    "sequences_from_lists": ".loading",
+    "leave_one_out": ".splits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

@@ -18,8 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data import item_text, load_dataset_folder
-from ..data.item_text import DEFAULT_DESCRIPTION_CHARS
+from ..data.item_text import DEFAULT_DESCRIPTION_CHARS, item_text
 from .embeddings import DEFAULT_ENCODER_NAME, embed_texts, load_encoder_tokenizer, resolve_encoder
 from .rqvae import RQVAE, RQVAEConfig, id_stats
 
@@ -175,6 +174,8 @@ def build_catalog(
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
     encoder_path = resolve_encoder(encoder)
+
+    from ..data.loading import load_dataset_folder  # needs `datasets`; reading a catalog does not
 
     sequences, items = load_dataset_folder(data_dir, drop_unknown=drop_unknown)
     rows = items.to_list()
