@@ -169,3 +169,28 @@ def test_train_cli_end_to_end_refuses_overwrites_and_fine_tunes(catalog_scientif
     assert weights.keys() == start.keys()
     assert any(not torch.equal(weights[name], start[name]) for name in weights)  # it trained
     assert json.loads((tuned / "training_summary.json").read_text())["global_step"] == 2
+
+
+def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
+    """benchmarks/sweep.py runs on bare accelerator machines that have torch and transformers only."""
+    import subprocess
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'datasets' or name.startswith('datasets.'):\n"
+        "            raise ModuleNotFoundError(\"No module named 'datasets'\")\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from cobra_hf.training import build_model, CobraDataCollator\n"
+        "from cobra_hf.evaluation import evaluate_model\n"
+        f"model, tokenizer = build_model({str(catalog_scientific)!r}, init_text_embeddings=False, hidden_size=32,"
+        " num_attention_heads=2, intermediate_size=64)\n"
+        "model.eval()\n"
+        "print(evaluate_model(model, tokenizer, [[0, 1], [2]], [3, 4], show_progress=False)['users'])\n"
+        "assert 'datasets' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "2"
