@@ -45,6 +45,7 @@ _CONFIG_ROWS = [
     ("max_text_tokens", "item text tokens"),
     ("text_embedding_dim", "sentence embedding size"),
     ("contrastive_temperature", "contrastive temperature"),
+    ("num_dense_negatives", "InfoNCE negatives (0 in-batch, -1 catalog, n sampled + in-batch)"),
     ("catalog_hash", "catalog hash"),
 ]
 # training_info keys with their labels and formatting.
