@@ -6,8 +6,10 @@ installed, e.g. on a bare accelerator machine running benchmarks/sweep.py.
 
 import importlib
 
+# eager: the submodule shares the function's name, and importing it would otherwise bind the module here
+from .item_text import item_text
+
 _EXPORTS = {
-    "item_text": ".item_text",
     "ITEM_FIELDS": ".loading",
     "load_dataset_folder": ".loading",
     "load_interactions": ".loading",
@@ -17,7 +19,7 @@ _EXPORTS = {
     "leave_one_out": ".splits",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "item_text"])
 
 
 def __getattr__(name: str):
