@@ -10,11 +10,11 @@
    recommended at all, in those cases and in all test cases, and how many new items share their ID with an old one.
 Writes JSON (default benchmarks/results/cold_start.json).
 
-Cost here (2 shared cores, default model: hidden 128, batch 256): about 5.5 s per training step with --threads 2;
-embedding the catalog texts takes a few minutes the first time (cached in --cache-dir). The default, 50 steps per
-model, takes about 15 min in all; real numbers need more steps:
+Cost here (2 cores, default model: hidden 128, batch 256): about 4 s per training step with --threads 2; embedding
+the catalog texts takes a few minutes the first time (cached in --cache-dir). Measured: --max-steps 300 took 39 min
+for both models (benchmarks/results/cold_start.json):
   python benchmarks/bench_cold_start.py --data ../shared/data/beauty --work runs/cold_start --cache-dir runs/cache \
-      --threads 2 --max-steps 400          # about 80 min (two models); --no-tiger halves it
+      --threads 2 --max-steps 300          # --no-tiger halves it
 smoke test (~6 min, numbers meaningless): --tiny --max-steps 5 --output /tmp/cold_start_tiny.json
 """
 
