@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny import random_histories, tiny_model  # noqa: E402
@@ -293,3 +294,35 @@ def test_load_state_dict_refreshes_cached_catalog():
     model.load_state_dict(other.state_dict())
     assert torch.equal(model.all_item_vectors(), other.all_item_vectors())
     assert torch.equal(model.id_index.sorted_item_keys, other.id_index.sorted_item_keys)
+
+
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model"])
+def test_dense_guided_ids_are_scored_exactly_and_never_twice(which, request):
+    model, tok = request.getfixturevalue(which)
+    history = [3, 1, 4, 1, 5]
+    exact = brute_force_scores(model, tok, history)
+    batch = tok.encode_indices([history])
+    beams, guided = 3, 6
+    out = model.generate(**batch, num_beams=beams, dense_guided_ids=guided, top_k=5)
+    assert out.semantic_ids.shape[1] == beams + guided
+    # the guided rows are the IDs of the items nearest to the ID-free dense prediction, in that order
+    item_mask = batch["attention_mask"].view(1, -1, len(model.config.level_sizes))[..., 0].bool()
+    last, _ = model._prefill(batch["input_ids"], item_mask, batch["item_index"])
+    query = F.normalize(model.history_dense_head(last), dim=-1)
+    nearest = (query @ model.all_item_vectors().T).topk(guided, dim=-1).indices[0]
+    assert torch.equal(out.semantic_ids[0, beams:], model.item_codes[nearest])
+    seen = [tuple(c) for c in out.semantic_ids[0, :beams].tolist()]
+    for row in range(beams, beams + guided):
+        code = tuple(out.semantic_ids[0, row].tolist())
+        if code in seen:  # already a beam or an earlier guided row: dropped
+            assert out.beam_scores[0, row] == float("-inf")
+        else:
+            assert abs(float(out.beam_scores[0, row]) - exact[code][0]) < 1e-5
+            assert torch.allclose(out.beam_vectors[0, row], exact[code][1], atol=1e-5)
+        seen.append(code)
+    assert len(set(out.item_indices[0].tolist())) == 5 and (out.item_indices >= 0).all()
+    # with no guided IDs the output is the paper's decoding, unchanged
+    plain = model.generate(**batch, num_beams=beams, top_k=5)
+    assert torch.equal(plain.semantic_ids, out.semantic_ids[:, :beams])
+    with pytest.raises(ValueError, match="dense_guided_ids"):
+        model.generate(**batch, dense_guided_ids=-1)

@@ -35,6 +35,7 @@ CUSTOM_PIPELINES = {
 DEFAULT_GENERATION = dict(
     num_beams=20,
     num_candidates=10,
+    dense_guided_ids=0,
     recommend_top_k=10,
     beam_fusion_tau=0.9,
     beam_fusion_psi=16.0,
@@ -394,6 +395,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         for name in ("num_beams", "num_candidates", "recommend_top_k"):
             if int(settings[name]) < 1:
                 raise ValueError(f"{name} must be at least 1, got {settings[name]}.")
+        if int(settings["dense_guided_ids"]) < 0:
+            raise ValueError(f"dense_guided_ids must be >= 0, got {settings['dense_guided_ids']}.")
+        if int(settings["dense_guided_ids"]) and not self.config.history_dense_loss_weight:
+            raise ValueError("dense_guided_ids needs the ID-free dense head: train with history_dense_loss_weight > 0.")
         if int(settings["recommend_top_k"]) > self.config.num_items:
             raise ValueError(
                 f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({self.config.num_items})."
@@ -415,15 +420,18 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         mask = torch.ones(codes.shape[0], 1, dtype=torch.bool, device=codes.device)
         return self.decoder(x, mask, cache)[:, 0]
 
-    def beam_search(self, last_hidden, cache: KVCache, positions, num_beams: int):
+    def beam_search(self, last_hidden, cache: KVCache, positions, num_beams: int, forced: torch.Tensor | None = None):
         """Beam search over valid semantic IDs.
 
         last_hidden Float[B, D] (output at the last history position); positions Long[B] (the next item's
-        position). Returns codes Long[B, M, L], beam scores Float[B, M] (-inf = no such beam) and the dense vector
-        predicted for each beam Float[B, M, D]."""
+        position); forced Long[B, G, L] or None: catalog IDs decoded alongside the beams (scored, not searched).
+        Returns codes Long[B, M+G, L] (beams best first, then the forced IDs), scores Float[B, M+G] (summed
+        log-probs; -inf = no such beam, or a forced ID already among the beams or earlier forced IDs) and the
+        dense vector predicted for each Float[B, M+G, D]."""
         index = self.id_index
         batch = last_hidden.shape[0]
         levels = self.config.num_levels
+        extra = 0 if forced is None else forced.shape[1]
         logits = self.sparse_head[0](last_hidden).masked_fill(~index.first_mask, float("-inf"))
         log_probs = torch.log_softmax(logits, dim=-1)
         beams = min(num_beams, index.num_ids)
@@ -432,25 +440,47 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             scores = F.pad(scores, (0, beams - scores.shape[1]), value=float("-inf"))
             first = F.pad(first, (0, beams - first.shape[1]))
         codes = first[..., None]
-        cache.start_beams(beams)  # beams share the history's keys; only their own tokens are cached per beam
-        positions = positions.repeat_interleave(beams)
+        if extra:
+            forced_scores = log_probs.gather(1, forced[..., 0])
+        rows = beams + extra
+        cache.start_beams(rows)  # beams share the history's keys; only their own tokens are cached per beam
+        positions = positions.repeat_interleave(rows)
+        forced_origin = torch.arange(beams, rows, device=last_hidden.device).expand(batch, -1)
         for level in range(1, levels):
-            hidden = self._step(codes[..., -1].reshape(-1), level - 1, positions, cache)
-            logits = self.sparse_head[level](hidden).view(batch, beams, -1)
+            step_codes = codes[..., -1] if not extra else torch.cat([codes[..., -1], forced[..., level - 1]], 1)
+            hidden = self._step(step_codes.reshape(-1), level - 1, positions, cache).view(batch, rows, -1)
+            logits = self.sparse_head[level](hidden[:, :beams])
             logits = logits.masked_fill(~index.allowed_next(codes), float("-inf"))
             total = scores[..., None] + torch.log_softmax(logits, dim=-1)  # [B, M, K_l]
             width = total.shape[-1]
             scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
             origin = torch.div(flat, width, rounding_mode="floor")
             codes = torch.cat([codes.gather(1, origin[..., None].expand(-1, -1, codes.shape[-1])), (flat % width)[..., None]], -1)
+            if extra:
+                forced_logits = self.sparse_head[level](hidden[:, beams:])
+                forced_logits = forced_logits.masked_fill(~index.allowed_next(forced[..., :level]), float("-inf"))
+                forced_log_probs = torch.log_softmax(forced_logits, dim=-1)
+                forced_scores = forced_scores + forced_log_probs.gather(-1, forced[..., level : level + 1]).squeeze(-1)
+                origin = torch.cat([origin, forced_origin], 1)
             cache.reorder_beams(origin)
-        hidden = self._step(codes[..., -1].reshape(-1), levels - 1, positions, cache)
-        vectors = self.dense_head(hidden).view(batch, beams, -1)
+        last_codes = codes[..., -1] if not extra else torch.cat([codes[..., -1], forced[..., -1]], 1)
+        hidden = self._step(last_codes.reshape(-1), levels - 1, positions, cache)
+        vectors = self.dense_head(hidden).view(batch, rows, -1)
+        if extra:
+            # an ID already decoded (a beam, or an earlier forced row) would count its items twice
+            seen = torch.cat([codes, forced], 1)
+            same = (forced[:, :, None] == seen[:, None]).all(-1)  # [B, G, M+G]
+            earlier = torch.ones(extra, beams + extra, dtype=torch.bool, device=same.device).tril(beams - 1)
+            live = torch.cat([scores > float("-inf"), torch.ones_like(forced_scores, dtype=torch.bool)], 1)
+            forced_scores = forced_scores.masked_fill((same & earlier & live[:, None]).any(-1), float("-inf"))
         if beams < num_beams:  # fewer distinct IDs in the catalog than beams asked for
             pad = num_beams - beams
             codes = F.pad(codes, (0, 0, 0, pad))
             scores = F.pad(scores, (0, pad), value=float("-inf"))
-            vectors = F.pad(vectors, (0, 0, 0, pad))
+            vectors = torch.cat([vectors[:, :beams], vectors.new_zeros(batch, pad, vectors.shape[-1]), vectors[:, beams:]], 1)
+        if extra:
+            codes = torch.cat([codes, forced], 1)
+            scores = torch.cat([scores, forced_scores], 1)
         return codes, scores, vectors
 
     @torch.no_grad()
@@ -465,6 +495,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """Coarse-to-fine recommendation for a batch of histories (CobraTokenizer output).
 
         Keyword arguments (defaults from `generation_config`): num_beams (M), num_candidates (N per beam),
+        dense_guided_ids (G, "cobra" mode, default 0 = the paper: the IDs of the G items nearest to the ID-free dense
+        prediction are decoded beside the beams and ranked by BeamFusion with them; `semantic_ids` then holds M + G
+        rows),
         top_k / recommend_top_k (K), beam_fusion_tau, beam_fusion_psi, mode ("cobra", "sparse", "dense",
         "no_fusion"), exclude_history (drop items of the history; the paper's protocol keeps them: default False),
         use_faiss (nearest-item search over the whole catalog through faiss).
@@ -490,7 +523,15 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             return CobraGenerationOutput(item_indices=items, scores=scores)
 
         num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
-        codes, beam_scores, beam_vectors = self.beam_search(last_hidden, cache, positions, num_beams)
+        forced = None
+        if mode == "cobra" and int(settings["dense_guided_ids"]) > 0:
+            # the IDs of the items nearest to the ID-free dense prediction join the beams (scored by the sparse
+            # heads, ranked by BeamFusion like any beam): the dense path proposes IDs the beam search pruned
+            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
+            guided, _ = self._nearest(query, min(int(settings["dense_guided_ids"]), self.config.num_items), catalog,
+                                      faiss_index, None, None)
+            forced = self.item_codes[guided.clamp(min=0)]
+        codes, beam_scores, beam_vectors = self.beam_search(last_hidden, cache, positions, num_beams, forced)
         beam_vectors_n = F.normalize(beam_vectors, dim=-1)
         members, member_valid = self.id_index.items_of(codes)  # [B, M, P]
         member_valid &= (beam_scores > float("-inf"))[..., None]
