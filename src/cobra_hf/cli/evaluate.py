@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all-modes", action="store_true", help="evaluate every mode, one JSON line each")
     parser.add_argument("--num-beams", type=int, default=None, help="M, beams over semantic IDs")
     parser.add_argument("--num-candidates", type=int, default=None, help="N, candidates per beam")
+    parser.add_argument("--dense-guided-ids", type=int, default=None,
+                        help="G, IDs of the items nearest to the ID-free dense prediction decoded beside the beams (cobra mode)")
     parser.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first users (quick checks)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -47,6 +49,8 @@ def main(argv: list[str]) -> int:
         kwargs["num_beams"] = args.num_beams
     if args.num_candidates:
         kwargs["num_candidates"] = args.num_candidates
+    if args.dense_guided_ids is not None:
+        kwargs["dense_guided_ids"] = args.dense_guided_ids
     modes = GENERATION_MODES if args.all_modes else [args.mode or model.generation_config.recommend_mode]
     results = []
     for mode in modes:
