@@ -431,7 +431,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         index = self.id_index
         batch = last_hidden.shape[0]
         levels = self.config.num_levels
-        extra = 0 if forced is None else forced.shape[1]
+        if forced is None:
+            forced = torch.zeros(batch, 0, levels, dtype=torch.long, device=last_hidden.device)
+        extra = forced.shape[1]
         logits = self.sparse_head[0](last_hidden).masked_fill(~index.first_mask, float("-inf"))
         log_probs = torch.log_softmax(logits, dim=-1)
         beams = min(num_beams, index.num_ids)
@@ -440,48 +442,38 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             scores = F.pad(scores, (0, beams - scores.shape[1]), value=float("-inf"))
             first = F.pad(first, (0, beams - first.shape[1]))
         codes = first[..., None]
-        if extra:
-            forced_scores = log_probs.gather(1, forced[..., 0])
+        forced_scores = log_probs.gather(1, forced[..., 0])  # [B, G]
         rows = beams + extra
         cache.start_beams(rows)  # beams share the history's keys; only their own tokens are cached per beam
         positions = positions.repeat_interleave(rows)
-        forced_origin = torch.arange(beams, rows, device=last_hidden.device).expand(batch, -1)
+        forced_stay = torch.arange(beams, rows, device=last_hidden.device).expand(batch, -1)
         for level in range(1, levels):
-            step_codes = codes[..., -1] if not extra else torch.cat([codes[..., -1], forced[..., level - 1]], 1)
+            step_codes = torch.cat([codes[..., -1], forced[..., level - 1]], 1)  # [B, M+G]
             hidden = self._step(step_codes.reshape(-1), level - 1, positions, cache).view(batch, rows, -1)
-            logits = self.sparse_head[level](hidden[:, :beams])
-            logits = logits.masked_fill(~index.allowed_next(codes), float("-inf"))
-            total = scores[..., None] + torch.log_softmax(logits, dim=-1)  # [B, M, K_l]
+            prefixes = torch.cat([codes, forced[..., :level]], 1)
+            logits = self.sparse_head[level](hidden).masked_fill(~index.allowed_next(prefixes), float("-inf"))
+            log_probs = torch.log_softmax(logits, dim=-1)  # [B, M+G, K_l]
+            total = scores[..., None] + log_probs[:, :beams]
             width = total.shape[-1]
             scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
             origin = torch.div(flat, width, rounding_mode="floor")
             codes = torch.cat([codes.gather(1, origin[..., None].expand(-1, -1, codes.shape[-1])), (flat % width)[..., None]], -1)
-            if extra:
-                forced_logits = self.sparse_head[level](hidden[:, beams:])
-                forced_logits = forced_logits.masked_fill(~index.allowed_next(forced[..., :level]), float("-inf"))
-                forced_log_probs = torch.log_softmax(forced_logits, dim=-1)
-                forced_scores = forced_scores + forced_log_probs.gather(-1, forced[..., level : level + 1]).squeeze(-1)
-                origin = torch.cat([origin, forced_origin], 1)
-            cache.reorder_beams(origin)
-        last_codes = codes[..., -1] if not extra else torch.cat([codes[..., -1], forced[..., -1]], 1)
-        hidden = self._step(last_codes.reshape(-1), levels - 1, positions, cache)
+            forced_scores = forced_scores + log_probs[:, beams:].gather(-1, forced[..., level : level + 1]).squeeze(-1)
+            cache.reorder_beams(torch.cat([origin, forced_stay], 1))  # forced rows keep their own cache
+        hidden = self._step(torch.cat([codes[..., -1], forced[..., -1]], 1).reshape(-1), levels - 1, positions, cache)
         vectors = self.dense_head(hidden).view(batch, rows, -1)
-        if extra:
-            # an ID already decoded (a beam, or an earlier forced row) would count its items twice
-            seen = torch.cat([codes, forced], 1)
-            same = (forced[:, :, None] == seen[:, None]).all(-1)  # [B, G, M+G]
-            earlier = torch.ones(extra, beams + extra, dtype=torch.bool, device=same.device).tril(beams - 1)
-            live = torch.cat([scores > float("-inf"), torch.ones_like(forced_scores, dtype=torch.bool)], 1)
-            forced_scores = forced_scores.masked_fill((same & earlier & live[:, None]).any(-1), float("-inf"))
+        # a forced ID already decoded (a live beam, or an earlier forced row) would count its items twice
+        seen = torch.cat([codes, forced], 1)
+        same = (forced[:, :, None] == seen[:, None]).all(-1)  # [B, G, M+G]
+        earlier = torch.ones(extra, rows, dtype=torch.bool, device=same.device).tril(beams - 1)
+        live = torch.cat([scores > float("-inf"), torch.ones_like(forced_scores, dtype=torch.bool)], 1)
+        forced_scores = forced_scores.masked_fill((same & earlier & live[:, None]).any(-1), float("-inf"))
         if beams < num_beams:  # fewer distinct IDs in the catalog than beams asked for
             pad = num_beams - beams
             codes = F.pad(codes, (0, 0, 0, pad))
             scores = F.pad(scores, (0, pad), value=float("-inf"))
             vectors = torch.cat([vectors[:, :beams], vectors.new_zeros(batch, pad, vectors.shape[-1]), vectors[:, beams:]], 1)
-        if extra:
-            codes = torch.cat([codes, forced], 1)
-            scores = torch.cat([scores, forced_scores], 1)
-        return codes, scores, vectors
+        return torch.cat([codes, forced], 1), torch.cat([scores, forced_scores], 1), vectors
 
     @torch.no_grad()
     def generate(
