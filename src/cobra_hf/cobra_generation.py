@@ -10,6 +10,14 @@ import torch
 import torch.nn.functional as F
 
 
+def prefix_keys(codes: torch.Tensor, level_sizes: list[int]) -> torch.Tensor:
+    """codes Long[..., l] (the first l levels of IDs) -> one mixed-radix int64 key per prefix, Long[...]."""
+    key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
+    for level in range(codes.shape[-1]):
+        key = key * int(level_sizes[level]) + codes[..., level]
+    return key
+
+
 class SemanticIdIndex:
     """Valid-prefix masks and an items-per-ID lookup built from the catalog's codes Long[I, L].
 
@@ -44,10 +52,7 @@ class SemanticIdIndex:
 
     def keys(self, codes: torch.Tensor) -> torch.Tensor:
         """codes Long[..., l] (the first l levels) -> mixed-radix keys Long[...]."""
-        key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
-        for level in range(codes.shape[-1]):
-            key = key * self.level_sizes[level] + codes[..., level]
-        return key
+        return prefix_keys(codes, self.level_sizes)
 
     def to(self, device) -> "SemanticIdIndex":
         for name in ("first_mask", "item_order", "sorted_item_keys"):

@@ -14,13 +14,13 @@ cluster of similar texts, so the neighbours' collaborative part is the best gues
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .cobra_generation import prefix_keys
 from .data.item_text import item_text
 from .semantic_ids.assets import CatalogAssets, load_catalog_assets
 from .semantic_ids.catalog import tokenize_with_vocab
@@ -180,11 +180,10 @@ def id_neighbour_rows(rows: torch.Tensor, codes: torch.Tensor, new_codes: torch.
     if rows.shape[0] == 0:
         return out
     for depth in range(codes.shape[1], 0, -1):
-        radix = torch.tensor([math.prod(level_sizes[level + 1 : depth]) for level in range(depth)], device=rows.device)
-        keys, inverse = torch.unique((codes[:, :depth] * radix).sum(1), return_inverse=True)
+        keys, inverse = torch.unique(prefix_keys(codes[:, :depth], level_sizes), return_inverse=True)
         sums = rows.new_zeros(keys.shape[0], rows.shape[1]).index_add_(0, inverse, rows)
         counts = torch.bincount(inverse, minlength=keys.shape[0]).to(rows.dtype)
-        new_keys = (new_codes[:, :depth] * radix).sum(1)
+        new_keys = prefix_keys(new_codes[:, :depth], level_sizes)
         slot = torch.searchsorted(keys, new_keys).clamp(max=keys.shape[0] - 1)
         hit = (keys[slot] == new_keys) & ~filled
         out[hit] = sums[slot[hit]] / counts[slot[hit], None]
