@@ -4,7 +4,7 @@ Names are imported lazily: item text helpers (and the catalog readers built on t
 installed, e.g. on a bare accelerator machine running benchmarks/sweep.py.
 """
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 # eager: the submodule shares the function's name, and importing it would otherwise bind the module here
 from .item_text import item_text
@@ -21,8 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "item_text"])
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

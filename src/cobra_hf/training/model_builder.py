@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from ..configuration_cobra import CobraConfig
 from ..modeling_cobra import CobraForSequentialRecommendation
+from ..semantic_ids.catalog import load_catalog_arrays
 from ..tokenization_cobra import CobraTokenizer
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,6 @@ def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, tor
     missing = [name for name in CATALOG_REQUIRED if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"Catalog folder {folder} lacks {missing}: is it a `cobra-hf prepare` output?")
-    # imported here: the catalog builder pulls in `datasets`, which model building alone does not need
-    from ..semantic_ids.catalog import load_catalog_arrays
-
     tokenizer = CobraTokenizer.from_pretrained(str(folder))
     try:
         text = load_catalog_arrays(folder)
