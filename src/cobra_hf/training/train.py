@@ -34,7 +34,7 @@ class CobraTrainingArguments:
     encoder_layers: int = 1
     decoder_layers: int = 2
     dropout: float = 0.1
-    attention_dropout: float = 0.1
+    attention_dropout: float = 0.0
     max_history: int = 20
     contrastive_temperature: float = 0.2
     sparse_loss_weight: float = 1.0
