@@ -5,7 +5,8 @@ Writes into --output: results.json (config, timings, validation curve, test metr
 
 usage:
   python benchmarks/run_benchmark.py --data ../shared/data/beauty --output runs/bench/beauty \
-      --train-args "--num_train_epochs 20" --model-args '{"hidden_size": 128}'
+      --train-args "--num_train_epochs 20" --model-args '{"hidden_size": 128}' \
+      [--generate-args '{"beam_fusion": "joint", "beam_fusion_dense_psi": 8}']
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import TrainerCallback
 from cobra_hf.configuration_cobra import GENERATION_MODES
 from cobra_hf.evaluation import evaluate_split
 from cobra_hf.inference import load_checkpoint
+from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 from cobra_hf.semantic_ids.catalog import build_catalog
 from cobra_hf.training.datasets import index_splits
 from cobra_hf.training.train import parse_args, run_training
@@ -57,13 +59,16 @@ class CurveRecorder(TrainerCallback):
                 self.points.append({"seconds": round(time.perf_counter() - self.start, 1), "step": state.global_step, **values})
 
 
-def markdown_table(dataset: str, measured: dict[str, dict]) -> str:
+def markdown_table(dataset: str, measured: dict[str, dict], generation: dict | None = None) -> str:
     lines = ["| model | Recall@5 | NDCG@5 | Recall@10 | NDCG@10 |", "|---|---|---|---|---|"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     for name, row in PAPER_ROWS.get(dataset, {}).items():
         lines.append(f"| {name} | " + " | ".join(fmt(row[k]) for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10")) + " |")
     for mode, row in measured.items():
-        lines.append(f"| **{MODE_NAMES[mode]}** | " + " | ".join(fmt(row[k]) for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10")) + " |")
+        name = MODE_NAMES[mode]
+        if mode == "cobra" and (generation or {}).get("beam_fusion", "paper") != "paper":
+            name += f" ({generation['beam_fusion']} BeamFusion, not the paper's)"  # the row is not Eq. 7
+        lines.append(f"| **{name}** | " + " | ".join(fmt(row[k]) for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +102,19 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra TrainingArguments flags, as on the command line")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--num-candidates", type=int, default=None)
+    parser.add_argument("--generate-args", default="{}",
+                        help="JSON of any other generate() settings for the test evaluation, e.g. "
+                        '\'{"beam_fusion": "joint", "beam_fusion_dense_psi": 8}\' (every mode is evaluated: no "mode")')
     parser.add_argument("--eval-users", type=int, default=-1, help="test users (-1 = all)")
     args = parser.parse_args()
+    # checked before hours of training, not after
+    try:
+        extra_generation = json.loads(args.generate_args)
+    except json.JSONDecodeError as err:
+        parser.error(f"--generate-args is not JSON: {err}")
+    allowed = set(DEFAULT_GENERATION) - {"recommend_mode", "recommend_top_k"}
+    if not isinstance(extra_generation, dict) or set(extra_generation) - allowed:
+        parser.error(f"--generate-args must be a JSON object with keys among {sorted(allowed)}.")
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +141,7 @@ def main() -> None:
     kwargs = {"num_beams": args.num_beams}
     if args.num_candidates:
         kwargs["num_candidates"] = args.num_candidates
+    kwargs.update(extra_generation)
     for mode in GENERATION_MODES:
         if mode == "dense" and not model.config.history_dense_loss_weight:
             continue  # no trained ID-free head in this model
@@ -139,9 +156,9 @@ def main() -> None:
         "train_summary": {k: v for k, v in summary.items() if k != "log_history"},
     }
     (out / "results.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "results.md").write_text(markdown_table(dataset, measured))
+    (out / "results.md").write_text(markdown_table(dataset, measured, kwargs))
     plot_curve(recorder.points, out / "curve.png", f"COBRA on {dataset}: validation Recall@10")
-    print(markdown_table(dataset, measured))
+    print(markdown_table(dataset, measured, kwargs))
     print(json.dumps(timings))
 
 

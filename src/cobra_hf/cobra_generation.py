@@ -105,6 +105,40 @@ def beam_fusion(
     return beam_weight[..., None] * item_weight
 
 
+def joint_fusion(
+    beam_scores: torch.Tensor,
+    candidate_cos: torch.Tensor,
+    history_cos: torch.Tensor,
+    candidate_valid: torch.Tensor,
+    tau: float,
+    psi: float,
+    psi_h: float,
+) -> torch.Tensor:
+    """Joint BeamFusion: one softmax over every (beam k, candidate a) pair of
+    s(k, a) = tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a).
+
+    beam_scores: Float[B, M] summed log-probs phi_k of the beams' IDs (-inf = no beam; M counts guided IDs too);
+    candidate_cos: Float[B, M, N] cosine of each beam's dense vector v_k with its candidates;
+    history_cos: Float[B, M, N] cosine of the ID-free dense prediction v_0 with the same candidates;
+    candidate_valid: Bool[B, M, N]. Returns Float[B, M, N] summing to 1 over the valid pairs of a user, 0 where
+    invalid (a pair of a beam with phi_k = -inf counts as invalid); a user without any valid pair gets all zeros.
+
+    Unlike `beam_fusion`, the cosine is not normalised inside each beam: with about one item per ID, the per-beam
+    softmax is ~1 for every beam and the ranking collapses to the beam order, whereas here an item's cosine can
+    lift it above items of more probable IDs.
+    """
+    batch = beam_scores.shape[0]
+    valid = candidate_valid & (beam_scores > float("-inf"))[..., None]
+    # torch.where, not a product with the mask: tau * -inf is NaN when tau = 0, and invalid slots may hold -inf cosines
+    logits = torch.where(
+        valid, tau * beam_scores[..., None] + psi * candidate_cos + psi_h * history_cos, float("-inf")
+    ).reshape(batch, -1)
+    # a user without any valid pair would give 0/0: give it an all-zero row instead
+    has_any = valid.reshape(batch, -1).any(-1, keepdim=True)
+    weight = torch.softmax(logits.masked_fill(~has_any, 0.0), dim=-1).masked_fill(~has_any, 0.0)
+    return weight.view_as(candidate_cos).masked_fill(~valid, 0.0)
+
+
 def top_k_items(scores: torch.Tensor, items: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """scores Float[B, C] (-inf = not a candidate), items Long[B, C] -> the k best (items, scores), best first.
     Ties keep the candidates' order (a stable sort), so results are deterministic. Missing slots get item -1."""

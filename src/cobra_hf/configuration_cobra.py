@@ -6,6 +6,8 @@ from transformers import PreTrainedConfig
 
 CONFIG_FORMAT_VERSION = 1
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
+# generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
+BEAM_FUSION_METHODS = ("paper", "joint")
 
 
 class CobraConfig(PreTrainedConfig):

@@ -14,6 +14,7 @@ M beams, N candidates per beam, K recommendations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,9 +23,9 @@ from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .cobra_generation import SemanticIdIndex, beam_fusion, mask_items, nearest_items, top_k_items
+from .cobra_generation import SemanticIdIndex, beam_fusion, joint_fusion, mask_items, nearest_items, top_k_items
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
-from .configuration_cobra import GENERATION_MODES, CobraConfig
+from .configuration_cobra import BEAM_FUSION_METHODS, GENERATION_MODES, CobraConfig
 
 # The "cobra-recommendation" pipeline (pipeline_cobra.py) travels with every checkpoint: config.json's
 # custom_pipelines tells `transformers.pipeline` where it is, and save_pretrained copies the file because this module
@@ -32,6 +33,8 @@ from .configuration_cobra import GENERATION_MODES, CobraConfig
 CUSTOM_PIPELINES = {
     "cobra-recommendation": {"impl": "pipeline_cobra.CobraRecommendationPipeline", "pt": ["AutoModel"], "type": "text"}
 }
+# beam_fusion: "paper" (Eq. 7, per-beam softmax over cosines) or "joint" (one softmax over all beams' candidates,
+# see cobra_generation.joint_fusion); beam_fusion_dense_psi (psi_h) weighs the ID-free prediction in "joint".
 DEFAULT_GENERATION = dict(
     num_beams=20,
     num_candidates=10,
@@ -39,6 +42,8 @@ DEFAULT_GENERATION = dict(
     recommend_top_k=10,
     beam_fusion_tau=0.9,
     beam_fusion_psi=16.0,
+    beam_fusion="paper",
+    beam_fusion_dense_psi=0.0,
     recommend_mode="cobra",
     exclude_history=False,
     use_faiss=False,
@@ -399,6 +404,19 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             raise ValueError(f"dense_guided_ids must be >= 0, got {settings['dense_guided_ids']}.")
         if int(settings["dense_guided_ids"]) and not self.config.history_dense_loss_weight:
             raise ValueError("dense_guided_ids needs the ID-free dense head: train with history_dense_loss_weight > 0.")
+        if settings["beam_fusion"] not in BEAM_FUSION_METHODS:
+            raise ValueError(f"beam_fusion must be one of {BEAM_FUSION_METHODS}, got {settings['beam_fusion']!r}.")
+        for name in ("beam_fusion_tau", "beam_fusion_psi", "beam_fusion_dense_psi"):
+            try:
+                settings[name] = float(settings[name])
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number, got {settings[name]!r}.") from None
+            if not math.isfinite(settings[name]):
+                raise ValueError(f"{name} must be finite, got {settings[name]}.")
+        if settings["beam_fusion_dense_psi"] and not self.config.history_dense_loss_weight:
+            raise ValueError(
+                "beam_fusion_dense_psi needs the ID-free dense head: train with history_dense_loss_weight > 0."
+            )
         if int(settings["recommend_top_k"]) > self.config.num_items:
             raise ValueError(
                 f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({self.config.num_items})."
@@ -490,9 +508,16 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         dense_guided_ids (G, "cobra" mode, default 0 = the paper: the IDs of the G items nearest to the ID-free dense
         prediction are decoded beside the beams and ranked by BeamFusion with them; `semantic_ids` then holds M + G
         rows),
-        top_k / recommend_top_k (K), beam_fusion_tau, beam_fusion_psi, mode ("cobra", "sparse", "dense",
-        "no_fusion"), exclude_history (drop items of the history; the paper's protocol keeps them: default False),
-        use_faiss (nearest-item search over the whole catalog through faiss).
+        top_k / recommend_top_k (K), beam_fusion_tau (tau), beam_fusion_psi (psi), beam_fusion ("cobra" mode: "paper",
+        the default, ranks by Phi = softmax_M(tau * phi) * softmax_N(psi * cos(v_k, a)), normalised inside each beam;
+        "joint" ranks all beams' candidates together by one softmax over the pairs (k, a) of
+        tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a), see cobra_generation.joint_fusion),
+        beam_fusion_dense_psi (psi_h, "joint" only, default 0; v_0 is the ID-free dense prediction, so a non-zero
+        psi_h needs history_dense_loss_weight > 0), mode ("cobra", "sparse", "dense", "no_fusion"), exclude_history
+        (drop items of the history; the paper's protocol keeps them: default False), use_faiss (nearest-item search
+        over the whole catalog through faiss).
+        In "cobra" mode each beam's candidates are its ID's N items nearest to the beam's dense vector v_k, with either
+        fusion; `scores` is the fusion weight Phi (with "joint", Phi sums to 1 over all candidates of a user).
         Beams that hold fewer than K items in all are topped up with the catalog items nearest to the best beam's
         dense vector, scored below every beam candidate (score (cos - 1) / 2 - 1, in [-2, -1]).
         """
@@ -516,10 +541,14 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
 
         num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
         forced = None
+        joint = mode == "cobra" and settings["beam_fusion"] == "joint"
+        psi_h = settings["beam_fusion_dense_psi"] if joint else 0.0
+        query = None  # v_0, the ID-free prediction Float[B, D] (L2-normalised), when a setting reads it
+        if mode == "cobra" and (int(settings["dense_guided_ids"]) > 0 or psi_h):
+            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
         if mode == "cobra" and int(settings["dense_guided_ids"]) > 0:
             # the IDs of the items nearest to the ID-free dense prediction join the beams (scored by the sparse
             # heads, ranked by BeamFusion like any beam): the dense path proposes IDs the beam search pruned
-            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
             guided, _ = self._nearest(query, min(int(settings["dense_guided_ids"]), self.config.num_items), catalog,
                                       faiss_index, None, None)
             forced = self.item_codes[guided.clamp(min=0)]
@@ -537,7 +566,15 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             top_cos, top = torch.topk(cos, n, dim=-1)
             candidates = members.gather(-1, top)
             valid = member_valid.gather(-1, top)
-            if mode == "cobra":
+            if joint:
+                # cos(v_0, a) only for the real (beam, item) pairs, like cos(v_k, a) above; psi_h = 0 needs none
+                history_cos = torch.zeros_like(top_cos)
+                if psi_h:
+                    pair = valid.nonzero(as_tuple=True)
+                    history_cos[pair] = (query[pair[0]] * catalog[candidates[pair]]).sum(-1)
+                phi = joint_fusion(beam_scores, top_cos, history_cos, valid, settings["beam_fusion_tau"],
+                                   settings["beam_fusion_psi"], psi_h)
+            elif mode == "cobra":
                 phi = beam_fusion(beam_scores, top_cos, valid, settings["beam_fusion_tau"], settings["beam_fusion_psi"])
             else:
                 phi = (top_cos + 1.0) / 2.0  # the top-1 ID's items by cosine

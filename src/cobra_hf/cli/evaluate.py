@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..configuration_cobra import GENERATION_MODES
+from .generation_flags import add_fusion_flags, fusion_kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-candidates", type=int, default=None, help="N, candidates per beam")
     parser.add_argument("--dense-guided-ids", type=int, default=None,
                         help="G, IDs of the items nearest to the ID-free dense prediction decoded beside the beams (cobra mode)")
+    add_fusion_flags(parser)
     parser.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first users (quick checks)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -51,6 +53,7 @@ def main(argv: list[str]) -> int:
         kwargs["num_candidates"] = args.num_candidates
     if args.dense_guided_ids is not None:
         kwargs["dense_guided_ids"] = args.dense_guided_ids
+    kwargs.update(fusion_kwargs(args))
     modes = GENERATION_MODES if args.all_modes else [args.mode or model.generation_config.recommend_mode]
     results = []
     for mode in modes:
