@@ -173,7 +173,7 @@ def test_bad_fusion_settings_raise(grouped_model):
 def test_cli_fusion_flags(command):
     import importlib
 
-    from cobra_hf.cli.generation_flags import fusion_kwargs
+    from cobra_hf.cli.generation_flags import generation_kwargs
 
     module = importlib.import_module(f"cobra_hf.cli.{command}")
     required = ["m", "--data", "d"] if command == "evaluate" else ["m", "--history", "x"]
@@ -181,10 +181,10 @@ def test_cli_fusion_flags(command):
         [*required, "--beam-fusion", "joint", "--beam-fusion-tau", "0.2", "--beam-fusion-psi", "6",
          "--beam-fusion-dense-psi", "8", "--dense-guided-ids", "10"]
     )
-    assert fusion_kwargs(args) == {"beam_fusion": "joint", "beam_fusion_tau": 0.2, "beam_fusion_psi": 6.0,
-                                   "beam_fusion_dense_psi": 8.0}
+    assert generation_kwargs(args) == {"beam_fusion": "joint", "beam_fusion_tau": 0.2, "beam_fusion_psi": 6.0,
+                                       "beam_fusion_dense_psi": 8.0, "dense_guided_ids": 10}
     assert args.dense_guided_ids == 10
-    assert fusion_kwargs(module.build_parser().parse_args(required)) == {}  # the checkpoint's settings
+    assert generation_kwargs(module.build_parser().parse_args(required)) == {}  # the checkpoint's settings
     with pytest.raises(SystemExit):
         module.build_parser().parse_args([*required, "--beam-fusion", "fancy"])
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..configuration_cobra import GENERATION_MODES
-from .generation_flags import add_fusion_flags, fusion_kwargs
+from .generation_flags import add_generation_flags, generation_kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,11 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("validation", "test"), default="test")
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None, help="decoding mode (default: the checkpoint's)")
     parser.add_argument("--all-modes", action="store_true", help="evaluate every mode, one JSON line each")
-    parser.add_argument("--num-beams", type=int, default=None, help="M, beams over semantic IDs")
-    parser.add_argument("--num-candidates", type=int, default=None, help="N, candidates per beam")
-    parser.add_argument("--dense-guided-ids", type=int, default=None,
-                        help="G, IDs of the items nearest to the ID-free dense prediction decoded beside the beams (cobra mode)")
-    add_fusion_flags(parser)
+    add_generation_flags(parser)
     parser.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first users (quick checks)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -47,13 +43,7 @@ def main(argv: list[str]) -> int:
     model, tokenizer = load_checkpoint(args.model_dir)
     split = index_splits(args.data, tokenizer, max_history=model.config.max_history)[args.split]
     kwargs = {"exclude_history": args.exclude_history, "use_faiss": args.use_faiss}
-    if args.num_beams:
-        kwargs["num_beams"] = args.num_beams
-    if args.num_candidates:
-        kwargs["num_candidates"] = args.num_candidates
-    if args.dense_guided_ids is not None:
-        kwargs["dense_guided_ids"] = args.dense_guided_ids
-    kwargs.update(fusion_kwargs(args))
+    kwargs.update(generation_kwargs(args))
     modes = GENERATION_MODES if args.all_modes else [args.mode or model.generation_config.recommend_mode]
     results = []
     for mode in modes:

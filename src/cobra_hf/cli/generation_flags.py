@@ -1,4 +1,4 @@
-"""BeamFusion flags shared by `cobra-hf evaluate` and `cobra-hf recommend` (not a subcommand itself)."""
+"""generate() flags shared by `cobra-hf evaluate` and `cobra-hf recommend` (not a subcommand itself)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ import argparse
 
 from ..configuration_cobra import BEAM_FUSION_METHODS
 
+# flag destinations that are generate() keyword arguments of the same name
+GENERATION_FLAGS = ("num_beams", "num_candidates", "dense_guided_ids", "beam_fusion", "beam_fusion_tau",
+                    "beam_fusion_psi", "beam_fusion_dense_psi")
 
-def add_fusion_flags(parser: argparse.ArgumentParser) -> None:
-    """--beam-fusion, --beam-fusion-tau, --beam-fusion-psi, --beam-fusion-dense-psi (default: the checkpoint's)."""
+
+def add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    """--num-beams, --num-candidates, --dense-guided-ids and the BeamFusion flags (default: the checkpoint's)."""
+    parser.add_argument("--num-beams", type=int, default=None, help="M, beams over semantic IDs")
+    parser.add_argument("--num-candidates", type=int, default=None, help="N, candidates per beam")
+    parser.add_argument("--dense-guided-ids", type=int, default=None,
+                        help="G, IDs of the items nearest to the ID-free dense prediction decoded beside the beams (cobra mode)")
     group = parser.add_argument_group("BeamFusion (cobra mode; defaults: the checkpoint's generation config)")
     group.add_argument("--beam-fusion", choices=BEAM_FUSION_METHODS, default=None,
                        help="paper: softmax over beams x softmax over each beam's candidates (Eq. 7); joint: one "
@@ -20,7 +28,6 @@ def add_fusion_flags(parser: argparse.ArgumentParser) -> None:
                        "with history_dense_loss_weight > 0")
 
 
-def fusion_kwargs(args: argparse.Namespace) -> dict:
-    """The generate() keyword arguments of the flags that were given."""
-    names = ("beam_fusion", "beam_fusion_tau", "beam_fusion_psi", "beam_fusion_dense_psi")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def generation_kwargs(args: argparse.Namespace) -> dict:
+    """The generate() keyword arguments of the flags that were given (bad values are refused by generate)."""
+    return {name: getattr(args, name) for name in GENERATION_FLAGS if getattr(args, name) is not None}

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..configuration_cobra import GENERATION_MODES
-from .generation_flags import add_fusion_flags, fusion_kwargs
+from .generation_flags import add_generation_flags, generation_kwargs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,11 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history", nargs="+", required=True, metavar="ITEM", help="item ids, oldest first")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
-    parser.add_argument("--num-beams", type=int, default=None)
-    parser.add_argument("--num-candidates", type=int, default=None, help="N, candidates per beam")
-    parser.add_argument("--dense-guided-ids", type=int, default=None,
-                        help="G, IDs of the items nearest to the ID-free dense prediction decoded beside the beams (cobra mode)")
-    add_fusion_flags(parser)
+    add_generation_flags(parser)
     parser.add_argument("--exclude-history", action="store_true")
     parser.add_argument("--skip-unknown", action="store_true", help="drop unknown item ids instead of failing")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -42,13 +38,7 @@ def main(argv: list[str]) -> int:
     kwargs = {"exclude_history": args.exclude_history}
     if args.mode:
         kwargs["mode"] = args.mode
-    if args.num_beams:
-        kwargs["num_beams"] = args.num_beams
-    if args.num_candidates:
-        kwargs["num_candidates"] = args.num_candidates
-    if args.dense_guided_ids is not None:
-        kwargs["dense_guided_ids"] = args.dense_guided_ids
-    kwargs.update(fusion_kwargs(args))
+    kwargs.update(generation_kwargs(args))
     rows = recommend(model, tokenizer, [args.history], top_k=args.top_k,
                      unknown_items="drop" if args.skip_unknown else "error", **kwargs)[0]
     if args.json:
