@@ -64,11 +64,10 @@ def load_grid(text: str) -> list[dict]:
 
 
 def run(model, tokenizer, split: dict, setting: dict, batch_size: int) -> dict:
-    start = time.perf_counter()
     metrics = evaluate_model(model, tokenizer, split["history"], split["target"], batch_size=batch_size,
                              show_progress=False, **setting)
     result = {key: round(metrics[key], 5) for key in METRICS}
-    result.update(users=metrics["users"], seconds=round(time.perf_counter() - start, 2))
+    result.update(users=metrics["users"], seconds=metrics["seconds"])
     return result
 
 
