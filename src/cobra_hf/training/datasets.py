@@ -16,8 +16,10 @@ def index_splits(
 ) -> datasets.DatasetDict:
     """Leave-one-out splits with items as catalog indices.
 
-    train rows: `item_index` list[int] (one training sequence of up to max_history + 1 items);
-    validation/test rows: `user_id`, `history_index` list[int], `target_index` int.
+    train rows: `item_index` list[int] (one training sequence of up to max_history + 1 items), `length` int (its
+    item count: the Trainer's `--train_sampling_strategy group_by_length` batches similar lengths together, so a batch
+    is padded to about its own rows' length instead of nearly always max_history + 1);
+    validation/test rows: `user_id`, `history_index` list[int], `target_index` int, `length` int (history + target).
     Items that are not in the catalog (e.g. items held out for a cold-start study) are dropped from histories
     (unknown_items="drop") or raise (unknown_items="error"); rows whose target is unknown are left out.
     """
@@ -26,14 +28,15 @@ def index_splits(
     lookup = tokenizer.item_to_index
 
     def convert_train(batch):
-        out = {"item_index": []}
+        out = {"item_index": [], "length": []}
         for items in batch["item_ids"]:
             index = tokenizer.items_to_indices(items, unknown_items)
             out["item_index"].append(index)
+            out["length"].append(len(index))
         return out
 
     def convert_eval(batch):
-        out = {"user_id": [], "history_index": [], "target_index": []}
+        out = {"user_id": [], "history_index": [], "target_index": [], "length": []}
         for user, history, target in zip(batch["user_id"], batch["history"], batch["target"]):
             if target not in lookup:
                 continue
@@ -43,10 +46,11 @@ def index_splits(
             out["user_id"].append(user)
             out["history_index"].append(index)
             out["target_index"].append(lookup[target])
+            out["length"].append(len(index) + 1)
         return out
 
     train = splits["train"].map(convert_train, batched=True, remove_columns=splits["train"].column_names)
-    train = train.filter(lambda row: len(row["item_index"]) >= 2)
+    train = train.filter(lambda row: row["length"] >= 2)
     result = {"train": train}
     for name in ("validation", "test"):
         result[name] = splits[name].map(convert_eval, batched=True, remove_columns=splits[name].column_names)
