@@ -514,7 +514,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a), see cobra_generation.joint_fusion),
         beam_fusion_dense_psi (psi_h, "joint" only, default 0; v_0 is the ID-free dense prediction, so a non-zero
         psi_h needs history_dense_loss_weight > 0), mode ("cobra", "sparse", "dense", "no_fusion"), exclude_history
-        (drop items of the history; the paper's protocol keeps them: default False), use_faiss (nearest-item search
+        (drop items of the history; default False, as the paper describes no such filter), use_faiss (nearest-item search
         over the whole catalog through faiss).
         In "cobra" mode each beam's candidates are its ID's N items nearest to the beam's dense vector v_k, with either
         fusion; `scores` is the fusion weight Phi (with "joint", Phi sums to 1 over all candidates of a user).
