@@ -102,28 +102,25 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     step_times, step_flops = [], []
+
+    def train_step(batch: dict) -> None:
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
     text_tokens = float((model.item_text_ids != 0).sum(1).float().mean()) + 1
     for step in range(args.train_steps + 1):
         rows = train.select(range(step * args.batch_size, (step + 1) * args.batch_size))
         batch = collator(list(rows))
         distinct = int(batch["item_index"][batch["attention_mask"][:, :: model.config.num_levels].bool()].unique().numel())
         start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(batch)
         if step:  # the first step warms up allocators
             step_times.append(time.perf_counter() - start)
             step_flops.append(training_flops(model.config, batch, distinct, text_tokens))
     profiled = train.select(range((args.train_steps + 1) * args.batch_size, (args.train_steps + 2) * args.batch_size))
     profiled_batch = collator(list(profiled))
-
-    def profiled_step():
-        model(**profiled_batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    matmul_gflops, matmul_share = matmul_layer_rate(profiled_step)
+    matmul_gflops, matmul_share = matmul_layer_rate(lambda: train_step(profiled_batch))
     train_seconds = sum(step_times)
     train_seq_s = args.train_steps * args.batch_size / train_seconds
     train_gflops = sum(step_flops) / train_seconds / 1e9
