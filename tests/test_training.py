@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from cobra_hf.cli.main import main as cli_main
-from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits, load_catalog
+from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits, item_slot_counts, load_catalog
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny import tiny_model  # noqa: E402
@@ -88,6 +89,17 @@ def test_index_splits_on_real_data(catalog_scientific):
     validation = dict(zip(splits["validation"]["user_id"], splits["validation"]["target_index"]))
     for user, history in zip(splits["test"]["user_id"], splits["test"]["history_index"]):
         assert history[-1] == validation[user]  # leave-one-out: the validation target ends the test history
+
+
+def test_item_slot_counts_on_real_data(catalog_scientific):
+    tokenizer, _, _ = load_catalog(catalog_scientific)
+    train = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=20)["train"]
+    counts = item_slot_counts(train, tokenizer.num_items)
+    assert counts.shape == (tokenizer.num_items,) and int(counts.sum()) == sum(train["length"])
+    first = train["item_index"][0][0]
+    assert int(counts[first]) == sum(row.count(first) for row in train["item_index"])
+    with pytest.raises(ValueError, match="outside the catalog"):
+        item_slot_counts(train, 3)
 
 
 # ------------------------------------------------------------------------------------------------ CobraTrainer
@@ -218,3 +230,17 @@ def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_train_cli_with_logq_correction_sets_frequencies_from_the_training_split(catalog_scientific, tmp_path, capsys,
+                                                                                  one_torch_thread):
+    out = tmp_path / "model"
+    assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
+                     "--dense_logq_correction", "True", "--max_steps", "2", "--eval_strategy", "steps",
+                     "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "config.json").read_text())["dense_logq_correction"] is True
+    history = json.loads((out / "training_summary.json").read_text())["log_history"]
+    losses = [entry["dense_loss"] for entry in history if "dense_loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
+    assert any("eval_loss" in entry for entry in history)  # the evaluation loss is corrected too

@@ -42,6 +42,10 @@ class CobraConfig(PreTrainedConfig):
             whole catalog (a full softmax; every step encodes every item, for small catalogs or accelerators).
             Extra negatives go through the item encoder with the batch's items. Evaluation scores the whole
             catalog when this is non-zero.
+        dense_logq_correction (`bool`, defaults to False): subtract log Q(item) from every InfoNCE logit in training,
+            Q the probability that the item is among a batch's columns, from the items' training frequencies
+            (`model.set_item_frequencies`). In-batch negatives are drawn by popularity, so without it the dense
+            scores learn popularity out (sampling-bias correction of Yi et al., RecSys 2019; not in the paper).
     """
 
     model_type = "cobra"
@@ -68,6 +72,7 @@ class CobraConfig(PreTrainedConfig):
         dense_loss_weight: float = 1.0,
         history_dense_loss_weight: float = 0.0,
         num_dense_negatives: int = 0,
+        dense_logq_correction: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -93,6 +98,7 @@ class CobraConfig(PreTrainedConfig):
         self.dense_loss_weight = dense_loss_weight
         self.history_dense_loss_weight = history_dense_loss_weight
         self.num_dense_negatives = int(num_dense_negatives)
+        self.dense_logq_correction = bool(dense_logq_correction)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version

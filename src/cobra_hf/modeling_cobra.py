@@ -83,10 +83,14 @@ class CobraGenerationOutput(ModelOutput):
     beam_vectors: torch.Tensor | None = None
 
 
-def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float):
+def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float,
+             log_q: torch.Tensor | None = None):
     """InfoNCE over cosine similarity. predicted Float[P, D]; targets Long[P] rows of item_vectors Float[C, D]
-    (distinct items, so a positive never appears among its own negatives) -> scalar loss."""
+    (distinct items, so a positive never appears among its own negatives); log_q Float[C] or None: log of each
+    column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss."""
     logits = F.normalize(predicted, dim=-1) @ F.normalize(item_vectors, dim=-1).T / temperature
+    if log_q is not None:
+        logits = logits - log_q
     return F.cross_entropy(logits, targets)
 
 
@@ -147,6 +151,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._id_index: SemanticIdIndex | None = None
         self._item_vector_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._faiss_index = None
+        # share of the training item slots each item fills, Float[I] (set_item_frequencies; training only, not saved)
+        self._item_frequency: torch.Tensor | None = None
         self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
         if not getattr(config, "custom_pipelines", None):
             config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
@@ -243,6 +249,39 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             return torch.arange(self.config.num_items, device=distinct.device)
         drawn = torch.randint(self.config.num_items, (count,), device=distinct.device)
         return torch.unique(torch.cat([distinct, drawn]))
+
+    def set_item_frequencies(self, counts: torch.Tensor) -> None:
+        """counts Float or Long[I]: how many item slots of the training sequences each catalog item fills. Needed
+        to train with config.dense_logq_correction (`cobra-hf train` sets it from the training split); a training
+        statistic, not saved with the weights. Counts get add-one smoothing, so an item never seen in training
+        still has a small, finite sampling chance."""
+        counts = torch.as_tensor(counts)
+        if counts.shape != (self.config.num_items,):
+            raise ValueError(
+                f"item frequencies have shape {tuple(counts.shape)}; the catalog has {self.config.num_items} items."
+            )
+        if not bool(torch.isfinite(counts.double()).all()) or bool((counts < 0).any()):
+            raise ValueError("item frequencies must be finite counts >= 0.")
+        counts = counts.double()
+        self._item_frequency = ((counts + 1.0) / (counts.sum() + counts.numel())).float()
+
+    def _column_log_q(self, columns_index: torch.Tensor, item_slots: int) -> torch.Tensor | None:
+        """log Q Float[C] of the InfoNCE columns Long[C]: the chance that an item is among the distinct items of a
+        batch of `item_slots` item slots (1 - (1 - f)^n ~ 1 - exp(-n f)), plus the uniform extra negatives.
+        None when the columns are the whole catalog (Q = 1 for every item)."""
+        extra = self.config.num_dense_negatives
+        if extra == -1 or (extra and not self.training):  # the columns are the whole catalog (_contrastive_items)
+            return None
+        if self._item_frequency is None or self._item_frequency.shape[0] != self.config.num_items:
+            raise ValueError(
+                "dense_logq_correction needs the items' training frequencies for this catalog: call "
+                "model.set_item_frequencies(counts) before training (`cobra-hf train` does it)."
+            )
+        frequency = self._item_frequency.to(columns_index.device)[columns_index]
+        rate = item_slots * frequency
+        if extra > 0:
+            rate = rate + extra / self.config.num_items
+        return torch.log(-torch.expm1(-rate))
 
     @torch.no_grad()
     def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
@@ -369,12 +408,17 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             for level, logits in enumerate(sparse_logits)
         ) / (target_valid.sum() * levels)
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
-        dense_loss = info_nce(dense_predictions[target_valid], target_columns, columns, self.config.contrastive_temperature)
+        log_q = self._column_log_q(columns_index, int(item_mask.sum())) if self.config.dense_logq_correction else None
+        dense_loss = info_nce(
+            dense_predictions[target_valid], target_columns, columns, self.config.contrastive_temperature, log_q
+        )
         loss = self.config.sparse_loss_weight * sparse_loss + self.config.dense_loss_weight * dense_loss
         history_dense_loss = None
         if self.config.history_dense_loss_weight > 0:
             history_predictions = self.history_dense_head(grid[:, :-1, levels][target_valid])
-            history_dense_loss = info_nce(history_predictions, target_columns, columns, self.config.contrastive_temperature)
+            history_dense_loss = info_nce(
+                history_predictions, target_columns, columns, self.config.contrastive_temperature, log_q
+            )
             loss = loss + self.config.history_dense_loss_weight * history_dense_loss
         output.loss, output.sparse_loss, output.dense_loss = loss, sparse_loss, dense_loss
         output.history_dense_loss = history_dense_loss

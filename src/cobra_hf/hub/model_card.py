@@ -46,6 +46,7 @@ _CONFIG_ROWS = [
     ("text_embedding_dim", "sentence embedding size"),
     ("contrastive_temperature", "contrastive temperature"),
     ("num_dense_negatives", "InfoNCE negatives (0 in-batch, -1 catalog, n sampled + in-batch)"),
+    ("dense_logq_correction", "InfoNCE popularity (log Q) correction"),
     ("catalog_hash", "catalog hash"),
 ]
 # training_info keys with their labels and formatting.

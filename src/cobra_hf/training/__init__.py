@@ -8,6 +8,7 @@ from ..lazy_exports import lazy_exports
 _EXPORTS = {
     "CobraDataCollator": ".collator",
     "index_splits": ".datasets",
+    "item_slot_counts": ".datasets",
     "build_model": ".model_builder",
     "load_catalog": ".model_builder",
     "CobraTrainer": ".trainer",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datasets
+import torch
 
 from ..data import leave_one_out, load_dataset_folder
 from ..tokenization_cobra import CobraTokenizer
@@ -55,3 +56,13 @@ def index_splits(
     for name in ("validation", "test"):
         result[name] = splits[name].map(convert_eval, batched=True, remove_columns=splits[name].column_names)
     return datasets.DatasetDict(result)
+
+
+def item_slot_counts(train_split: datasets.Dataset, num_items: int) -> torch.Tensor:
+    """How many item slots of the training sequences (`item_index` rows of `index_splits`) each catalog item fills,
+    Long[num_items]: the popularity that in-batch negatives are drawn by (for `dense_logq_correction`)."""
+    rows = train_split["item_index"]
+    flat = torch.tensor([item for row in rows for item in row], dtype=torch.long)
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= num_items):
+        raise ValueError(f"training sequences hold item indices outside the catalog of {num_items} items.")
+    return torch.bincount(flat, minlength=num_items)

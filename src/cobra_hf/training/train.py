@@ -14,7 +14,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from .collator import CobraDataCollator
-from .datasets import index_splits
+from .datasets import index_splits, item_slot_counts
 from .model_builder import build_model, read_prepare_args
 from .trainer import CobraTrainer
 
@@ -41,6 +41,7 @@ class CobraTrainingArguments:
     dense_loss_weight: float = 1.0
     history_dense_loss_weight: float = 0.0
     num_dense_negatives: int = field(default=0, metadata={"help": "InfoNCE negatives: 0 in-batch, -1 whole catalog, n sampled + in-batch"})
+    dense_logq_correction: bool = field(default=False, metadata={"help": "correct InfoNCE logits for the popularity that in-batch negatives are drawn by (log Q)"})
     use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
     use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
@@ -133,7 +134,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
             for name in ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
                          "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
                          "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
-                         "use_item_embeddings")
+                         "use_item_embeddings", "dense_logq_correction")
         }
         model, tokenizer = build_model(
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
@@ -146,6 +147,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     train_split = splits["train"]
     if cobra_args.max_train_sequences:
         train_split = train_split.shuffle(seed=training_args.seed).select(range(min(cobra_args.max_train_sequences, len(train_split))))
+    if model.config.dense_logq_correction:
+        model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
     eval_users = cobra_args.eval_users
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
     validation = splits["validation"]
