@@ -245,10 +245,16 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         count = self.config.num_dense_negatives
         if count == 0:
             return distinct
-        if count == -1 or not self.training:
+        if self._catalog_columns():
             return torch.arange(self.config.num_items, device=distinct.device)
         drawn = torch.randint(self.config.num_items, (count,), device=distinct.device)
         return torch.unique(torch.cat([distinct, drawn]))
+
+    def _catalog_columns(self) -> bool:
+        """Whether the InfoNCE columns are the whole catalog: num_dense_negatives = -1, or any extra negatives in
+        evaluation mode (see _contrastive_items)."""
+        count = self.config.num_dense_negatives
+        return count == -1 or (count != 0 and not self.training)
 
     def set_item_frequencies(self, counts: torch.Tensor) -> None:
         """counts Float or Long[I]: how many item slots of the training sequences each catalog item fills. Needed
@@ -269,8 +275,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """log Q Float[C] of the InfoNCE columns Long[C]: the chance that an item is among the distinct items of a
         batch of `item_slots` item slots (1 - (1 - f)^n ~ 1 - exp(-n f)), plus the uniform extra negatives.
         None when the columns are the whole catalog (Q = 1 for every item)."""
-        extra = self.config.num_dense_negatives
-        if extra == -1 or (extra and not self.training):  # the columns are the whole catalog (_contrastive_items)
+        if self._catalog_columns():
             return None
         if self._item_frequency is None or self._item_frequency.shape[0] != self.config.num_items:
             raise ValueError(
@@ -279,8 +284,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             )
         frequency = self._item_frequency.to(columns_index.device)[columns_index]
         rate = item_slots * frequency
-        if extra > 0:
-            rate = rate + extra / self.config.num_items
+        if self.config.num_dense_negatives > 0:  # uniform draws on top of the batch's items
+            rate = rate + self.config.num_dense_negatives / self.config.num_items
         return torch.log(-torch.expm1(-rate))
 
     @torch.no_grad()
