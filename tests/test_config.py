@@ -28,6 +28,8 @@ BAD_VALUES = [
     ("sparse_loss_weight", -1.0),
     ("dense_loss_weight", -1.0),
     ("history_dense_loss_weight", -0.5),
+    ("catalog_dense_loss_weight", -1.0),
+    ("catalog_refresh_steps", 0),
 ]
 
 

@@ -352,3 +352,65 @@ def test_logq_correction_stays_off_for_whole_catalog_columns_and_goes_stale_with
     model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]))  # two items added
     with pytest.raises(ValueError, match="set_item_frequencies"):
         model(**with_labels(batch))
+
+
+# ------------------------------------------------------------------------------------------------ whole-catalog loss
+def _catalog_loss_by_hand(model, batch, out, bank):
+    """info_nce of both heads' predictions against every catalog item (bank Float[I, D]), by the item ids."""
+    index = batch["item_index"]
+    mask = batch["attention_mask"].view(index.shape[0], -1, len(LEVELS))[..., 0].bool()
+    valid = mask[:, :-1] & mask[:, 1:]
+    targets = index[:, 1:][valid]
+    width = model.config.hidden_size
+    history = model.history_dense_head(out.last_hidden_state.view(index.shape[0], -1, len(LEVELS) + 1, width)[:, :-1, -1][valid])
+
+    def loss(predicted):
+        logits = F.normalize(predicted, dim=-1) @ F.normalize(bank, dim=-1).T / model.config.contrastive_temperature
+        return F.cross_entropy(logits, targets)
+
+    return loss(out.dense_predictions[valid]) + model.config.history_dense_loss_weight * loss(history)
+
+
+def test_catalog_loss_scores_every_item_and_teaches_only_the_predictions():
+    model, tok = tiny_model(40, LEVELS, use_item_embeddings=True, catalog_dense_loss_weight=0.7)
+    model.train()  # dropout is 0 in the tiny config: the bank equals the training vectors
+    batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
+    out = model(**with_labels(batch))
+    with torch.no_grad():
+        bank = model.encode_items(torch.arange(40))
+    assert torch.allclose(out.catalog_dense_loss, _catalog_loss_by_hand(model, batch, out, bank), atol=1e-5)
+    in_batch = out.sparse_loss + out.dense_loss + 0.5 * out.history_dense_loss
+    assert torch.allclose(out.loss, in_batch + 0.7 * out.catalog_dense_loss, atol=1e-5)
+    # the bank carries no gradient: items outside the batch are not moved (those inside are, as history inputs),
+    # the heads are
+    model.zero_grad()
+    out.catalog_dense_loss.backward()
+    outside = [i for i in range(40) if i not in (1, 2, 3, 7)]
+    assert not model.item_embed.weight.grad[outside].any() and model.item_embed.weight.grad.any()
+    assert model.dense_head.weight.grad.abs().sum() > 0 and model.history_dense_head.weight.grad.abs().sum() > 0
+    # evaluation scores the current weights' catalog; no term without the weight
+    model.eval()
+    evaluated = model(**with_labels(batch))
+    assert torch.allclose(evaluated.catalog_dense_loss, _catalog_loss_by_hand(model, batch, evaluated, bank), atol=1e-5)
+    model.config.catalog_dense_loss_weight = 0.0
+    assert model(**with_labels(batch)).catalog_dense_loss is None
+
+
+def test_catalog_bank_is_re_encoded_every_refresh_steps_and_after_a_catalog_change():
+    model, tok = tiny_model(40, LEVELS, use_item_embeddings=True, catalog_dense_loss_weight=1.0, catalog_refresh_steps=2)
+    model.train()
+    batch = with_labels(tok([["i1", "i7", "i3"], ["i2", "i7"]]))
+    model(**batch)
+    first = model._catalog_bank.clone()
+    with torch.no_grad():
+        model.item_embed.weight.add_(torch.randn_like(model.item_embed.weight))  # as an optimizer step would
+        fresh = F.normalize(model.encode_items(torch.arange(40)), dim=-1)
+    model(**batch)  # 2nd forward: the bank is one step old
+    assert torch.equal(model._catalog_bank, first)
+    third = model(**batch)  # 3rd forward: re-encoded, and the loss scores the new bank
+    assert torch.allclose(model._catalog_bank, fresh, atol=1e-6) and not torch.allclose(fresh, first, atol=1e-3)
+    assert torch.allclose(third.catalog_dense_loss, _catalog_loss_by_hand(model, batch, third, fresh), atol=1e-5)
+    codes, text = model.item_codes.clone(), model.item_text_ids.clone()
+    model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]))  # two items added
+    assert model._catalog_bank is None
+    assert model(**batch).catalog_dense_loss is not None and model._catalog_bank.shape[0] == 42

@@ -232,15 +232,20 @@ def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
     assert proc.stdout.strip().splitlines()[-1] == "2"
 
 
-def test_train_cli_with_logq_correction_sets_frequencies_from_the_training_split(catalog_scientific, tmp_path, capsys,
-                                                                                  one_torch_thread):
+def test_train_cli_with_logq_correction_and_catalog_loss(catalog_scientific, tmp_path, capsys, one_torch_thread):
+    """--dense_logq_correction sets the frequencies from the training split; --catalog_dense_loss_weight adds the
+    whole-catalog term, logged beside the others."""
     out = tmp_path / "model"
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
-                     "--dense_logq_correction", "True", "--max_steps", "2", "--eval_strategy", "steps",
+                     "--dense_logq_correction", "True", "--catalog_dense_loss_weight", "0.5",
+                     "--catalog_refresh_steps", "1", "--max_steps", "2", "--eval_strategy", "steps",
                      "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
     capsys.readouterr()
-    assert json.loads((out / "config.json").read_text())["dense_logq_correction"] is True
+    config = json.loads((out / "config.json").read_text())
+    assert config["dense_logq_correction"] is True
+    assert (config["catalog_dense_loss_weight"], config["catalog_refresh_steps"]) == (0.5, 1)
     history = json.loads((out / "training_summary.json").read_text())["log_history"]
-    losses = [entry["dense_loss"] for entry in history if "dense_loss" in entry]
-    assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
+    for name in ("dense_loss", "catalog_dense_loss"):
+        losses = [entry[name] for entry in history if name in entry]
+        assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses), name
     assert any("eval_loss" in entry for entry in history)  # the evaluation loss is corrected too

@@ -46,6 +46,14 @@ class CobraConfig(PreTrainedConfig):
             Q the probability that the item is among a batch's columns, from the items' training frequencies
             (`model.set_item_frequencies`). In-batch negatives are drawn by popularity, so without it the dense
             scores learn popularity out (sampling-bias correction of Yi et al., RecSys 2019; not in the paper).
+        catalog_dense_loss_weight (`float`, defaults to 0.0): weight of a whole-catalog InfoNCE for the predicted
+            vectors of both dense heads (the history head's term weighted by history_dense_loss_weight as well),
+            scored against a bank of every catalog item's vector that is re-encoded without gradients every
+            catalog_refresh_steps training steps. The bank scores the positive too and only the predictions get
+            its gradient, so nothing tells fresh from banked vectors; the item encoder learns from the in-batch
+            loss. A full softmax for the sequence side at the cost of one forward pass over the catalog per refresh
+            (not in the paper).
+        catalog_refresh_steps (`int`, defaults to 10): training forwards between two re-encodings of that bank.
     """
 
     model_type = "cobra"
@@ -73,6 +81,8 @@ class CobraConfig(PreTrainedConfig):
         history_dense_loss_weight: float = 0.0,
         num_dense_negatives: int = 0,
         dense_logq_correction: bool = False,
+        catalog_dense_loss_weight: float = 0.0,
+        catalog_refresh_steps: int = 10,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -99,6 +109,8 @@ class CobraConfig(PreTrainedConfig):
         self.history_dense_loss_weight = history_dense_loss_weight
         self.num_dense_negatives = int(num_dense_negatives)
         self.dense_logq_correction = bool(dense_logq_correction)
+        self.catalog_dense_loss_weight = float(catalog_dense_loss_weight)
+        self.catalog_refresh_steps = int(catalog_refresh_steps)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -116,7 +128,7 @@ class CobraConfig(PreTrainedConfig):
         if not self.level_sizes or any(int(size) < 1 for size in self.level_sizes):
             raise ValueError(f"level_sizes must be a non-empty list of positive ints, got {self.level_sizes}.")
         for name in ("hidden_size", "num_attention_heads", "intermediate_size", "decoder_layers", "max_history",
-                     "max_text_tokens", "text_vocab_size"):
+                     "max_text_tokens", "text_vocab_size", "catalog_refresh_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("num_items", "encoder_layers", "text_embedding_dim"):
@@ -131,7 +143,7 @@ class CobraConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if not float(self.contrastive_temperature) > 0.0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
-        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
+        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight", "catalog_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.num_dense_negatives < -1:

@@ -63,6 +63,7 @@ class CobraOutput(ModelOutput):
     sparse_loss: torch.Tensor | None = None
     dense_loss: torch.Tensor | None = None
     history_dense_loss: torch.Tensor | None = None
+    catalog_dense_loss: torch.Tensor | None = None
     sparse_logits: tuple[torch.Tensor, ...] | None = None
     dense_predictions: torch.Tensor | None = None
     item_vectors: torch.Tensor | None = None
@@ -88,7 +89,8 @@ def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch
     """InfoNCE over cosine similarity. predicted Float[P, D]; targets Long[P] rows of item_vectors Float[C, D]
     (distinct items, so a positive never appears among its own negatives); log_q Float[C] or None: log of each
     column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss."""
-    logits = F.normalize(predicted, dim=-1) @ F.normalize(item_vectors, dim=-1).T / temperature
+    # the temperature scales the [P, D] queries, not the [P, C] logits: one pass over C columns fewer
+    logits = (F.normalize(predicted, dim=-1) / temperature) @ F.normalize(item_vectors, dim=-1).T
     if log_q is not None:
         logits = logits - log_q
     return F.cross_entropy(logits, targets)
@@ -153,6 +155,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._faiss_index = None
         # share of the training item slots each item fills, Float[I] (set_item_frequencies; training only, not saved)
         self._item_frequency: torch.Tensor | None = None
+        # normalised vectors Float[I, D] of the whole catalog for catalog_dense_loss_weight, and the training
+        # forwards since they were encoded (training only, not saved)
+        self._catalog_bank: torch.Tensor | None = None
+        self._catalog_bank_age = 0
         self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
         if not getattr(config, "custom_pipelines", None):
             config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
@@ -215,6 +221,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._id_index = None
         self._item_vector_cache = None
         self._faiss_index = None
+        self._catalog_bank = None
 
     def train(self, mode: bool = True):
         if mode:
@@ -293,13 +300,32 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """Dense vectors of the whole catalog Float[I, D] (L2-normalised unless normalized=False); computed once
         and cached until the weights change (train() or set_catalog())."""
         if self._item_vector_cache is None or self._item_vector_cache[0].shape[0] != self.config.num_items:
-            was_training = self.item_encoder.training
-            self.item_encoder.eval()
-            index = torch.arange(self.config.num_items, device=self.item_codes.device)
-            raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
-            self.item_encoder.train(was_training)
+            raw = self._encode_catalog(batch_size)
             self._item_vector_cache = (raw, F.normalize(raw, dim=-1))
         return self._item_vector_cache[1 if normalized else 0]
+
+    @torch.no_grad()
+    def _encode_catalog(self, batch_size: int = 4096) -> torch.Tensor:
+        """Every catalog item through the item encoder without dropout or gradients -> Float[I, D] (not cached)."""
+        was_training = self.item_encoder.training
+        self.item_encoder.eval()
+        index = torch.arange(self.config.num_items, device=self.item_codes.device)
+        raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
+        self.item_encoder.train(was_training)
+        return raw
+
+    def _catalog_bank_vectors(self) -> torch.Tensor:
+        """The bank Float[I, D] (normalised) that catalog_dense_loss_weight scores against. Training re-encodes it
+        every config.catalog_refresh_steps forwards (and after a catalog change); evaluation uses the current
+        weights' vectors."""
+        if not self.training:
+            return self.all_item_vectors()
+        bank = self._catalog_bank
+        if bank is None or bank.shape[0] != self.config.num_items or self._catalog_bank_age >= self.config.catalog_refresh_steps:
+            self._catalog_bank = F.normalize(self._encode_catalog(), dim=-1)
+            self._catalog_bank_age = 0
+        self._catalog_bank_age += 1
+        return self._catalog_bank
 
     def _faiss(self):
         if self._faiss_index is None:
@@ -375,8 +401,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # each distinct item of the batch goes through the text encoder once
         distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
         # the InfoNCE negatives beyond the batch go through the same encoder pass: a negative computed any other
-        # way (e.g. a bank of older vectors) differs systematically from the positives, and the model learns that
-        # difference instead of the user (tried: the loss then stalls at log(catalog / batch items))
+        # way (e.g. a bank of older vectors) differs systematically from fresh positives, and the model learns that
+        # difference instead of the user (tried: the loss then stalls at log(catalog / batch items)). The
+        # whole-catalog term below avoids it by scoring the positive from its bank too.
         columns_index = self._contrastive_items(distinct) if labels is not None else distinct
         if self.config.num_dense_negatives and not self.training and labels is not None:
             columns = self.all_item_vectors(normalized=False)[columns_index]
@@ -418,15 +445,27 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             dense_predictions[target_valid], target_columns, columns, self.config.contrastive_temperature, log_q
         )
         loss = self.config.sparse_loss_weight * sparse_loss + self.config.dense_loss_weight * dense_loss
-        history_dense_loss = None
+        history_dense_loss = history_predictions = None
         if self.config.history_dense_loss_weight > 0:
             history_predictions = self.history_dense_head(grid[:, :-1, levels][target_valid])
             history_dense_loss = info_nce(
                 history_predictions, target_columns, columns, self.config.contrastive_temperature, log_q
             )
             loss = loss + self.config.history_dense_loss_weight * history_dense_loss
+        catalog_dense_loss = None
+        if self.config.catalog_dense_loss_weight > 0:
+            # the bank holds no gradient: only the predicted vectors learn from the whole catalog
+            bank = self._catalog_bank_vectors()
+            target_items = distinct[slot[:, 1:][target_valid]]
+            temperature = self.config.contrastive_temperature
+            catalog_dense_loss = info_nce(dense_predictions[target_valid], target_items, bank, temperature)
+            if history_predictions is not None:
+                catalog_dense_loss = catalog_dense_loss + self.config.history_dense_loss_weight * info_nce(
+                    history_predictions, target_items, bank, temperature
+                )
+            loss = loss + self.config.catalog_dense_loss_weight * catalog_dense_loss
         output.loss, output.sparse_loss, output.dense_loss = loss, sparse_loss, dense_loss
-        output.history_dense_loss = history_dense_loss
+        output.history_dense_loss, output.catalog_dense_loss = history_dense_loss, catalog_dense_loss
         return output
 
     # ------------------------------------------------------------------ generation

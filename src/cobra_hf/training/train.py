@@ -42,6 +42,8 @@ class CobraTrainingArguments:
     history_dense_loss_weight: float = 0.0
     num_dense_negatives: int = field(default=0, metadata={"help": "InfoNCE negatives: 0 in-batch, -1 whole catalog, n sampled + in-batch"})
     dense_logq_correction: bool = field(default=False, metadata={"help": "correct InfoNCE logits for the popularity that in-batch negatives are drawn by (log Q)"})
+    catalog_dense_loss_weight: float = field(default=0.0, metadata={"help": "weight of a whole-catalog InfoNCE for the predicted vectors against a bank of item vectors"})
+    catalog_refresh_steps: int = field(default=10, metadata={"help": "training steps between re-encodings of that bank"})
     use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
     use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
@@ -134,7 +136,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
             for name in ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
                          "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
                          "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
-                         "use_item_embeddings", "dense_logq_correction")
+                         "use_item_embeddings", "dense_logq_correction", "catalog_dense_loss_weight",
+                         "catalog_refresh_steps")
         }
         model, tokenizer = build_model(
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
