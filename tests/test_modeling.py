@@ -295,6 +295,8 @@ def test_info_nce_log_q_is_subtracted_from_each_column():
     logits = F.normalize(predicted, dim=-1) @ F.normalize(items, dim=-1).T / 0.2
     expected = F.cross_entropy(logits - log_q, targets)
     assert torch.allclose(info_nce(predicted, targets, items, 0.2, log_q), expected, atol=1e-6)
+    # built a few rows at a time (chunk_elements 10 = 2 rows of 5 columns, a ragged last chunk): the same loss
+    assert torch.allclose(info_nce(predicted, targets, items, 0.2, log_q, chunk_elements=10), expected, atol=1e-6)
     # a constant shift of every column is no correction at all (softmax is shift-invariant)
     assert torch.allclose(info_nce(predicted, targets, items, 0.2, torch.full((5,), -3.0)),
                           info_nce(predicted, targets, items, 0.2), atol=1e-6)

@@ -85,15 +85,24 @@ class CobraGenerationOutput(ModelOutput):
 
 
 def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float,
-             log_q: torch.Tensor | None = None):
+             log_q: torch.Tensor | None = None, chunk_elements: int = 1 << 22):
     """InfoNCE over cosine similarity. predicted Float[P, D]; targets Long[P] rows of item_vectors Float[C, D]
     (distinct items, so a positive never appears among its own negatives); log_q Float[C] or None: log of each
-    column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss."""
+    column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss.
+    The [P, C] logits are built chunk_elements at a time: glibc serves each allocation above 32 MB with a fresh
+    mmap, and a whole-catalog logit matrix that is mapped and faulted in every step spent as long in the kernel as
+    in the matmul."""
     # the temperature scales the [P, D] queries, not the [P, C] logits: one pass over C columns fewer
-    logits = (F.normalize(predicted, dim=-1) / temperature) @ F.normalize(item_vectors, dim=-1).T
-    if log_q is not None:
-        logits = logits - log_q
-    return F.cross_entropy(logits, targets)
+    queries = F.normalize(predicted, dim=-1) / temperature
+    columns = F.normalize(item_vectors, dim=-1)
+    rows = max(1, chunk_elements // max(1, columns.shape[0]))
+    total = predicted.new_zeros(())
+    for query, target in zip(queries.split(rows), targets.split(rows)):
+        logits = query @ columns.T
+        if log_q is not None:
+            logits = logits - log_q
+        total = total + F.cross_entropy(logits, target, reduction="sum")
+    return total / predicted.shape[0]
 
 
 def _invalidate_after_load(module, incompatible_keys) -> None:
