@@ -30,6 +30,7 @@ BAD_VALUES = [
     ("history_dense_loss_weight", -0.5),
     ("catalog_dense_loss_weight", -1.0),
     ("catalog_refresh_steps", 0),
+    ("length_buckets", 0),
 ]
 
 

@@ -181,6 +181,49 @@ def test_left_padding_invariance(model_tok):
     assert torch.allclose(padded.item_vectors[1, -n:], alone.item_vectors[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("buckets", [2, 3, 64])
+def test_length_buckets_give_the_same_losses_gradients_and_predictions(buckets):
+    histories = random_histories(40, 11, max_len=8, seed=5) + [["i1"], ["i2", "i3"]]
+    results = {}
+    for groups in (1, buckets):
+        model, tok = tiny_model(40, LEVELS, history_dense_loss_weight=0.5, length_buckets=groups)
+        model.eval()
+        batch = with_labels(tok(histories))
+        out = model(**batch)
+        out.loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results[groups] = (out, grads, batch)
+    (one, one_grads, batch), (split, split_grads, _) = results[1], results[buckets]
+    for name in ("loss", "sparse_loss", "dense_loss", "history_dense_loss"):
+        assert torch.allclose(getattr(one, name), getattr(split, name), atol=1e-6), name
+    assert one_grads.keys() == split_grads.keys()
+    for name, grad in one_grads.items():
+        assert torch.allclose(grad, split_grads[name], atol=1e-6), name
+    items = batch["item_index"].shape[1]
+    item_mask = batch["attention_mask"].view(len(histories), items, 3)[..., 0].bool()
+    predicted = item_mask[:, :-1] & item_mask[:, 1:]
+    assert torch.allclose(one.dense_predictions[predicted], split.dense_predictions[predicted], atol=1e-5)
+    for a, b in zip(one.sparse_logits, split.sparse_logits):
+        assert torch.allclose(a[predicted], b[predicted], atol=1e-5)
+
+
+def test_length_buckets_cut_each_group_to_its_longest_row(monkeypatch):
+    model, tok = tiny_model(40, LEVELS, length_buckets=2)
+    model.eval()
+    lengths = []
+    original = model.decoder.forward
+
+    def spy(x, key_mask, *args, **kwargs):
+        lengths.append((x.shape[0], x.shape[1]))
+        return original(x, key_mask, *args, **kwargs)
+
+    monkeypatch.setattr(model.decoder, "forward", spy)
+    histories = [["i1"] * 8, ["i2", "i3"], ["i4"] * 7, ["i5", "i6", "i7"]]
+    model(**with_labels(tok(histories)))
+    # rows sorted by length: (2, 3 items) then (7, 8 items); 4 tokens per item
+    assert lengths == [(2, 3 * 4), (2, 8 * 4)]
+
+
 def test_each_distinct_item_encoded_once(model_tok, monkeypatch):
     model, tok = model_tok
     rows = []

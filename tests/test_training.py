@@ -234,16 +234,17 @@ def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
 
 def test_train_cli_with_logq_correction_and_catalog_loss(catalog_scientific, tmp_path, capsys, one_torch_thread):
     """--dense_logq_correction sets the frequencies from the training split; --catalog_dense_loss_weight adds the
-    whole-catalog term, logged beside the others."""
+    whole-catalog term, logged beside the others; --length_buckets reaches the config."""
     out = tmp_path / "model"
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
                      "--dense_logq_correction", "True", "--catalog_dense_loss_weight", "0.5",
-                     "--catalog_refresh_steps", "1", "--max_steps", "2", "--eval_strategy", "steps",
+                     "--catalog_refresh_steps", "1", "--length_buckets", "3", "--max_steps", "2", "--eval_strategy", "steps",
                      "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
     capsys.readouterr()
     config = json.loads((out / "config.json").read_text())
     assert config["dense_logq_correction"] is True
     assert (config["catalog_dense_loss_weight"], config["catalog_refresh_steps"]) == (0.5, 1)
+    assert config["length_buckets"] == 3
     history = json.loads((out / "training_summary.json").read_text())["log_history"]
     for name in ("dense_loss", "catalog_dense_loss"):
         losses = [entry[name] for entry in history if name in entry]

@@ -392,6 +392,31 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         return self.embed_dropout(self.embed_norm(x)).view(batch, length * (levels + 1), -1)
 
     # ------------------------------------------------------------------ training forward
+    def _decode_by_length(self, x: torch.Tensor, item_mask: torch.Tensor) -> torch.Tensor:
+        """The causal decoder over x Float[B, S, D] (S = H * (L + 1)) with item_mask Bool[B, H] -> Float[B, S, D].
+        Rows are sorted by item count and decoded in config.length_buckets groups, each cut to the columns some of
+        its rows use: padding columns are masked keys and positions come from the item mask, so the real positions
+        get the same numbers as in one padded batch, at a fraction of the work (positions that are padding in a
+        group come back as zeros)."""
+        per_item = self.config.num_levels + 1
+        token_mask = item_mask.repeat_interleave(per_item, 1)
+        groups = min(self.config.length_buckets, item_mask.shape[0])
+        if groups <= 1:
+            return self.decoder(x, token_mask)
+        order = torch.argsort(item_mask.sum(1), stable=True)
+        parts = []
+        for rows in order.tensor_split(groups):
+            if rows.numel() == 0:
+                continue
+            columns = item_mask[rows].any(0).nonzero()
+            if columns.numel() == 0:  # rows without items: nothing to decode
+                parts.append(x.new_zeros(rows.numel(), x.shape[1], x.shape[2]))
+                continue
+            span = slice(int(columns[0]) * per_item, (int(columns[-1]) + 1) * per_item)
+            hidden = self.decoder(x[rows, span], token_mask[rows, span])
+            parts.append(F.pad(hidden, (0, 0, span.start, x.shape[1] - span.stop)))
+        return torch.cat(parts)[torch.argsort(order)]
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -423,7 +448,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         slot = torch.zeros_like(item_index)
         slot[item_mask] = inverse
         item_vectors = distinct_vectors[slot] * item_mask[..., None]
-        hidden = self.decoder(self._embed(input_ids, item_mask, item_vectors), item_mask.repeat_interleave(levels + 1, 1))
+        hidden = self._decode_by_length(self._embed(input_ids, item_mask, item_vectors), item_mask)
         grid = hidden.view(batch, length, levels + 1, width)
         # level 0 of item t+1 is read at v_t; level l of item t+1 at its code l-1
         readouts = [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]

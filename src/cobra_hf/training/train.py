@@ -36,6 +36,7 @@ class CobraTrainingArguments:
     dropout: float = 0.1
     attention_dropout: float = 0.0
     max_history: int = 20
+    length_buckets: int = field(default=8, metadata={"help": "decode each batch in this many groups of rows of similar length (same numbers, less padding; 1 = off)"})
     contrastive_temperature: float = 0.2
     sparse_loss_weight: float = 1.0
     dense_loss_weight: float = 1.0
@@ -137,7 +138,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
                          "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
                          "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
                          "use_item_embeddings", "dense_logq_correction", "catalog_dense_loss_weight",
-                         "catalog_refresh_steps")
+                         "catalog_refresh_steps", "length_buckets")
         }
         model, tokenizer = build_model(
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
