@@ -49,8 +49,12 @@ def training_flops(config, batch: dict, distinct_items: int, text_tokens: float)
     """Forward+backward FLOPs (3x forward) of one training batch, matmul work only."""
     width, ffn, levels = config.hidden_size, config.intermediate_size, config.num_levels
     seqs, length = batch["item_index"].shape
-    positions = length * (levels + 1)
-    decoder = config.decoder_layers * layer_flops(seqs * positions, positions / 2, width, ffn)
+    # only real items count: padding is work the model does not need (forward's length buckets skip most of it)
+    items = batch["attention_mask"].view(seqs, length, levels)[..., 0].sum(1).double()
+    positions = items * (levels + 1)
+    tokens = float(positions.sum())
+    mean_keys = float((positions**2).sum()) / 2 / max(tokens, 1.0)
+    decoder = config.decoder_layers * layer_flops(tokens, mean_keys, width, ffn)
     encoder = 0.0
     if config.encoder_layers:
         # every layer but the last runs over all text positions; the last only projects keys/values there and
@@ -59,7 +63,7 @@ def training_flops(config, batch: dict, distinct_items: int, text_tokens: float)
         encoder += 2 * distinct_items * text_tokens * 2 * width * width + layer_flops(distinct_items, text_tokens, width, ffn)
         encoder -= 2 * distinct_items * 2 * width * width  # the [CLS] keys/values are already counted
     targets = float(batch["attention_mask"].view(seqs, length, levels)[..., 0].sum()) - seqs
-    heads = 2 * seqs * length * width * (sum(config.level_sizes) + 2 * width)
+    heads = 2 * targets * width * (sum(config.level_sizes) + 2 * width)
     contrastive = 2 * targets * distinct_items * width * (2 if config.history_dense_loss_weight else 1)
     return 3 * (decoder + encoder + heads + contrastive)
 
