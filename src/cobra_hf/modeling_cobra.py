@@ -405,9 +405,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             return self.decoder(x, token_mask)
         order = torch.argsort(item_mask.sum(1), stable=True)
         parts = []
-        for rows in order.tensor_split(groups):
-            if rows.numel() == 0:
-                continue
+        for rows in order.tensor_split(groups):  # groups <= rows, so no group is empty
             columns = item_mask[rows].any(0).nonzero()
             if columns.numel() == 0:  # rows without items: nothing to decode
                 parts.append(x.new_zeros(rows.numel(), x.shape[1], x.shape[2]))
