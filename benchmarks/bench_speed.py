@@ -62,7 +62,7 @@ def training_flops(config, batch: dict, distinct_items: int, text_tokens: float)
         encoder = (config.encoder_layers - 1) * layer_flops(distinct_items * text_tokens, text_tokens, width, ffn)
         encoder += 2 * distinct_items * text_tokens * 2 * width * width + layer_flops(distinct_items, text_tokens, width, ffn)
         encoder -= 2 * distinct_items * 2 * width * width  # the [CLS] keys/values are already counted
-    targets = float(batch["attention_mask"].view(seqs, length, levels)[..., 0].sum()) - seqs
+    targets = float(items.sum()) - seqs  # every item but each row's first is predicted
     heads = 2 * targets * width * (sum(config.level_sizes) + 2 * width)
     contrastive = 2 * targets * distinct_items * width * (2 if config.history_dense_loss_weight else 1)
     return 3 * (decoder + encoder + heads + contrastive)
