@@ -272,6 +272,29 @@ def test_generation_config_defaults_used(dense_model):
     assert out.semantic_ids.shape[1] == model.generation_config.num_beams
 
 
+def test_set_generation_defaults_are_checked_used_and_saved(tmp_path):
+    model, tok = tiny_model(40, DENSE_LEVELS)
+    model.eval()
+    batch = tok(random_histories(40, 6, seed=9))
+    tuned = dict(beam_fusion="joint", dense_guided_ids=5, beam_fusion_tau=0.2, beam_fusion_psi=2.0,
+                 beam_fusion_dense_psi=8.0, num_beams=3, top_k=4)
+    expected = model.generate(**batch, **tuned)
+    before = model.generation_config.to_dict()
+    with pytest.raises(ValueError, match="num_beams"):
+        model.set_generation_defaults(beam_fusion="joint", num_beams=0)
+    assert model.generation_config.to_dict() == before  # a refused setting changes nothing
+    model.set_generation_defaults(**tuned)
+    assert (model.generation_config.beam_fusion, model.generation_config.recommend_top_k) == ("joint", 4)
+    assert model.generation_config.recommend_mode == "cobra"  # not given: kept
+    plain = model.generate(**batch)
+    assert torch.equal(plain.item_indices, expected.item_indices) and torch.equal(plain.scores, expected.scores)
+    model.save_pretrained(tmp_path / "tuned")
+    loaded = type(model).from_pretrained(tmp_path / "tuned").eval()
+    assert loaded.generation_config.dense_guided_ids == 5 and loaded.generation_config.num_beams == 3
+    again = loaded.generate(**batch)
+    assert torch.equal(again.item_indices, expected.item_indices)
+
+
 @pytest.mark.parametrize("mode", ["cobra", "dense", "no_fusion"])
 def test_faiss_matches_torch(dense_model, mode):
     pytest.importorskip("faiss")
@@ -326,3 +349,18 @@ def test_dense_guided_ids_are_scored_exactly_and_never_twice(which, request):
     assert torch.equal(plain.semantic_ids, out.semantic_ids[:, :beams])
     with pytest.raises(ValueError, match="dense_guided_ids"):
         model.generate(**batch, dense_guided_ids=-1)
+
+
+def test_generation_config_file_errors_name_the_file(tmp_path):
+    model, _ = tiny_model(40, DENSE_LEVELS)
+    model.save_pretrained(tmp_path / "old")
+    (tmp_path / "old" / "generation_config.json").unlink()  # a checkpoint from before the file: defaults
+    assert type(model).from_pretrained(tmp_path / "old").generation_config.beam_fusion == "paper"
+    model.save_pretrained(tmp_path / "bad")
+    path = tmp_path / "bad" / "generation_config.json"
+    path.write_text(path.read_text().replace('"num_beams": 20', '"num_beams": -3'))
+    with pytest.raises(ValueError, match="generation_config.json.*num_beams"):
+        type(model).from_pretrained(tmp_path / "bad")
+    path.write_text("{ not json")
+    with pytest.raises(ValueError, match="generation_config.json"):
+        type(model).from_pretrained(tmp_path / "bad")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,7 @@ DEFAULT_GENERATION = dict(
     use_faiss=False,
     do_sample=False,
 )
+GENERATION_FILE = "generation_config.json"  # transformers' name for it
 
 
 @dataclass
@@ -542,6 +544,36 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
                 f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({self.config.num_items})."
             )
         return settings
+
+    def set_generation_defaults(self, **kwargs) -> None:
+        """Makes these generate() settings (the keyword arguments of `generate`, e.g. beam_fusion="joint",
+        dense_guided_ids=50) the model's defaults: `generate()` without arguments, the Trainer's validation metrics
+        and the pipeline use them, and save_pretrained writes them to generation_config.json. Checked like
+        generate()'s own arguments (a ValueError names a wrong one); settings not given keep their value."""
+        settings = self._resolve_generation(None, dict(kwargs))
+        for name, value in settings.items():
+            setattr(self.generation_config, name, value)
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             **kwargs) -> None:
+        """Called by from_pretrained (the hook GenerationMixin models use; COBRA has its own generate): restores the
+        generate() defaults saved in generation_config.json, or takes from_pretrained(generation_config=...).
+        Checkpoints without the file keep DEFAULT_GENERATION; a file with a wrong setting is a ValueError naming it."""
+        if generation_config is None:
+            download = {key: kwargs[key] for key in ("cache_dir", "force_download", "proxies", "local_files_only",
+                                                     "token", "revision", "subfolder") if key in kwargs}
+            try:
+                generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **download)
+            except OSError as err:
+                local = Path(str(pretrained_model_name_or_path), download.get("subfolder") or "", GENERATION_FILE)
+                if local.is_file():  # there, but unreadable: say so rather than silently use other defaults
+                    raise ValueError(f"{local} is not a valid generation config: {err}") from None
+                return
+        saved = {name: getattr(generation_config, name, default) for name, default in DEFAULT_GENERATION.items()}
+        try:
+            self.set_generation_defaults(**saved)
+        except ValueError as err:
+            raise ValueError(f"The generation config of {pretrained_model_name_or_path} ({GENERATION_FILE}): {err}") from None
 
     def _prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
         """Runs the history through the decoder once; returns the last position's output Float[B, D] and the cache."""

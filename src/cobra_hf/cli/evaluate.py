@@ -24,10 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None, help="decoding mode (default: the checkpoint's)")
     parser.add_argument("--all-modes", action="store_true", help="evaluate every mode, one JSON line each")
     add_generation_flags(parser)
-    parser.add_argument("--exclude-history", action="store_true", help="never recommend items of the history")
+    parser.add_argument("--exclude-history", action="store_true", default=None,
+                        help="never recommend items of the history (default: the checkpoint's)")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first users (quick checks)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--use-faiss", action="store_true", help="faiss for whole-catalog nearest-item search")
+    parser.add_argument("--use-faiss", action="store_true", default=None,
+                        help="faiss for whole-catalog nearest-item search (default: the checkpoint's)")
     parser.add_argument("--output", help="also write the JSON to this file (refuses to overwrite an existing file)")
     return parser
 
@@ -42,7 +44,9 @@ def main(argv: list[str]) -> int:
 
     model, tokenizer = load_checkpoint(args.model_dir)
     split = index_splits(args.data, tokenizer, max_history=model.config.max_history)[args.split]
-    kwargs = {"exclude_history": args.exclude_history, "use_faiss": args.use_faiss}
+    # flags not given leave the checkpoint's generation_config in charge
+    kwargs = {name: value for name, value in (("exclude_history", args.exclude_history), ("use_faiss", args.use_faiss))
+              if value is not None}
     kwargs.update(generation_kwargs(args))
     modes = GENERATION_MODES if args.all_modes else [args.mode or model.generation_config.recommend_mode]
     results = []

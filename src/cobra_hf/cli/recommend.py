@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
     add_generation_flags(parser)
-    parser.add_argument("--exclude-history", action="store_true")
+    parser.add_argument("--exclude-history", action="store_true", default=None,
+                        help="never recommend items of the history (default: the checkpoint's)")
     parser.add_argument("--skip-unknown", action="store_true", help="drop unknown item ids instead of failing")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
     tokenizer = CobraTokenizer.from_pretrained(args.model_dir)
     tokenizer([args.history], unknown_items="drop" if args.skip_unknown else "error")
     model, tokenizer = load_checkpoint(args.model_dir, tokenizer=tokenizer)
-    kwargs = {"exclude_history": args.exclude_history}
+    kwargs = {} if args.exclude_history is None else {"exclude_history": True}
     if args.mode:
         kwargs["mode"] = args.mode
     kwargs.update(generation_kwargs(args))
