@@ -82,8 +82,12 @@ def plot_curve(points: list[dict], path: Path, title: str) -> None:
         print("matplotlib not installed: no curve.png (pip install 'cobra-hf[bench]')")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    points = [p for p in points if "eval_recall@10" in p]
-    ax.plot([p["seconds"] / 60 for p in points], [p["eval_recall@10"] for p in points], marker="o")
+    for key, name in (("eval_recall@10", "COBRA"), ("eval_dense_recall@10", "dense only"),
+                      ("eval_sparse_recall@10", "sparse only")):
+        drawn = [p for p in points if key in p]
+        if drawn:
+            ax.plot([p["seconds"] / 60 for p in drawn], [p[key] for p in drawn], marker="o", label=name)
+    ax.legend()
     ax.set_xlabel("training time (minutes)")
     ax.set_ylabel("validation Recall@10")
     ax.set_title(title)
@@ -106,6 +110,9 @@ def main() -> None:
                         help="JSON of any other generate() settings for the test evaluation, e.g. "
                         '\'{"beam_fusion": "joint", "beam_fusion_dense_psi": 8}\' (every mode is evaluated: no "mode")')
     parser.add_argument("--eval-users", type=int, default=-1, help="test users (-1 = all)")
+    parser.add_argument("--curve-modes", default="dense,sparse",
+                        help="modes validated at each epoch beside COBRA (with the same generate() settings), drawn "
+                        "in curve.png; dense is skipped without the ID-free head")
     args = parser.parse_args()
     # checked before hours of training, not after
     try:
@@ -126,8 +133,18 @@ def main() -> None:
         build_catalog(args.data, catalog, cache_dir=args.cache_dir, overwrite=True)
     timings["prepare_seconds"] = round(time.perf_counter() - start, 1)
 
-    flags = ["--catalog", catalog, "--data", args.data, "--output_dir", str(out / "model"), "--overwrite", "True"]
-    for name, value in json.loads(args.model_args).items():
+    kwargs = {"num_beams": args.num_beams}
+    if args.num_candidates:
+        kwargs["num_candidates"] = args.num_candidates
+    kwargs.update(extra_generation)
+    model_args = json.loads(args.model_args)
+    curve_modes = [mode for mode in args.curve_modes.split(",") if mode.strip()]
+    if not float(model_args.get("history_dense_loss_weight", 0)):
+        curve_modes = [mode for mode in curve_modes if mode.strip() != "dense"]
+    # the validation curve and the saved checkpoint use the settings the test is evaluated with
+    flags = ["--catalog", catalog, "--data", args.data, "--output_dir", str(out / "model"), "--overwrite", "True",
+             "--generation", json.dumps(kwargs), "--eval_modes", ",".join(curve_modes)]
+    for name, value in model_args.items():
         flags += [f"--{name}", str(value)]
     cobra_args, training_args = parse_args(flags + shlex.split(args.train_args))
     recorder = CurveRecorder()
@@ -138,10 +155,6 @@ def main() -> None:
     test = index_splits(args.data, tokenizer, max_history=model.config.max_history)["test"]
     max_users = None if args.eval_users < 0 else args.eval_users
     measured = {}
-    kwargs = {"num_beams": args.num_beams}
-    if args.num_candidates:
-        kwargs["num_candidates"] = args.num_candidates
-    kwargs.update(extra_generation)
     for mode in GENERATION_MODES:
         if mode == "dense" and not model.config.history_dense_loss_weight:
             continue  # no trained ID-free head in this model

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from cobra_hf.cli.main import main as cli_main
-from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits, item_slot_counts, load_catalog
+from cobra_hf.training import (CobraDataCollator, CobraTrainer, build_model, index_splits, item_slot_counts, load_catalog,
+                               validation_sample)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny import tiny_model  # noqa: E402
@@ -250,3 +251,62 @@ def test_train_cli_with_logq_correction_and_catalog_loss(catalog_scientific, tmp
         losses = [entry[name] for entry in history if name in entry]
         assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses), name
     assert any("eval_loss" in entry for entry in history)  # the evaluation loss is corrected too
+
+
+def test_train_cli_generation_defaults_and_extra_eval_modes(catalog_scientific, tmp_path, capsys, one_torch_thread):
+    """--generation sets the generate() defaults every validation uses and the checkpoint saves; --eval_modes
+    logs the other modes' metrics on the same users; bad values stop the run before it trains."""
+    from cobra_hf.evaluation import evaluate_split
+    from cobra_hf.inference import load_checkpoint
+
+    base = ["train", "--catalog", str(catalog_scientific), *TINY_TRAIN, "--history_dense_loss_weight", "0.5"]
+    for flags, named in ((["--generation", "beam_fusion=joint"], "--generation"),
+                         (["--generation", '["joint"]'], "--generation"),
+                         (["--generation", '{"num_beams": 0}'], "num_beams"),
+                         (["--eval_modes", "dense,fancy"], "fancy")):
+        bad = tmp_path / "bad"
+        assert cli_main([*base, "--output_dir", str(bad), "--max_steps", "1", *flags]) == 1
+        assert named in capsys.readouterr().err
+        assert not bad.exists() or not any(bad.iterdir())
+    out = tmp_path / "model"
+    tuned = {"beam_fusion": "joint", "dense_guided_ids": 3, "beam_fusion_tau": 0.2, "beam_fusion_psi": 2,
+             "beam_fusion_dense_psi": 8, "num_beams": 4}
+    assert cli_main([*base, "--output_dir", str(out), "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+                     "--save_strategy", "no", "--eval_users", "8", "--generation", json.dumps(tuned),
+                     "--eval_modes", "dense, sparse"]) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "generation_config.json").read_text())
+    assert {key: saved[key] for key in tuned} == tuned
+    evals = [entry for entry in json.loads((out / "training_summary.json").read_text())["log_history"]
+             if "eval_recall@10" in entry]
+    assert len(evals) == 1 and evals[0]["step"] == 2
+    logged = evals[0]
+    # the run stopped at its evaluation, so the saved model is the one evaluated: same users, same numbers
+    model, tokenizer = load_checkpoint(str(out))
+    validation = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=model.config.max_history)["validation"]
+    users = validation_sample(validation, 8)
+    for mode, prefix in ((None, "eval"), ("dense", "eval_dense"), ("sparse", "eval_sparse")):
+        settings = {} if mode is None else {"mode": mode}
+        result = evaluate_split(model, tokenizer, users, show_progress=False, **settings)
+        for key in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"):
+            assert logged[f"{prefix}_{key}"] == pytest.approx(result[key]), (prefix, key)
+    # `cobra-hf evaluate` without fusion flags uses the saved settings too
+    assert cli_main(["evaluate", str(out), "--data", _data_dir(catalog_scientific), "--split", "validation",
+                     "--max-users", "8"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    first = evaluate_split(model, tokenizer, validation, max_users=8, show_progress=False)
+    assert printed["recall@10"] == pytest.approx(first["recall@10"]) and printed["ndcg@5"] == pytest.approx(first["ndcg@5"])
+
+
+def test_validation_sample_is_seeded_spread_and_capped(catalog_scientific):
+    _, tokenizer = build_model(catalog_scientific, init_text_embeddings=False, hidden_size=32, num_attention_heads=2,
+                               intermediate_size=64)
+    validation = index_splits(_data_dir(catalog_scientific), tokenizer)["validation"]
+    users = validation_sample(validation, 50)
+    assert len(users) == 50 and users["user_id"] == validation_sample(validation, 50)["user_id"]
+    position = {user: row for row, user in enumerate(validation["user_id"])}
+    rows = [position[user] for user in users["user_id"]]
+    assert rows == sorted(rows) and len(set(rows)) == 50
+    assert rows[-1] > len(validation) // 2  # drawn from the whole split, not its first users
+    assert validation_sample(validation, 10, seed=1)["user_id"] != validation_sample(validation, 10)["user_id"]
+    assert validation_sample(validation, None) is validation and validation_sample(validation, 10**9) is validation

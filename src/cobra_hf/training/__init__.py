@@ -9,6 +9,7 @@ _EXPORTS = {
     "CobraDataCollator": ".collator",
     "index_splits": ".datasets",
     "item_slot_counts": ".datasets",
+    "validation_sample": ".datasets",
     "build_model": ".model_builder",
     "load_catalog": ".model_builder",
     "CobraTrainer": ".trainer",

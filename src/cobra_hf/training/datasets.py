@@ -58,6 +58,17 @@ def index_splits(
     return datasets.DatasetDict(result)
 
 
+def validation_sample(split: datasets.Dataset, users: int | None, seed: int = 0) -> datasets.Dataset:
+    """`users` rows of a validation/test split drawn at random (seeded; kept in split order), or all of them when
+    users is None or not smaller than the split. Users come in the dataset's order, which follows when they joined:
+    on Beauty the first 2,000 validation users score about half the Recall@10 of a random 2,000, so a prefix is
+    no estimate of the whole split."""
+    if users is None or users >= len(split):
+        return split
+    rows = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:users].sort().values
+    return split.select(rows.tolist())
+
+
 def item_slot_counts(train_split: datasets.Dataset, num_items: int) -> torch.Tensor:
     """How many item slots of the training sequences (`item_index` rows of `index_splits`) each catalog item fills,
     Long[num_items]: the popularity that in-batch negatives are drawn by (for `dense_logq_correction`)."""

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from ..configuration_cobra import GENERATION_MODES
 from .collator import CobraDataCollator
-from .datasets import index_splits, item_slot_counts
+from .datasets import index_splits, item_slot_counts, validation_sample
 from .model_builder import build_model, read_prepare_args
 from .trainer import CobraTrainer
 
@@ -48,7 +49,9 @@ class CobraTrainingArguments:
     use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
     use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
-    eval_users: int | None = field(default=2000, metadata={"help": "validation users for Recall/NDCG at each evaluation (0 = none, -1 = all)"})
+    generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
+    eval_modes: str = field(default="", metadata={"help": 'comma-separated generate() modes also evaluated at each validation (e.g. "dense,sparse"), logged as eval_<mode>_recall@10 etc.'})
+    eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
 
@@ -118,11 +121,33 @@ def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | None:
     return str(folder)
 
 
+def parse_generation(text: str) -> dict:
+    """--generation: a JSON object of generate() keyword arguments (checked further by set_generation_defaults)."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--generation is not JSON ({err}): {text!r}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--generation must be a JSON object of generate() arguments, got {text!r}.")
+    return settings
+
+
+def parse_eval_modes(text: str) -> tuple[str, ...]:
+    """--eval_modes "dense,sparse" -> ("dense", "sparse"); an unknown mode is refused before training starts."""
+    modes = tuple(mode.strip() for mode in (text or "").split(",") if mode.strip())
+    unknown = [mode for mode in modes if mode not in GENERATION_MODES]
+    if unknown:
+        raise ValueError(f"--eval_modes: unknown mode(s) {unknown}; choose among {list(GENERATION_MODES)}.")
+    return modes
+
+
 def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, callbacks=None) -> dict:
     """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict.
     callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
     _check_output_dir(cobra_args, training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
+    extra_modes = parse_eval_modes(cobra_args.eval_modes)
     set_seed(training_args.seed)
     if cobra_args.init_from:
         from ..modeling_cobra import CobraForSequentialRecommendation
@@ -144,6 +169,10 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
         )
         prepare_args = read_prepare_args(cobra_args.catalog)
+    if generation:
+        model.set_generation_defaults(**generation)
+    if "dense" in extra_modes and not model.config.history_dense_loss_weight:
+        raise ValueError("--eval_modes dense needs the ID-free dense head: train with --history_dense_loss_weight > 0.")
     data_dir = cobra_args.data or prepare_args.get("data_dir")
     if not data_dir:
         raise ValueError("No dataset folder: pass --data DATA_DIR (the catalog does not record one).")
@@ -155,17 +184,17 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
     eval_users = cobra_args.eval_users
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
-    validation = splits["validation"]
-    eval_loss_split = validation if recommendation_users is None else validation.select(range(min(len(validation), max(recommendation_users, 1))))
+    # the same random users for the validation loss and Recall/NDCG, the same ones in every run
+    validation = validation_sample(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
     trainer = CobraTrainer(
         model=model,
         args=training_args,
         train_dataset=train_split,
-        eval_dataset=eval_loss_split if training_args.eval_strategy != "no" else None,
+        eval_dataset=validation if training_args.eval_strategy != "no" else None,
         data_collator=CobraDataCollator(tokenizer, max_items=model.config.max_history + 1),
         processing_class=tokenizer,
         recommendation_split=validation if recommendation_users != 0 else None,
-        recommendation_users=recommendation_users,
+        extra_modes=extra_modes,
         callbacks=callbacks,
     )
     start = time.perf_counter()

@@ -13,16 +13,20 @@ class CobraTrainer(Trainer):
     recommendation_split: a validation split from `index_splits` (rows history_index, target_index); when given,
         each evaluation also reports `eval_recall@5/10`, `eval_ndcg@5/10` from `generate`.
     recommendation_users: evaluate on at most this many users of that split (None = all).
-    generate_kwargs: passed to generate during those evaluations.
+    generate_kwargs: passed to generate during those evaluations (over the model's generation_config).
+    extra_modes: generate() modes (e.g. ("dense", "sparse")) evaluated too, on the same users, and reported as
+        `eval_<mode>_recall@10` etc.: the curves of the model's two halves beside the one it is deployed with.
     """
 
-    def __init__(self, *args, recommendation_split=None, recommendation_users=None, generate_kwargs=None, **kwargs):
+    def __init__(self, *args, recommendation_split=None, recommendation_users=None, generate_kwargs=None,
+                 extra_modes=(), **kwargs):
         super().__init__(*args, **kwargs)
         # validation rows carry columns the model's forward does not take; the collator needs them
         self.args.remove_unused_columns = False
         self.recommendation_split = recommendation_split
         self.recommendation_users = recommendation_users
         self.generate_kwargs = dict(generate_kwargs or {})
+        self.extra_modes = tuple(extra_modes)
         self._component_sums: dict[str, float] = {}
         self._component_count = 0
 
@@ -47,11 +51,15 @@ class CobraTrainer(Trainer):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if self.recommendation_split is not None and self.is_world_process_zero():
             model = self.accelerator.unwrap_model(self.model)
-            result = evaluate_split(
-                model, self.processing_class, self.recommendation_split, max_users=self.recommendation_users,
-                show_progress=False, **self.generate_kwargs,
-            )
-            extra = {f"{metric_key_prefix}_{key}": value for key, value in result.items() if "@" in key}
+            extra = {}
+            for mode in (None, *self.extra_modes):
+                settings = dict(self.generate_kwargs) if mode is None else {**self.generate_kwargs, "mode": mode}
+                result = evaluate_split(
+                    model, self.processing_class, self.recommendation_split, max_users=self.recommendation_users,
+                    show_progress=False, **settings,
+                )
+                prefix = metric_key_prefix if mode is None else f"{metric_key_prefix}_{mode}"
+                extra.update({f"{prefix}_{key}": value for key, value in result.items() if "@" in key})
             metrics.update(extra)
             self.log(extra)
         return metrics
