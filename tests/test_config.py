@@ -31,6 +31,8 @@ BAD_VALUES = [
     ("catalog_dense_loss_weight", -1.0),
     ("catalog_refresh_steps", 0),
     ("length_buckets", 0),
+    ("item_deletion", 1.0),
+    ("item_deletion", -0.2),
 ]
 
 

@@ -459,3 +459,62 @@ def test_catalog_bank_is_re_encoded_every_refresh_steps_and_after_a_catalog_chan
     model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]))  # two items added
     assert model._catalog_bank is None
     assert model(**batch).catalog_dense_loss is not None and model._catalog_bank.shape[0] == 42
+
+
+def _kept_rows(item_index, item_mask) -> list[list[int]]:
+    return [row[mask].tolist() for row, mask in zip(item_index, item_mask)]
+
+
+def _is_subsequence(short: list[int], long: list[int]) -> bool:
+    rest = iter(long)
+    return all(any(item == other for other in rest) for item in short)
+
+
+def test_item_deletion_gives_left_padded_subsequences():
+    model, tok = tiny_model(40, LEVELS, item_deletion=0.5)
+    model.train()
+    histories = random_histories(40, 64, max_len=8, seed=7) + [["i1"], ["i2", "i3"]]
+    batch = with_labels(tok(histories))
+    items = batch["item_index"].shape[1]
+    mask = batch["attention_mask"].view(len(histories), items, 3)[..., 0].bool()
+    torch.manual_seed(0)
+    ids, index, kept, labels = model._delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"])
+    before, after = _kept_rows(batch["item_index"], mask), _kept_rows(index, kept)
+    for old, new in zip(before, after):
+        assert _is_subsequence(new, old) and (len(new) >= 2 or new == old)
+    assert sum(map(len, after)) < 0.75 * sum(map(len, before))  # about half the items went
+    assert after[-2:] == before[-2:]  # one item cannot lose any; two would fall under 2
+    # the same tensors as the tokenizer makes for the shortened sequences (left-padded to the same width)
+    expected = with_labels(tok.encode_indices(after, max_history=items))
+    width = expected["item_index"].shape[1]
+    assert not kept[:, : items - width].any()
+    assert torch.equal(index[:, items - width:], expected["item_index"])
+    assert torch.equal(ids[:, (items - width) * 3:], expected["input_ids"])
+    real = kept.repeat_interleave(3, 1)
+    assert torch.equal(labels[real], expected["labels"][expected["attention_mask"].bool()])
+    assert (labels[~real] == -100).all()
+
+
+def test_item_deletion_trains_on_the_subsequences_and_is_off_in_eval():
+    histories = random_histories(40, 24, max_len=8, seed=3)
+    model, tok = tiny_model(40, LEVELS, item_deletion=0.4)
+    batch = with_labels(tok(histories))
+    model.train()
+    torch.manual_seed(1)
+    out = model(**batch)
+    torch.manual_seed(1)  # the same draw (the tiny model has no dropout)
+    items = batch["item_index"].shape[1]
+    mask = batch["attention_mask"].view(len(histories), items, 3)[..., 0].bool()
+    _, index, kept, _ = model._delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"])
+    model.config.item_deletion = 0.0
+    direct = model(**with_labels(tok.encode_indices(_kept_rows(index, kept), max_history=items)))
+    for name in ("loss", "sparse_loss", "dense_loss", "history_dense_loss"):
+        assert torch.allclose(getattr(out, name), getattr(direct, name), atol=1e-6), name
+    plain = model(**batch)
+    assert not torch.allclose(out.loss, plain.loss)  # something was deleted
+    model.config.item_deletion = 0.4
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).loss, model(**batch).loss)
+        model.config.item_deletion = 0.0
+        assert torch.equal(model(**batch).loss, plain.loss.detach())

@@ -58,6 +58,10 @@ class CobraConfig(PreTrainedConfig):
             loss. A full softmax for the sequence side at the cost of one forward pass over the catalog per refresh
             (not in the paper).
         catalog_refresh_steps (`int`, defaults to 10): training forwards between two re-encodings of that bank.
+        item_deletion (`float`, defaults to 0.0): in training only, each item of a sequence is deleted with this
+            chance in every forward (the rest close ranks, so the model sees a random subsequence and its skip
+            transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
+            memorising the training sequences (not in the paper).
     """
 
     model_type = "cobra"
@@ -88,6 +92,7 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         catalog_dense_loss_weight: float = 0.0,
         catalog_refresh_steps: int = 10,
+        item_deletion: float = 0.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -117,6 +122,7 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = bool(dense_logq_correction)
         self.catalog_dense_loss_weight = float(catalog_dense_loss_weight)
         self.catalog_refresh_steps = int(catalog_refresh_steps)
+        self.item_deletion = float(item_deletion)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -144,7 +150,7 @@ class CobraConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
             )
-        for name in ("dropout", "attention_dropout"):
+        for name in ("dropout", "attention_dropout", "item_deletion"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if not float(self.contrastive_temperature) > 0.0:

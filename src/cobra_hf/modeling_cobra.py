@@ -417,6 +417,26 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             parts.append(F.pad(hidden, (0, 0, span.start, x.shape[1] - span.stop)))
         return torch.cat(parts)[torch.argsort(order)]
 
+    def _delete_items(self, input_ids, item_index, item_mask, labels):
+        """Training augmentation (config.item_deletion): deletes each item with that chance and closes the gaps, so
+        the rows stay left-padded (Long[B, H*L], Long[B, H], Bool[B, H], Long[B, H*L] in, same shapes out). Rows
+        that would keep fewer than 2 items keep them all."""
+        batch, length = item_index.shape
+        levels = self.config.num_levels
+        keep = item_mask & (torch.rand(item_mask.shape, device=item_mask.device) >= self.config.item_deletion)
+        keep = torch.where((keep.sum(1) >= 2)[:, None], keep, item_mask)
+        # a stable sort on the keep flag moves the kept items to the right end, in their order: left padding again
+        order = torch.argsort(keep.to(torch.int8), dim=1, stable=True)
+        per_item = order[..., None].expand(batch, length, levels)
+
+        def regroup(tokens):
+            return tokens.view(batch, length, levels).gather(1, per_item).reshape(batch, length * levels)
+
+        kept = keep.gather(1, order)
+        input_ids = regroup(input_ids) * kept.repeat_interleave(levels, 1)
+        labels = regroup(labels).masked_fill(~kept.repeat_interleave(levels, 1), -100)
+        return input_ids, item_index.gather(1, order) * kept, kept, labels
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -430,6 +450,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         CobraTokenizer). labels Long[B, H*L]: normally a copy of input_ids (the collator makes it); items whose
         label codes are -100 are not predicted. With labels, the losses are computed for items 2..H."""
         item_mask = self._check_inputs(input_ids, attention_mask, item_index)
+        if self.training and self.config.item_deletion > 0 and labels is not None:
+            input_ids, item_index, item_mask, labels = self._delete_items(input_ids, item_index, item_mask, labels)
         batch, length = item_index.shape
         levels, width = self.config.num_levels, self.config.hidden_size
         # each distinct item of the batch goes through the text encoder once

@@ -46,6 +46,7 @@ class CobraTrainingArguments:
     dense_logq_correction: bool = field(default=False, metadata={"help": "correct InfoNCE logits for the popularity that in-batch negatives are drawn by (log Q)"})
     catalog_dense_loss_weight: float = field(default=0.0, metadata={"help": "weight of a whole-catalog InfoNCE for the predicted vectors against a bank of item vectors"})
     catalog_refresh_steps: int = field(default=10, metadata={"help": "training steps between re-encodings of that bank"})
+    item_deletion: float = field(default=0.0, metadata={"help": "training augmentation: chance that each item of a sequence is deleted in a forward (0 = off)"})
     use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
     use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
@@ -163,7 +164,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
                          "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
                          "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
                          "use_item_embeddings", "dense_logq_correction", "catalog_dense_loss_weight",
-                         "catalog_refresh_steps", "length_buckets")
+                         "catalog_refresh_steps", "length_buckets", "item_deletion")
         }
         model, tokenizer = build_model(
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
