@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from cobra_hf.training import CobraDataCollator, build_model, index_splits
+from cobra_hf.training import CobraDataCollator, build_model, index_splits, item_slot_counts
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
@@ -103,6 +103,8 @@ def main() -> None:
     splits = index_splits(args.data, tokenizer, max_history=model.config.max_history)
     collator = CobraDataCollator(tokenizer, max_items=model.config.max_history + 1)
     train = splits["train"].shuffle(seed=0)
+    if model.config.dense_logq_correction:  # as `cobra-hf train` does
+        model.set_item_frequencies(item_slot_counts(splits["train"], model.config.num_items))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     step_times, step_flops = [], []
