@@ -433,8 +433,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             return tokens.view(batch, length, levels).gather(1, per_item).reshape(batch, length * levels)
 
         kept = keep.gather(1, order)
-        input_ids = regroup(input_ids) * kept.repeat_interleave(levels, 1)
-        labels = regroup(labels).masked_fill(~kept.repeat_interleave(levels, 1), -100)
+        kept_tokens = kept.repeat_interleave(levels, 1)
+        input_ids = regroup(input_ids) * kept_tokens
+        labels = regroup(labels).masked_fill(~kept_tokens, -100)
         return input_ids, item_index.gather(1, order) * kept, kept, labels
 
     def forward(
