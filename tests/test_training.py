@@ -310,3 +310,14 @@ def test_validation_sample_is_seeded_spread_and_capped(catalog_scientific):
     assert rows[-1] > len(validation) // 2  # drawn from the whole split, not its first users
     assert validation_sample(validation, 10, seed=1)["user_id"] != validation_sample(validation, 10)["user_id"]
     assert validation_sample(validation, None) is validation and validation_sample(validation, 10**9) is validation
+
+
+def test_train_args_pin_memory_only_with_an_accelerator():
+    """Pinned memory only speeds copies to an accelerator; on a CPU-only machine the default is off (torch warns
+    otherwise), and a flag given on the command line still wins."""
+    from cobra_hf.training.train import parse_args
+
+    _, training_args = parse_args(["--catalog", "c", "--output_dir", "o"])
+    assert training_args.dataloader_pin_memory is torch.accelerator.is_available()
+    _, training_args = parse_args(["--catalog", "c", "--output_dir", "o", "--dataloader_pin_memory", "True"])
+    assert training_args.dataloader_pin_memory is True

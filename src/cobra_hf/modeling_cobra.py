@@ -170,7 +170,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # forwards since they were encoded (training only, not saved)
         self._catalog_bank: torch.Tensor | None = None
         self._catalog_bank_age = 0
-        self.generation_config = GenerationConfig(**DEFAULT_GENERATION)
+        # the tokenizer's [PAD] is the config's pad_token_id; the Trainer warns and rewrites both when the generation
+        # config lacks it
+        self.generation_config = GenerationConfig(pad_token_id=config.pad_token_id, **DEFAULT_GENERATION)
         if not getattr(config, "custom_pipelines", None):
             config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
         self.post_init()

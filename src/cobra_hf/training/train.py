@@ -76,7 +76,10 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
     )
     if any(flag in argv for flag in ("-h", "--help")):
         parser.parse_args_into_dataclasses(args=argv)
-    cobra_args, training_args = parser.parse_args_into_dataclasses(args=TRAINING_DEFAULTS + list(argv))
+    defaults = list(TRAINING_DEFAULTS)
+    if not torch.accelerator.is_available():  # pinned memory only helps copies to an accelerator (and warns without)
+        defaults += ["--dataloader_pin_memory", "False"]
+    cobra_args, training_args = parser.parse_args_into_dataclasses(args=defaults + list(argv))
     return cobra_args, training_args
 
 
