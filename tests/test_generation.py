@@ -272,7 +272,6 @@ def test_generation_config_defaults_used(dense_model):
     assert out.semantic_ids.shape[1] == model.generation_config.num_beams
 
 
-
 def test_generation_config_agrees_with_tokenizer_special_tokens(dense_model):
     """The Trainer aligns the configs with the tokenizer's special tokens, and warns, when they differ: they must not."""
     from transformers.trainer_utils import align_special_tokens
@@ -282,6 +281,7 @@ def test_generation_config_agrees_with_tokenizer_special_tokens(dense_model):
     before = (model.config.to_dict(), model.generation_config.to_dict())
     align_special_tokens(model, tok)
     assert (model.config.to_dict(), model.generation_config.to_dict()) == before
+
 
 def test_set_generation_defaults_are_checked_used_and_saved(tmp_path):
     model, tok = tiny_model(40, DENSE_LEVELS)
