@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
 from transformers import TrainingArguments
 
 from cobra_hf.hub import save_checkpoint
@@ -35,6 +36,7 @@ def main(argv=None) -> dict:
         output_dir=args.output, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, save_strategy="no", report_to="none", seed=args.seed,
         logging_steps=max(1, args.max_steps // 10), disable_tqdm=True,
+        dataloader_pin_memory=torch.accelerator.is_available(),  # pinning only helps copies to an accelerator
     )
     trainer = CobraTrainer(
         model=model, args=training_args, train_dataset=splits["train"], processing_class=tokenizer,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
 from transformers import TrainingArguments
 
 from cobra_hf.evaluation import evaluate_split
@@ -41,7 +42,7 @@ def main(argv=None) -> dict:
         output_dir=args.output, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01,
         logging_steps=max(1, args.max_steps // 10), save_strategy="no", report_to="none", seed=args.seed,
-        disable_tqdm=True,
+        disable_tqdm=True, dataloader_pin_memory=torch.accelerator.is_available(),  # pinning only helps an accelerator
     )
     trainer = CobraTrainer(
         model=model, args=training_args, train_dataset=splits["train"], processing_class=tokenizer,
