@@ -216,10 +216,17 @@ def test_tune_fusion_script(grouped_model, tmp_path, capsys):
     assert report["validation_users"] == 20 and report["test_users"] == 25
     assert all(point["validation"]["users"] == 20 for point in report["grid"])
     recalls = [point["validation"]["recall@10"] for point in report["grid"]]
-    assert report["best"]["setting"] == grid[recalls.index(max(recalls))]
+    assert report["best"]["setting"] == grid[recalls.index(max(recalls))] and report["selected_by"] == "recall@10"
     assert set(report["test"]) == {"paper", "best"} and report["test"]["paper"]["users"] == 25
     assert "| test | beam_fusion=paper |" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # an existing report is not overwritten
         script.main(argv)
+    by_ndcg = tmp_path / "tune_ndcg5.json"
+    script.main([*argv[:-4], "--output", str(by_ndcg), "--select", "ndcg@5", "--batch-size", "8"])
+    report = json.loads(by_ndcg.read_text())
+    ndcgs = [point["validation"]["ndcg@5"] for point in report["grid"]]
+    assert report["selected_by"] == "ndcg@5" and report["best"]["setting"] == grid[ndcgs.index(max(ndcgs))]
+    with pytest.raises(SystemExit):  # only the four reported metrics can select
+        script.main([*argv[:-4], "--output", str(tmp_path / "x.json"), "--select", "mrr"])
     with pytest.raises(ValueError, match="beam_fusion"):  # a bad grid point fails before any evaluation
         script.main([*argv[:-4], "--output", str(tmp_path / "other.json"), "--grid", '[{"beam_fusion": "x"}]'])
