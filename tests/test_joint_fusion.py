@@ -224,8 +224,10 @@ def test_tune_fusion_script(grouped_model, tmp_path, capsys):
     by_ndcg = tmp_path / "tune_ndcg5.json"
     script.main([*argv[:-4], "--output", str(by_ndcg), "--select", "ndcg@5", "--batch-size", "8"])
     report = json.loads(by_ndcg.read_text())
-    ndcgs = [point["validation"]["ndcg@5"] for point in report["grid"]]
-    assert report["selected_by"] == "ndcg@5" and report["best"]["setting"] == grid[ndcgs.index(max(ndcgs))]
+    # NDCG@5 first, ties by Recall@10, NDCG@10, Recall@5, then grid order (max keeps the first of equals)
+    order = ("ndcg@5", "recall@10", "ndcg@10", "recall@5")
+    expected = max(report["grid"], key=lambda point: tuple(point["validation"][key] for key in order))
+    assert report["selected_by"] == "ndcg@5" and report["best"]["setting"] == expected["setting"]
     with pytest.raises(SystemExit):  # only the four reported metrics can select
         script.main([*argv[:-4], "--output", str(tmp_path / "x.json"), "--select", "mrr"])
     with pytest.raises(ValueError, match="beam_fusion"):  # a bad grid point fails before any evaluation
