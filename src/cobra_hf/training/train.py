@@ -18,6 +18,7 @@ from .collator import CobraDataCollator
 from .datasets import index_splits, item_slot_counts, validation_sample
 from .model_builder import build_model, read_prepare_args
 from .trainer import CobraTrainer
+from .weight_averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class CobraTrainingArguments:
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
     eval_modes: str = field(default="", metadata={"help": 'comma-separated generate() modes also evaluated at each validation (e.g. "dense,sparse"), logged as eval_<mode>_recall@10 etc.'})
     eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
+    weight_average_decay: float = field(default=0.0, metadata={"help": "keep an exponential moving average of the weights with this decay per step (e.g. 0.998: about the last 500 steps); validation scores it and the run saves it (0 = off)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
 
@@ -190,6 +192,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
     # the same random users for the validation loss and Recall/NDCG, the same ones in every run
     validation = validation_sample(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
+    callbacks = list(callbacks or [])
+    if cobra_args.weight_average_decay:
+        callbacks.append(WeightAverage(cobra_args.weight_average_decay, resume_from=resume))
     trainer = CobraTrainer(
         model=model,
         args=training_args,
