@@ -32,6 +32,25 @@ def load_checkpoint(
     return model.to(device).eval(), tokenizer
 
 
+def load_ensemble(paths: list[str], device: str = "cpu"):
+    """One checkpoint -> (model, tokenizer) as `load_checkpoint`; several -> (`CobraEnsemble` of them, the first's
+    tokenizer). Every checkpoint must belong to the first one's catalog (a ValueError names the one that does not)."""
+    if not paths:
+        raise ValueError("No checkpoint to load.")
+    model, tokenizer = load_checkpoint(paths[0], device=device)
+    if len(paths) == 1:
+        return model, tokenizer
+    from .ensemble import CobraEnsemble
+
+    members = [model]
+    for path in paths[1:]:
+        try:
+            members.append(load_checkpoint(path, device=device, tokenizer=tokenizer)[0])
+        except ValueError as err:
+            raise ValueError(f"Ensemble member {path} does not fit {paths[0]}: {err}") from None
+    return CobraEnsemble(members).eval(), tokenizer
+
+
 def check_compatible(model: CobraForSequentialRecommendation, tokenizer: CobraTokenizer) -> None:
     """Raises a ValueError when the tokenizer and the model were made from different catalogs."""
     model_hash = getattr(model.config, "catalog_hash", "")

@@ -615,6 +615,20 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         mask = torch.ones(codes.shape[0], 1, dtype=torch.bool, device=codes.device)
         return self.decoder(x, mask, cache)[:, 0]
 
+    # the three heads' readouts, as the decoder below uses them (an ensemble of models overrides these)
+    def _history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, D] -> Float[B, D]."""
+        return F.normalize(self.history_dense_head(last_hidden), dim=-1)
+
+    def _level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of level `level`'s codes over the allowed ones: hidden Float[..., D], allowed
+        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed)."""
+        return torch.log_softmax(self.sparse_head[level](hidden).masked_fill(~allowed, float("-inf")), dim=-1)
+
+    def _beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The dense vector predicted for a completed ID: hidden Float[..., D] (output at its last code) -> Float[..., D]."""
+        return self.dense_head(hidden)
+
     def beam_search(self, last_hidden, cache: KVCache, positions, num_beams: int, forced: torch.Tensor | None = None):
         """Beam search over valid semantic IDs.
 
@@ -629,8 +643,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if forced is None:
             forced = torch.zeros(batch, 0, levels, dtype=torch.long, device=last_hidden.device)
         extra = forced.shape[1]
-        logits = self.sparse_head[0](last_hidden).masked_fill(~index.first_mask, float("-inf"))
-        log_probs = torch.log_softmax(logits, dim=-1)
+        log_probs = self._level_log_probs(last_hidden, 0, index.first_mask)
         beams = min(num_beams, index.num_ids)
         scores, first = torch.topk(log_probs, min(beams, log_probs.shape[-1]), dim=-1)  # [B, M]
         if scores.shape[1] < beams:  # fewer first codes than beams: the extra beams start dead (-inf)
@@ -646,8 +659,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             step_codes = torch.cat([codes[..., -1], forced[..., level - 1]], 1)  # [B, M+G]
             hidden = self._step(step_codes.reshape(-1), level - 1, positions, cache).view(batch, rows, -1)
             prefixes = torch.cat([codes, forced[..., :level]], 1)
-            logits = self.sparse_head[level](hidden).masked_fill(~index.allowed_next(prefixes), float("-inf"))
-            log_probs = torch.log_softmax(logits, dim=-1)  # [B, M+G, K_l]
+            log_probs = self._level_log_probs(hidden, level, index.allowed_next(prefixes))  # [B, M+G, K_l]
             total = scores[..., None] + log_probs[:, :beams]
             width = total.shape[-1]
             scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
@@ -656,7 +668,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             forced_scores = forced_scores + log_probs[:, beams:].gather(-1, forced[..., level : level + 1]).squeeze(-1)
             cache.reorder_beams(torch.cat([origin, forced_stay], 1))  # forced rows keep their own cache
         hidden = self._step(torch.cat([codes[..., -1], forced[..., -1]], 1).reshape(-1), levels - 1, positions, cache)
-        vectors = self.dense_head(hidden).view(batch, rows, -1)
+        vectors = self._beam_vectors(hidden).view(batch, rows, -1)
         # a forced ID already decoded (a live beam, or an earlier forced row) would count its items twice
         seen = torch.cat([codes, forced], 1)
         same = (forced[:, :, None] == seen[:, None]).all(-1)  # [B, G, M+G]
@@ -712,7 +724,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         banned = item_index if settings["exclude_history"] else None
 
         if mode == "dense":
-            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
+            query = self._history_query(last_hidden)
             items, scores = self._nearest(query, k, catalog, faiss_index, banned, item_mask)
             return CobraGenerationOutput(item_indices=items, scores=scores)
 
@@ -722,7 +734,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         psi_h = settings["beam_fusion_dense_psi"] if joint else 0.0
         query = None  # v_0, the ID-free prediction Float[B, D] (L2-normalised), when a setting reads it
         if mode == "cobra" and (int(settings["dense_guided_ids"]) > 0 or psi_h):
-            query = F.normalize(self.history_dense_head(last_hidden), dim=-1)
+            query = self._history_query(last_hidden)
         if mode == "cobra" and int(settings["dense_guided_ids"]) > 0:
             # the IDs of the items nearest to the ID-free dense prediction join the beams (scored by the sparse
             # heads, ranked by BeamFusion like any beam): the dense path proposes IDs the beam search pruned

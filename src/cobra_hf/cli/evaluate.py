@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: cobra-hf evaluate runs/beauty/model --data ../shared/data/beauty --split test --mode cobra",
     )
     parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL_DIR",
+                        help="more checkpoints of the same catalog (e.g. other seeds): rank with all of them together, "
+                        "scores averaged (cobra_hf.ensemble); the first checkpoint's generation settings apply")
     parser.add_argument("--data", required=True, help="dataset folder with sequences.txt and items.jsonl")
     parser.add_argument("--split", choices=("validation", "test"), default="test")
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None, help="decoding mode (default: the checkpoint's)")
@@ -39,10 +42,10 @@ def main(argv: list[str]) -> int:
     if args.output and Path(args.output).exists():
         raise FileExistsError(f"{args.output} already exists; choose another --output.")
     from ..evaluation import evaluate_split
-    from ..inference import load_checkpoint
+    from ..inference import load_ensemble
     from ..training.datasets import index_splits
 
-    model, tokenizer = load_checkpoint(args.model_dir)
+    model, tokenizer = load_ensemble([args.model_dir, *args.ensemble])
     split = index_splits(args.data, tokenizer, max_history=model.config.max_history)[args.split]
     # flags not given leave the checkpoint's generation_config in charge
     kwargs = {name: value for name, value in (("exclude_history", args.exclude_history), ("use_faiss", args.use_faiss))
@@ -53,6 +56,8 @@ def main(argv: list[str]) -> int:
     for mode in modes:
         result = evaluate_split(model, tokenizer, split, max_users=args.max_users, batch_size=args.batch_size, mode=mode, **kwargs)
         result.update(split=args.split, model=str(args.model_dir))
+        if args.ensemble:
+            result["ensemble"] = [str(args.model_dir), *args.ensemble]
         results.append(result)
         print(json.dumps(result))
     if args.output:

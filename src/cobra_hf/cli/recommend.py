@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: cobra-hf recommend runs/beauty/model --history B004756YJA B0020YLEYK --top-k 10",
     )
     parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL_DIR",
+                        help="more checkpoints of the same catalog: recommend with all of them, scores averaged")
     parser.add_argument("--history", nargs="+", required=True, metavar="ITEM", help="item ids, oldest first")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
@@ -29,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from ..inference import load_checkpoint, recommend
+    from ..inference import load_ensemble, recommend
     from ..tokenization_cobra import CobraTokenizer
 
     # check the history against the catalog first: a typo fails in a second, before the weights load
     tokenizer = CobraTokenizer.from_pretrained(args.model_dir)
     tokenizer([args.history], unknown_items="drop" if args.skip_unknown else "error")
-    model, tokenizer = load_checkpoint(args.model_dir, tokenizer=tokenizer)
+    model, tokenizer = load_ensemble([args.model_dir, *args.ensemble])
     kwargs = {} if args.exclude_history is None else {"exclude_history": True}
     if args.mode:
         kwargs["mode"] = args.mode

@@ -1,0 +1,157 @@
+"""`CobraEnsemble`: several COBRA checkpoints of one catalog (e.g. the same configuration trained with other seeds)
+decoding as one model.
+
+Each score of coarse-to-fine decoding becomes the members' mean:
+- code log-probabilities at every beam step: the mean of the members' (a product of experts), renormalised over the
+  valid codes, so the beam search itself is shared;
+- cosines (the ID-free prediction v_0 and each beam's vector v_k against item vectors a): every member's vector is
+  L2-normalised and the E of them are concatenated and divided by sqrt(E), for predictions and catalog alike, so one
+  dot product of the concatenations is the mean of the members' cosines. Nearest-item search (exact or faiss) then
+  runs unchanged on Float[I, E*D].
+`generate` is the single model's own decoder (same arguments, outputs and checks) running on these hooks, and with
+one member it gives the member's recommendations exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modeling_cobra import CobraForSequentialRecommendation
+
+
+class _EnsembleCache:
+    """The members' KV caches, moved through the beam search together."""
+
+    def __init__(self, caches):
+        self.caches = caches
+
+    def start_beams(self, num_beams: int) -> "_EnsembleCache":
+        for cache in self.caches:
+            cache.start_beams(num_beams)
+        return self
+
+    def reorder_beams(self, origin: torch.Tensor) -> "_EnsembleCache":
+        for cache in self.caches:
+            cache.reorder_beams(origin)
+        return self
+
+
+class CobraEnsemble(nn.Module):
+    """members: CobraForSequentialRecommendation models of one catalog (same catalog_hash and semantic IDs).
+    The first member's `generation_config` gives the generate() defaults; its config answers questions about the
+    catalog (num_items, levels, ...)."""
+
+    # the coarse-to-fine decoder is the single model's, run on the hooks below
+    generate = CobraForSequentialRecommendation.generate
+    beam_search = CobraForSequentialRecommendation.beam_search
+    _nearest = CobraForSequentialRecommendation._nearest
+    _resolve_generation = CobraForSequentialRecommendation._resolve_generation
+    set_generation_defaults = CobraForSequentialRecommendation.set_generation_defaults
+
+    def __init__(self, members: list[CobraForSequentialRecommendation]):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("An ensemble needs at least one model.")
+        first = members[0]
+        for number, member in enumerate(members[1:], start=2):
+            ours, theirs = first.config, member.config
+            if (theirs.catalog_hash, theirs.num_items, list(theirs.level_sizes)) != (
+                ours.catalog_hash, ours.num_items, list(ours.level_sizes)
+            ) or not torch.equal(member.item_codes.cpu(), first.item_codes.cpu()):
+                raise ValueError(
+                    f"Ensemble member {number} has another catalog (catalog_hash {theirs.catalog_hash!r}, "
+                    f"{theirs.num_items} items) than member 1 ({ours.catalog_hash!r}, {ours.num_items} items): "
+                    "members must be trained on one catalog."
+                )
+        needs_history_head = [n for n, m in enumerate(members, start=1) if not m.config.history_dense_loss_weight]
+        if needs_history_head and len(needs_history_head) != len(members):
+            raise ValueError(
+                f"Ensemble members {needs_history_head} have no ID-free dense head (history_dense_loss_weight 0) "
+                "and the others do: their dense predictions cannot be averaged."
+            )
+        self.members = nn.ModuleList(members)
+        self._catalog: torch.Tensor | None = None
+        self._faiss_index = None
+
+    @classmethod
+    def from_pretrained(cls, paths: list[str | Path], **kwargs) -> "CobraEnsemble":
+        """Loads each checkpoint folder (kwargs go to every `from_pretrained`)."""
+        return cls([CobraForSequentialRecommendation.from_pretrained(str(path), **kwargs) for path in paths])
+
+    # ------------------------------------------------------------------ what generate() reads
+    @property
+    def config(self):
+        return self.members[0].config
+
+    @property
+    def generation_config(self):
+        return self.members[0].generation_config
+
+    @property
+    def item_codes(self) -> torch.Tensor:
+        return self.members[0].item_codes
+
+    @property
+    def id_index(self):
+        return self.members[0].id_index
+
+    def train(self, mode: bool = True):
+        self._catalog = None  # the members' vectors may change
+        self._faiss_index = None
+        return super().train(mode)
+
+    def _check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
+        return self.members[0]._check_inputs(input_ids, attention_mask, item_index)
+
+    def _widths(self) -> list[int]:
+        return [member.config.hidden_size for member in self.members]
+
+    def _joined(self, unit_vectors: list[torch.Tensor]) -> torch.Tensor:
+        """The members' unit vectors Float[..., D_e] side by side, / sqrt(E): Float[..., sum D_e], unit rows whose dot
+        products are the mean of the members' cosines (one member: its vectors, unchanged)."""
+        return torch.cat(unit_vectors, -1) / math.sqrt(len(unit_vectors))
+
+    def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
+        """The catalog Float[I, sum D_e] (see `_joined`), cached until the ensemble's train()/eval() is called."""
+        if not normalized:
+            raise ValueError("An ensemble's item vectors exist only normalised (each member's, joined).")
+        if self._catalog is None or self._catalog.shape[0] != self.config.num_items:
+            self._catalog = self._joined([member.all_item_vectors(batch_size=batch_size) for member in self.members])
+        return self._catalog
+
+    def _faiss(self):
+        return CobraForSequentialRecommendation._faiss(self)
+
+    def _prefill(self, input_ids, item_mask, item_index):
+        """Every member reads the history: (Float[B, sum D_e] the members' last outputs side by side, their caches)."""
+        outputs = [member._prefill(input_ids, item_mask, item_index) for member in self.members]
+        return torch.cat([hidden for hidden, _ in outputs], -1), _EnsembleCache([cache for _, cache in outputs])
+
+    def _step(self, codes, level, positions, cache: _EnsembleCache) -> torch.Tensor:
+        return torch.cat([member._step(codes, level, positions, member_cache)
+                          for member, member_cache in zip(self.members, cache.caches)], -1)
+
+    def _split(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return hidden.split(self._widths(), dim=-1)
+
+    def _history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return self._joined([member._history_query(h) for member, h in zip(self.members, self._split(last_hidden))])
+
+    def _level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:
+            return self.members[0]._level_log_probs(hidden, level, allowed)
+        mean = torch.stack([member._level_log_probs(h, level, allowed)
+                            for member, h in zip(self.members, self._split(hidden))]).mean(0)
+        return torch.log_softmax(mean, dim=-1)
+
+    def _beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:  # generate() normalises it
+            return self.members[0]._beam_vectors(hidden)
+        return self._joined([F.normalize(member._beam_vectors(h), dim=-1)
+                             for member, h in zip(self.members, self._split(hidden))])

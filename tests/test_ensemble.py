@@ -1,0 +1,153 @@
+"""`CobraEnsemble`: one member is the model exactly; members' scores are averaged (cosines, code log-probs); members
+of another catalog are refused; `cobra-hf evaluate/recommend --ensemble` on checkpoints trained on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from cobra_hf import CobraForSequentialRecommendation
+from cobra_hf.cli.main import main as cli_main
+from cobra_hf.ensemble import CobraEnsemble
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_training import TINY_TRAIN, _data_dir  # noqa: E402
+from tiny import random_histories, tiny_model  # noqa: E402
+
+sys.path.pop(0)
+
+LEVELS = (4, 4, 3)
+SETTINGS = [
+    {"mode": "cobra"},
+    {"mode": "cobra", "beam_fusion": "joint", "dense_guided_ids": 4, "beam_fusion_dense_psi": 4.0},
+    {"mode": "dense"},
+    {"mode": "sparse"},
+    {"mode": "no_fusion"},
+]
+
+
+def _sibling(model, seed: int) -> CobraForSequentialRecommendation:
+    """Another model of the same catalog, other initial weights."""
+    torch.manual_seed(seed)
+    other = CobraForSequentialRecommendation(model.config)
+    other.set_catalog(model.item_codes, model.item_text_ids, None, model.config.catalog_hash)
+    return other.eval()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    model, tok = tiny_model(40, LEVELS)
+    return model.eval(), _sibling(model, 7), tok
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_one_member_is_the_model_exactly(pair, settings):
+    model, _, tok = pair
+    batch = tok(random_histories(40, 6, seed=2), unknown_items="error")
+    expected = model.generate(**batch, num_beams=5, top_k=6, **settings)
+    got = CobraEnsemble([model]).eval().generate(**batch, num_beams=5, top_k=6, **settings)
+    assert torch.equal(got.item_indices, expected.item_indices)
+    assert torch.equal(got.scores, expected.scores)
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_a_model_twice_ranks_like_the_model(pair, settings):
+    """Mean of equal log-probs / cosines = the member's: the same items, scores equal up to rounding."""
+    model, _, tok = pair
+    batch = tok(random_histories(40, 6, seed=3), unknown_items="error")
+    expected = model.generate(**batch, num_beams=5, top_k=6, **settings)
+    got = CobraEnsemble([model, model]).eval().generate(**batch, num_beams=5, top_k=6, **settings)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got.item_indices, expected.item_indices)
+
+
+def test_two_members_average_cosines_and_log_probs(pair):
+    first, second, tok = pair
+    ensemble = CobraEnsemble([first, second]).eval()
+    batch = tok(random_histories(40, 5, seed=4), unknown_items="error")
+    everything = first.config.num_items
+    out = ensemble.generate(**batch, mode="dense", top_k=everything)
+    cosines = []
+    for member in (first, second):
+        member_out = member.generate(**batch, mode="dense", top_k=everything)
+        cosines.append(torch.zeros_like(member_out.scores).scatter(1, member_out.item_indices, member_out.scores))
+    mean = (cosines[0] + cosines[1]) / 2
+    torch.testing.assert_close(out.scores, mean.gather(1, out.item_indices), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out.item_indices[:, :5], mean.topk(5).indices)  # no near-ties among 40 random items
+
+    hidden = torch.randn(3, 2 * first.config.hidden_size)
+    allowed = torch.tensor([True, False, True, True])
+    width = first.config.hidden_size
+    expected = torch.log_softmax((first._level_log_probs(hidden[:, :width], 0, allowed)
+                                  + second._level_log_probs(hidden[:, width:], 0, allowed)) / 2, dim=-1)
+    torch.testing.assert_close(ensemble._level_log_probs(hidden, 0, allowed), expected)
+    assert torch.isinf(expected[:, 1]).all() and torch.allclose(expected.exp().sum(-1), torch.ones(3))
+
+    cobra = ensemble.generate(**batch, num_beams=6, top_k=10, beam_fusion="joint", dense_guided_ids=3,
+                              beam_fusion_dense_psi=4.0)
+    assert ((cobra.item_indices >= 0) & (cobra.item_indices < everything)).all()
+    for row in cobra.item_indices:
+        assert len(set(row.tolist())) == len(row)
+
+
+def test_members_of_another_catalog_are_refused(pair):
+    model, _, _ = pair
+    other, _ = tiny_model(40, LEVELS, seed=5)  # other semantic IDs
+    with pytest.raises(ValueError, match="another catalog"):
+        CobraEnsemble([model, other])
+    with pytest.raises(ValueError, match="at least one"):
+        CobraEnsemble([])
+    no_head, _ = tiny_model(40, LEVELS, history_dense_loss_weight=0.0)
+    with pytest.raises(ValueError, match="ID-free dense head"):
+        CobraEnsemble([model, no_head])
+    with pytest.raises(ValueError, match="only normalised"):
+        CobraEnsemble([model]).all_item_vectors(normalized=False)
+
+
+def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_path, capsys, one_torch_thread):
+    """Two checkpoints trained on real data (seeds 0 and 1): `evaluate --ensemble` gives CobraEnsemble's numbers,
+    recommends only real items; a checkpoint of another catalog is named in the error."""
+    from cobra_hf.evaluation import evaluate_split
+    from cobra_hf.inference import load_ensemble
+    from cobra_hf.training import index_splits
+
+    folders = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        flags = [flag if flag != "0" or TINY_TRAIN[i - 1] != "--seed" else str(seed) for i, flag in enumerate(TINY_TRAIN)]
+        assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *flags,
+                         "--max_steps", "3", "--eval_strategy", "no", "--save_strategy", "no",
+                         "--history_dense_loss_weight", "0.5"]) == 0
+        folders.append(str(out))
+    capsys.readouterr()
+    data = _data_dir(catalog_scientific)
+    assert cli_main(["evaluate", folders[0], "--ensemble", folders[1], "--data", data, "--split", "validation",
+                     "--max-users", "20", "--mode", "dense"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["ensemble"] == folders
+
+    ensemble, tokenizer = load_ensemble(folders)
+    assert isinstance(ensemble, CobraEnsemble) and len(ensemble.members) == 2
+    validation = index_splits(data, tokenizer, max_history=ensemble.config.max_history)["validation"]
+    result = evaluate_split(ensemble, tokenizer, validation, max_users=20, mode="dense", show_progress=False)
+    for key in ("recall@10", "ndcg@5"):
+        assert printed[key] == pytest.approx(result[key]), key
+    single = evaluate_split(ensemble.members[0], tokenizer, validation, max_users=20, mode="dense", show_progress=False)
+    assert single["users"] == result["users"] == 20
+
+    history = list(tokenizer.item_ids[:3])
+    assert cli_main(["recommend", folders[0], "--ensemble", folders[1], "--history", *history, "--json",
+                     "--top-k", "5"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(rows) == 5 and all(row["item_id"] in set(tokenizer.item_ids) for row in rows)
+
+    stranger = tmp_path / "stranger"
+    model, tok = tiny_model(40, LEVELS)
+    model.save_pretrained(stranger)
+    tok.save_pretrained(stranger)
+    assert cli_main(["evaluate", folders[0], "--ensemble", str(stranger), "--data", data, "--max-users", "4"]) == 1
+    assert "stranger" in capsys.readouterr().err
