@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from cobra_hf.evaluation import evaluate_model
-from cobra_hf.inference import load_checkpoint
+from cobra_hf.inference import load_ensemble
 from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 
 PAPER = {"beam_fusion": "paper"}
@@ -97,7 +97,8 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="checkpoint folder")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="checkpoint folder; several of one catalog are tuned as an ensemble (cobra_hf.ensemble)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--splits", help="frozen splits.pt (benchmarks/sweep.py prepare) with catalog indices")
     source.add_argument("--data", help="dataset folder, split with the checkpoint's tokenizer")
@@ -118,7 +119,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     grid = load_grid(args.grid)
     start = time.perf_counter()
-    model, tokenizer = load_checkpoint(args.model, device=args.device)
+    model, tokenizer = load_ensemble(args.model, device=args.device)
     for setting in [*grid, PAPER]:  # a typo in the grid fails now, not after hours of evaluation
         model._resolve_generation(None, dict(setting))
     splits = load_splits(args, tokenizer, model.config.max_history)
@@ -139,7 +140,7 @@ def main(argv=None) -> None:
     # max() keeps the first of equal points (grid order)
     best = max(points, key=selection_key(args.select))
     report = {
-        "model": args.model, "splits": args.splits, "data": args.data,
+        "model": args.model[0] if len(args.model) == 1 else args.model, "splits": args.splits, "data": args.data,
         "validation_users": len(validation["target"]), "validation_sample_seed": 0,
         "test_users": len(test["target"]), "test_capped": args.test_users is not None,
         "generation_config": {key: getattr(model.generation_config, key, default)

@@ -38,6 +38,16 @@ def _sibling(model, seed: int) -> CobraForSequentialRecommendation:
     return other.eval()
 
 
+def _script(name: str):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def pair():
     model, tok = tiny_model(40, LEVELS)
@@ -144,6 +154,34 @@ def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_pat
                      "--top-k", "5"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(rows) == 5 and all(row["item_id"] in set(tokenizer.item_ids) for row in rows)
+
+    # the benchmark scripts: test metrics of the ensemble in each mode, the members' training time summed; the
+    # fusion grid tunes an ensemble like a single model
+    evaluate_script = _script("evaluate_ensemble")
+    report_dir = tmp_path / "ensemble_report"
+    argv = ["--models", *folders, "--data", data, "--output", str(report_dir), "--modes", "dense,cobra",
+            "--eval-users", "20", "--generate-args", '{"beam_fusion": "joint", "beam_fusion_dense_psi": 4}']
+    evaluate_script.main(argv)
+    report = json.loads((report_dir / "results.json").read_text())
+    seconds = [json.loads((tmp_path / f"seed{seed}" / "training_summary.json").read_text())["train_seconds"]
+               for seed in (0, 1)]
+    assert report["train_seconds_total"] == pytest.approx(sum(seconds), abs=0.11) and report["members"] == folders
+    assert report["test"]["dense"]["users"] == 20 and set(report["test"]) == {"dense", "cobra"}
+    test = index_splits(data, tokenizer, max_history=ensemble.config.max_history)["test"]
+    joint = evaluate_split(ensemble, tokenizer, test, max_users=20, beam_fusion="joint", beam_fusion_dense_psi=4.0,
+                           show_progress=False)
+    assert report["test"]["cobra"]["ndcg@5"] == pytest.approx(joint["ndcg@5"])
+    assert "cobra-hf COBRA (joint BeamFusion" in (report_dir / "results.md").read_text()
+    with pytest.raises(SystemExit):  # an existing report is not overwritten
+        evaluate_script.main(argv)
+    capsys.readouterr()
+    tune = tmp_path / "tune.json"
+    _script("tune_fusion").main(["--model", *folders, "--data", data, "--val-users", "10", "--test-users", "10",
+                                 "--grid", '[{"beam_fusion": "joint", "beam_fusion_dense_psi": 4.0}]',
+                                 "--output", str(tune)])
+    tuned = json.loads(tune.read_text())
+    assert tuned["model"] == folders and tuned["test"]["best"]["users"] == 10
+    capsys.readouterr()
 
     stranger = tmp_path / "stranger"
     model, tok = tiny_model(40, LEVELS)
