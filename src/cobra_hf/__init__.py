@@ -10,6 +10,7 @@ from .modeling_cobra import (  # noqa: E402
     CobraOutput,
     CobraPreTrainedModel,
 )
+from .ensemble import CobraEnsemble  # noqa: E402
 
 
 def _register_auto_classes() -> None:
@@ -44,6 +45,7 @@ _register_pipeline()
 
 __all__ = [
     "CobraConfig",
+    "CobraEnsemble",
     "CobraForSequentialRecommendation",
     "CobraGenerationOutput",
     "CobraOutput",
