@@ -189,3 +189,28 @@ def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_pat
     tok.save_pretrained(stranger)
     assert cli_main(["evaluate", folders[0], "--ensemble", str(stranger), "--data", data, "--max-users", "4"]) == 1
     assert "stranger" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["cobra", "dense"])
+def test_faiss_search_on_the_joined_vectors_matches_torch(pair, mode):
+    pytest.importorskip("faiss")
+    first, second, tok = pair
+    ensemble = CobraEnsemble([first, second]).eval()
+    batch = tok(random_histories(40, 8, seed=6), unknown_items="error")
+    exact = ensemble.generate(**batch, mode=mode, num_beams=4, top_k=7, exclude_history=True)
+    searched = ensemble.generate(**batch, mode=mode, num_beams=4, top_k=7, exclude_history=True, use_faiss=True)
+    assert torch.equal(exact.item_indices, searched.item_indices)
+    torch.testing.assert_close(exact.scores, searched.scores, atol=1e-5, rtol=1e-5)
+    assert ensemble._faiss().d == 2 * first.config.hidden_size
+
+
+def test_new_member_weights_reach_the_ensemble(pair):
+    """Loading other weights into a member (its own caches drop) refreshes the ensemble's joined catalog."""
+    first, second, tok = pair
+    ensemble = CobraEnsemble([first, _sibling(first, 11)]).eval()
+    batch = tok(random_histories(40, 4, seed=7), unknown_items="error")
+    before = ensemble.generate(**batch, mode="dense", top_k=5)
+    ensemble.members[1].load_state_dict(second.state_dict())
+    after = ensemble.generate(**batch, mode="dense", top_k=5)
+    expected = CobraEnsemble([first, second]).eval().generate(**batch, mode="dense", top_k=5)
+    assert torch.equal(after.scores, expected.scores) and not torch.equal(after.scores, before.scores)

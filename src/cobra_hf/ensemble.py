@@ -77,6 +77,7 @@ class CobraEnsemble(nn.Module):
             )
         self.members = nn.ModuleList(members)
         self._catalog: torch.Tensor | None = None
+        self._catalog_sources: list[torch.Tensor] = []
         self._faiss_index = None
 
     @classmethod
@@ -101,11 +102,6 @@ class CobraEnsemble(nn.Module):
     def id_index(self):
         return self.members[0].id_index
 
-    def train(self, mode: bool = True):
-        self._catalog = None  # the members' vectors may change
-        self._faiss_index = None
-        return super().train(mode)
-
     def _check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
         return self.members[0]._check_inputs(input_ids, attention_mask, item_index)
 
@@ -118,11 +114,13 @@ class CobraEnsemble(nn.Module):
         return torch.cat(unit_vectors, -1) / math.sqrt(len(unit_vectors))
 
     def all_item_vectors(self, normalized: bool = True, batch_size: int = 4096) -> torch.Tensor:
-        """The catalog Float[I, sum D_e] (see `_joined`), cached until the ensemble's train()/eval() is called."""
+        """The catalog Float[I, sum D_e] (see `_joined`), rebuilt whenever a member's own cached vectors change (new
+        weights or catalog: the members invalidate theirs)."""
         if not normalized:
             raise ValueError("An ensemble's item vectors exist only normalised (each member's, joined).")
-        if self._catalog is None or self._catalog.shape[0] != self.config.num_items:
-            self._catalog = self._joined([member.all_item_vectors(batch_size=batch_size) for member in self.members])
+        vectors = [member.all_item_vectors(batch_size=batch_size) for member in self.members]
+        if self._catalog is None or any(new is not old for new, old in zip(vectors, self._catalog_sources)):
+            self._catalog, self._catalog_sources, self._faiss_index = self._joined(vectors), vectors, None
         return self._catalog
 
     def _faiss(self):
