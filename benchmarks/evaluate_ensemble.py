@@ -26,7 +26,7 @@ from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 from cobra_hf.training.datasets import index_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_benchmark import markdown_table  # noqa: E402
+from run_benchmark import markdown_table, parse_generate_args  # noqa: E402
 
 sys.path.pop(0)
 
@@ -53,13 +53,7 @@ def main(argv=None) -> None:
     out = Path(args.output)
     if (out / "results.json").exists() and not args.overwrite:
         parser.error(f"{out / 'results.json'} already exists (--overwrite to replace it).")
-    try:
-        settings = json.loads(args.generate_args)
-    except json.JSONDecodeError as err:
-        parser.error(f"--generate-args is not JSON: {err}")
-    allowed = set(DEFAULT_GENERATION) - {"recommend_mode", "recommend_top_k"}
-    if not isinstance(settings, dict) or set(settings) - allowed:
-        parser.error(f"--generate-args must be a JSON object with keys among {sorted(allowed)}.")
+    settings = parse_generate_args(parser, args.generate_args)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     if set(modes) - set(GENERATION_MODES):
         parser.error(f"--modes: choose among {list(GENERATION_MODES)}.")

@@ -59,6 +59,18 @@ class CurveRecorder(TrainerCallback):
                 self.points.append({"seconds": round(time.perf_counter() - self.start, 1), "step": state.global_step, **values})
 
 
+def parse_generate_args(parser: argparse.ArgumentParser, text: str) -> dict:
+    """--generate-args: a JSON object of generate() settings other than the mode and K (a parser error otherwise)."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        parser.error(f"--generate-args is not JSON: {err}")
+    allowed = set(DEFAULT_GENERATION) - {"recommend_mode", "recommend_top_k"}
+    if not isinstance(settings, dict) or set(settings) - allowed:
+        parser.error(f"--generate-args must be a JSON object with keys among {sorted(allowed)}.")
+    return settings
+
+
 def markdown_table(dataset: str, measured: dict[str, dict], generation: dict | None = None) -> str:
     lines = ["| model | Recall@5 | NDCG@5 | Recall@10 | NDCG@10 |", "|---|---|---|---|---|"]
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
@@ -114,14 +126,7 @@ def main() -> None:
                         help="modes validated at each epoch beside COBRA (with the same generate() settings), drawn "
                         "in curve.png; dense is skipped without the ID-free head")
     args = parser.parse_args()
-    # checked before hours of training, not after
-    try:
-        extra_generation = json.loads(args.generate_args)
-    except json.JSONDecodeError as err:
-        parser.error(f"--generate-args is not JSON: {err}")
-    allowed = set(DEFAULT_GENERATION) - {"recommend_mode", "recommend_top_k"}
-    if not isinstance(extra_generation, dict) or set(extra_generation) - allowed:
-        parser.error(f"--generate-args must be a JSON object with keys among {sorted(allowed)}.")
+    extra_generation = parse_generate_args(parser, args.generate_args)  # checked before hours of training, not after
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
