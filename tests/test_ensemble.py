@@ -128,8 +128,7 @@ def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_pat
     folders = []
     for seed in (0, 1):
         out = tmp_path / f"seed{seed}"
-        flags = [flag if flag != "0" or TINY_TRAIN[i - 1] != "--seed" else str(seed) for i, flag in enumerate(TINY_TRAIN)]
-        assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *flags,
+        assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN, "--seed", str(seed),
                          "--max_steps", "3", "--eval_strategy", "no", "--save_strategy", "no",
                          "--history_dense_loss_weight", "0.5"]) == 0
         folders.append(str(out))
@@ -142,6 +141,8 @@ def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_pat
 
     ensemble, tokenizer = load_ensemble(folders)
     assert isinstance(ensemble, CobraEnsemble) and len(ensemble.members) == 2
+    # the last --seed wins: two different models
+    assert not torch.equal(ensemble.members[0].dense_head.weight, ensemble.members[1].dense_head.weight)
     validation = index_splits(data, tokenizer, max_history=ensemble.config.max_history)["validation"]
     result = evaluate_split(ensemble, tokenizer, validation, max_users=20, mode="dense", show_progress=False)
     for key in ("recall@10", "ndcg@5"):
