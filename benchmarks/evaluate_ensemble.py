@@ -22,7 +22,6 @@ from pathlib import Path
 from cobra_hf.configuration_cobra import GENERATION_MODES
 from cobra_hf.evaluation import evaluate_split
 from cobra_hf.inference import load_ensemble
-from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 from cobra_hf.training.datasets import index_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +58,8 @@ def main(argv=None) -> None:
         parser.error(f"--modes: choose among {list(GENERATION_MODES)}.")
 
     model, tokenizer = load_ensemble(args.models)
-    model._resolve_generation(None, dict(settings))  # a wrong setting fails before minutes of evaluation
+    # the settings every mode runs with (the first checkpoint's, overridden); a wrong one fails before any evaluation
+    generation = model._resolve_generation(None, dict(settings))
     test = index_splits(args.data, tokenizer, max_history=model.config.max_history)["test"]
     max_users = None if args.eval_users < 0 else args.eval_users
     measured = {}
@@ -70,8 +70,6 @@ def main(argv=None) -> None:
         measured[mode] = result
         print(json.dumps({"mode": mode, **result}), flush=True)
     seconds = [member_train_seconds(folder) for folder in args.models]
-    generation = {name: getattr(model.generation_config, name, default) for name, default in DEFAULT_GENERATION.items()}
-    generation.update(settings)
     report = {
         "dataset": Path(args.data).name, "data": args.data, "members": args.models,
         "member_train_seconds": seconds,

@@ -32,12 +32,13 @@ def load_checkpoint(
     return model.to(device).eval(), tokenizer
 
 
-def load_ensemble(paths: list[str], device: str = "cpu"):
+def load_ensemble(paths: list[str], device: str = "cpu", tokenizer: CobraTokenizer | None = None):
     """One checkpoint -> (model, tokenizer) as `load_checkpoint`; several -> (`CobraEnsemble` of them, the first's
-    tokenizer). Every checkpoint must belong to the first one's catalog (a ValueError names the one that does not)."""
+    tokenizer). Every checkpoint must belong to the first one's catalog (a ValueError names the one that does not).
+    Pass `tokenizer` when the first checkpoint's is already loaded."""
     if not paths:
         raise ValueError("No checkpoint to load.")
-    model, tokenizer = load_checkpoint(paths[0], device=device)
+    model, tokenizer = load_checkpoint(paths[0], device=device, tokenizer=tokenizer)
     if len(paths) == 1:
         return model, tokenizer
     from .ensemble import CobraEnsemble

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     # check the history against the catalog first: a typo fails in a second, before the weights load
     tokenizer = CobraTokenizer.from_pretrained(args.model_dir)
     tokenizer([args.history], unknown_items="drop" if args.skip_unknown else "error")
-    model, tokenizer = load_ensemble([args.model_dir, *args.ensemble])
+    model, tokenizer = load_ensemble([args.model_dir, *args.ensemble], tokenizer=tokenizer)
     kwargs = {} if args.exclude_history is None else {"exclude_history": True}
     if args.mode:
         kwargs["mode"] = args.mode
