@@ -6,6 +6,8 @@ Shapes: B users, M beams, L levels, P items per ID (padded), N candidates per be
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -171,3 +173,14 @@ def nearest_items(
     cos = queries @ item_vectors.T
     best = torch.topk(cos, k, dim=-1)
     return best.indices, best.values
+
+
+def warn_short_rows(items: torch.Tensor, k: int, exclude_history: bool) -> None:
+    """A UserWarning counting the rows of items Long[B, K] that hold fewer than k items (-1 slots): generate never
+    returns a short row without saying so."""
+    short = int((items < 0).any(1).sum())
+    if short:
+        cause = ("exclude_history left out their history items and the catalog holds no others" if exclude_history
+                 else "the catalog holds no more candidates")
+        warnings.warn(f"{short} of {items.shape[0]} rows hold fewer than top_k={k} items ({cause}): their missing "
+                      "slots are item -1 with score -inf.", UserWarning, stacklevel=3)

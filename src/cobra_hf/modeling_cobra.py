@@ -24,9 +24,12 @@ from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .cobra_generation import SemanticIdIndex, beam_fusion, joint_fusion, mask_items, nearest_items, top_k_items
+from .catalog_files import assets_from_source, loaded_assets, write_assets
+from .cobra_generation import (SemanticIdIndex, beam_fusion, joint_fusion, mask_items, nearest_items, top_k_items,
+                               warn_short_rows)
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
 from .configuration_cobra import BEAM_FUSION_METHODS, GENERATION_MODES, CobraConfig
+from .integrity import changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums, verify_files
 
 # The "cobra-recommendation" pipeline (pipeline_cobra.py) travels with every checkpoint: config.json's
 # custom_pipelines tells `transformers.pipeline` where it is, and save_pretrained copies the file because this module
@@ -117,12 +120,19 @@ class CobraPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _no_split_modules = ["Block"]
+    _keys_to_ignore_on_load_unexpected = [r"^history_dense_head\."]
+    catalog_assets: dict[str, bytes] | None = None  # the catalog/ files every save writes (catalog_files.py)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """transformers' from_pretrained, with damaged weight files reported as one sentence naming the file."""
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, check_integrity: bool = True, **kwargs):
+        """transformers' from_pretrained, with damaged weight files reported as one sentence naming the file, and the
+        load-time checks of integrity.py (checksums.json, non-finite or out-of-range tensors; check_integrity=False
+        skips them). The model keeps the checkpoint's catalog/ assets for its next save (catalog_files.py)."""
+        local = checkpoint_folder(pretrained_model_name_or_path, kwargs)
+        if check_integrity and local is not None:
+            verify_files(local)  # before parsing: a damaged file is named as such, not by whatever parsing it hits
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except Exception as err:
             text = str(err)
             if "deserializing" in text or "safetensors" in type(err).__module__ or "SafetensorError" in type(err).__name__:
@@ -131,6 +141,27 @@ class CobraPreTrainedModel(PreTrainedModel):
                     f"({text.splitlines()[0] if text else type(err).__name__}); re-save or re-download the checkpoint."
                 ) from err
             raise
+        folder = local or checkpoint_folder(pretrained_model_name_or_path, kwargs, after_download=True)
+        if check_integrity:
+            if local is None and folder is not None:
+                verify_files(folder)
+            check_loaded_model(model, pretrained_model_name_or_path)
+        model.catalog_assets = loaded_assets(pretrained_model_name_or_path, folder, kwargs)
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained, plus the catalog/ assets the model keeps (what add-items needs, see
+        catalog_files.py) and checksums.json (size and sha256 of each file written, checked by from_pretrained)."""
+        before = file_states(save_directory)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if (args[0] if args else kwargs.get("is_main_process", True)):
+            written = write_assets(getattr(self, "catalog_assets", None), save_directory)
+            record_checksums(save_directory, sorted(set(changed_files(save_directory, before) + written)))
+
+    def keep_catalog_assets(self, source) -> None:
+        """Keeps the catalog/ assets of `source` (a `cobra-hf prepare` catalog folder, or a checkpoint that has
+        them) so that every later save of this model writes them (build_model calls it)."""
+        self.catalog_assets = assets_from_source(source)
 
 
 class CobraForSequentialRecommendation(CobraPreTrainedModel):
@@ -152,7 +183,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.decoder = CausalDecoder(config)
         self.sparse_head = nn.ModuleList(nn.Linear(width, size) for size in config.level_sizes)
         self.dense_head = nn.Linear(width, width)
-        self.history_dense_head = nn.Linear(width, width)
+        # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it;
+        # older checkpoints of weight-0 models still hold its weights: _keys_to_ignore_on_load_unexpected drops them
+        self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
         self.register_buffer("item_codes", torch.zeros(config.num_items, levels, dtype=torch.long))
         self.register_buffer("item_text_ids", torch.zeros(config.num_items, config.max_text_tokens, dtype=torch.long))
         if config.text_embedding_dim:
@@ -358,6 +391,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             raise ValueError("input_ids must be Long[B, H*L] and item_index Long[B, H] (use CobraTokenizer).")
         batch, length = item_index.shape
         levels = self.config.num_levels
+        if batch == 0 or input_ids.shape[0] != batch:
+            raise ValueError("An empty batch (0 rows): give at least one history." if batch * input_ids.shape[0] == 0
+                             else f"input_ids has {input_ids.shape[0]} rows and item_index {batch}: they must match.")
         if length > self.config.max_history + 1:
             raise ValueError(
                 f"Histories of {length} items are longer than this model reads (max_history={self.config.max_history}, "
@@ -372,9 +408,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             attention_mask = (input_ids != 0).long()
         item_mask = attention_mask.view(batch, length, levels)[..., 0].bool()
         if item_index.numel() and (int(item_index.max()) >= self.config.num_items or int(item_index.min()) < 0):
+            wrong = int(item_index.min()) if int(item_index.min()) < 0 else int(item_index.max())
             raise ValueError(
-                f"item_index holds {int(item_index.max())}, outside this model's catalog of {self.config.num_items} "
-                "items: the tokenizer and the model come from different catalogs."
+                f"item_index holds {wrong}, outside this model's catalog (rows 0 to {self.config.num_items - 1}): "
+                "encode histories with the checkpoint's tokenizer (a negative index or one from another catalog)."
             )
         expected = (self.item_codes[item_index] + self.level_offsets) * item_mask[..., None]
         if not torch.equal(expected.view(batch, -1), input_ids * attention_mask):
@@ -506,6 +543,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         loss = self.config.sparse_loss_weight * sparse_loss + self.config.dense_loss_weight * dense_loss
         history_dense_loss = history_predictions = None
         if self.config.history_dense_loss_weight > 0:
+            if self.history_dense_head is None:
+                raise ValueError("history_dense_loss_weight > 0 needs the ID-free dense head, which this model was "
+                                 "built without (weight 0): build the model with the weight set.")
             history_predictions = self.history_dense_head(grid[:, :-1, levels][target_valid])
             history_dense_loss = info_nce(
                 history_predictions, target_columns, columns, self.config.contrastive_temperature, log_q
@@ -551,6 +591,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             raise ValueError(f"dense_guided_ids must be >= 0, got {settings['dense_guided_ids']}.")
         if int(settings["dense_guided_ids"]) and not self.config.history_dense_loss_weight:
             raise ValueError("dense_guided_ids needs the ID-free dense head: train with history_dense_loss_weight > 0.")
+        if settings["recommend_mode"] == "dense" and not self.config.history_dense_loss_weight:
+            raise ValueError("mode='dense' needs the ID-free dense head, which this model was trained without: "
+                             "train with history_dense_loss_weight > 0 (--history_dense_loss_weight).")
         if settings["beam_fusion"] not in BEAM_FUSION_METHODS:
             raise ValueError(f"beam_fusion must be one of {BEAM_FUSION_METHODS}, got {settings['beam_fusion']!r}.")
         for name in ("beam_fusion_tau", "beam_fusion_psi", "beam_fusion_dense_psi"):
@@ -709,6 +752,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         fusion; `scores` is the fusion weight Phi (with "joint", Phi sums to 1 over all candidates of a user).
         Beams that hold fewer than K items in all are topped up with the catalog items nearest to the best beam's
         dense vector, scored below every beam candidate (score (cos - 1) / 2 - 1, in [-2, -1]).
+        With exclude_history, a row whose history leaves fewer than K other catalog items (top_k near the catalog size)
+        comes back short: its missing slots are item -1 with score -inf, and a UserWarning counts such rows.
         """
         settings = self._resolve_generation(generation_config, dict(kwargs))
         if self.training:
@@ -726,6 +771,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if mode == "dense":
             query = self._history_query(last_hidden)
             items, scores = self._nearest(query, k, catalog, faiss_index, banned, item_mask)
+            warn_short_rows(items, k, banned is not None)
             return CobraGenerationOutput(item_indices=items, scores=scores)
 
         num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
@@ -790,6 +836,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             merged_items = torch.cat([items[rows], extra], 1)
             merged_scores = torch.cat([best[rows], extra_scores.masked_fill(extra < 0, float("-inf"))], 1)
             items[rows], best[rows] = top_k_items(merged_scores, merged_items, k)
+        warn_short_rows(items, k, banned is not None)
         return CobraGenerationOutput(
             item_indices=items, scores=best, semantic_ids=codes, beam_scores=beam_scores, beam_vectors=beam_vectors
         )

@@ -1,7 +1,7 @@
 """CobraTokenizer: item id <-> semantic ID <-> token ids.
 
 Saved with every checkpoint and loaded through `AutoTokenizer` (auto_map + trust_remote_code), so this
-file imports nothing from the rest of cobra_hf.
+file imports nothing from the rest of cobra_hf (only the flat `.integrity`, saved beside it).
 
 Token layout: 0 = [PAD], 1 = [UNK], then one token per (level, code): code `c` of level `l` is token
 `2 + sum(level_sizes[:l]) + c`, written `<l{l}_{c}>`. An item of a history becomes its `L` code tokens.
@@ -208,6 +208,19 @@ class CobraTokenizer(PreTrainedTokenizer):
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained; into a folder where the model recorded checksums.json (model first, as
+        save_checkpoint and the Trainer do), the sha256 of each file written joins it (the model's from_pretrained
+        checks them; see integrity.py). It never starts one: `tokenizer.push_to_hub` would replace the model's record
+        on the Hub with one that lists only the tokenizer's files."""
+        from .integrity import CHECKSUMS_FILE, changed_files, file_states, record_checksums
+
+        before = file_states(save_directory)
+        files = super().save_pretrained(save_directory, *args, **kwargs)
+        if CHECKSUMS_FILE in before:
+            record_checksums(save_directory, changed_files(save_directory, before))
+        return files
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         name = (filename_prefix + "-" if filename_prefix else "") + VOCAB_FILES_NAMES["catalog_file"]

@@ -100,6 +100,7 @@ def build_model(
         embeddings if config.text_embedding_dim else None,
         tokenizer.catalog_hash,
     )
+    model.keep_catalog_assets(catalog_dir)  # every save of the model writes catalog/ (what add-items needs)
     if init_text_embeddings:
         rows = pretrained_token_embeddings(prepare_args.get("encoder"), text["source_token_ids"], config.hidden_size)
         if rows is not None:
