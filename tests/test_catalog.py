@@ -67,8 +67,9 @@ def test_non_empty_output_is_refused_and_left_intact(data_tiny_folder, data_tiny
     with pytest.raises(FileExistsError, match="not empty"):
         build_catalog(data_tiny_folder, out, encoder=data_tiny_encoder, **FAST)
     assert (out / "mine.txt").read_text() == "keep me"
-    build_catalog(data_tiny_folder, out, encoder=data_tiny_encoder, overwrite=True, **FAST)
-    assert not (out / "mine.txt").exists() and (out / "item_catalog.json").is_file()
+    with pytest.raises(FileExistsError, match="not written by cobra-hf"):  # issue 19: a foreign folder, whatever the flag
+        build_catalog(data_tiny_folder, out, encoder=data_tiny_encoder, overwrite=True, **FAST)
+    assert (out / "mine.txt").read_text() == "keep me" and not (out / "item_catalog.json").exists()
 
 
 def test_failure_leaves_previous_catalog_and_no_temp_folder(data_tiny_folder, data_tiny_encoder, tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import torch
 
 from .cobra_generation import prefix_keys
 from .data.item_text import item_text
-from .semantic_ids.assets import CatalogAssets, load_catalog_assets
+from .semantic_ids.assets import ASSETS_DIR, VOCAB_FILE, CatalogAssets, load_catalog_assets
 from .semantic_ids.catalog import tokenize_with_vocab
 from .semantic_ids.embeddings import embed_texts, load_encoder_tokenizer
 
@@ -189,6 +189,42 @@ def id_neighbour_rows(rows: torch.Tensor, codes: torch.Tensor, new_codes: torch.
         out[hit] = sums[slot[hit]] / counts[slot[hit], None]
         filled |= hit
     return out
+
+
+def check_assets_match(model_dir, tokenizer, assets: CatalogAssets, source, flag: str = "assets") -> None:
+    """Refuses quantizer assets (from `source`, a catalog folder or checkpoint) that another `cobra-hf prepare` run
+    made than the one the checkpoint in `model_dir` was trained with: its new items would get IDs from another
+    quantizer, which the model reads as other items. With the checkpoint's own `catalog/` assets, their
+    fingerprints must be equal; without them, `source`'s items must have the semantic IDs the model gives them."""
+    from pathlib import Path
+
+    own = Path(model_dir) / ASSETS_DIR / VOCAB_FILE
+    if own.is_file():
+        expected = load_catalog_assets(model_dir).fingerprint
+        if expected != assets.fingerprint:
+            raise ValueError(
+                f"{flag} {source} holds the quantizer of another `cobra-hf prepare` run (fingerprint "
+                f"{assets.fingerprint[:12]}) than {model_dir} was trained with ({expected[:12]}); drop {flag} to use "
+                "the checkpoint's own."
+            )
+        return
+    from .tokenization_cobra import CobraTokenizer
+
+    try:
+        other = CobraTokenizer.from_pretrained(str(source))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{flag} {source}: cannot read its item catalog to check it fits {model_dir} ({err}).") from None
+    theirs = [index for index, item in enumerate(other.item_ids) if item in tokenizer.item_to_index]
+    mine = [tokenizer.item_to_index[other.item_ids[index]] for index in theirs]
+    same_width = other.item_codes.shape[1] == tokenizer.item_codes.shape[1]
+    differ = len(theirs) if not same_width else int(
+        (other.item_codes[theirs] != tokenizer.item_codes[mine]).any(axis=1).sum())  # rows [S, L] compared
+    if not theirs or differ:
+        why = "shares no item with it" if not theirs else f"gives {differ} of its {len(theirs)} items other IDs"
+        raise ValueError(
+            f"{flag} {source} is not the catalog {model_dir} was trained on (it {why}): pass the catalog folder that "
+            "`cobra-hf prepare` made for this model."
+        )
 
 
 def load_items_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -16,6 +16,9 @@ def load_checkpoint(
     """Model (in eval mode) + tokenizer from a checkpoint folder or Hub repo id; refuses a mismatched pair.
     Pass `tokenizer` when it is already loaded from the same place."""
     folder = Path(path)
+    from .safe_io import repair_interrupted
+
+    repair_interrupted(folder)  # a replace that a killed cobra-hf run left half-done is undone before reading
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"{folder} is a file; a checkpoint is a folder.")

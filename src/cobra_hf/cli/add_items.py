@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 
@@ -48,66 +46,74 @@ def _copy_extras(source: Path, target: Path) -> None:
             shutil.copy2(path, target / path.name)
 
 
-def _swap_into_place(tmp: Path, output: Path) -> None:
-    """Replace `output` by the finished `tmp` with two renames: at every moment one complete checkpoint is there."""
-    old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(output, old)
+def _check_output(args, model_dir: Path) -> Path:
+    """The folder to write: MODEL_DIR itself (--in-place), or a new or empty --output that is none of the inputs."""
+    from ..safe_io import check_not_inputs, is_nonempty_dir, repair_interrupted
+
+    if args.in_place:
+        return model_dir
+    output = Path(args.output)
+    repair_interrupted(output)
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output {output} exists and is not a folder.")
+    if output.resolve() == model_dir.resolve():
+        raise ValueError("--output is MODEL_DIR itself; use --in-place to update it.")
+    if is_nonempty_dir(output):
+        raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
+    check_not_inputs(output, {"MODEL_DIR": model_dir, "ITEMS.jsonl": args.items, "the --catalog folder": args.catalog,
+                              "the --encoder folder": args.encoder}, "--output")
+    return output
+
+
+def _write(args, model, tokenizer, model_dir: Path, output: Path, assets_source: Path) -> None:
+    """Saves the grown checkpoint beside `output`, then moves it in: --in-place replaces only the entries a saved
+    checkpoint has (`checkpoint_entries`: .git/, checkpoint-N/, a hand-written README.md stay); --output renames
+    the whole folder into place. A kill in between is repaired by the next command (`repair_interrupted`)."""
+    from ..hub.checkpoint import save_checkpoint, training_info_from_summary
+    from ..safe_io import MARKER_FILE, checkpoint_entries, is_nonempty_dir, staging_dir, swap_into_place
+
+    tmp = staging_dir(output)
     try:
-        os.replace(tmp, output)
-    except OSError:
-        os.replace(old, output)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        training_info, dataset = training_info_from_summary(model_dir)
+        save_checkpoint(model, tokenizer, tmp, training_info=training_info or None, dataset_name=dataset,
+                        catalog_dir=assets_source)
+        if args.in_place:
+            swap_into_place(tmp, output, checkpoint_entries(tmp, output))
+            return
+        _copy_extras(model_dir, tmp)
+        (tmp / MARKER_FILE).unlink()  # a checkpoint folder, not one that --overwrite may replace
+        if is_nonempty_dir(output):  # someone wrote there while we worked
+            raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
+        swap_into_place(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from ..cold_start import add_items, load_items_jsonl
-    from ..hub.checkpoint import save_checkpoint, training_info_from_summary
+    from ..cold_start import add_items, check_assets_match, load_items_jsonl
     from ..inference import check_compatible, load_checkpoint
+    from ..safe_io import repair_interrupted
     from ..semantic_ids.assets import load_catalog_assets
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     model_dir = Path(args.model_dir)
+    repair_interrupted(model_dir)  # a swap that an earlier run left half-done is undone first
     if not model_dir.is_dir():
         raise FileNotFoundError(f"Checkpoint folder {model_dir} does not exist.")
-    if args.in_place:
-        output = model_dir
-    else:
-        output = Path(args.output)
-        if output.exists() and not output.is_dir():
-            raise FileExistsError(f"--output {output} exists and is not a folder.")
-        if output.is_dir() and any(output.iterdir()):
-            raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
-        if output.resolve() == model_dir.resolve():
-            raise ValueError("--output is MODEL_DIR itself; use --in-place to update it.")
+    output = _check_output(args, model_dir)
     items = load_items_jsonl(args.items)
     assets_source = Path(args.catalog) if args.catalog else model_dir
     assets = load_catalog_assets(assets_source)
     model, tokenizer = load_checkpoint(str(model_dir))
+    if args.catalog:
+        check_assets_match(model_dir, tokenizer, assets, assets_source, flag="--catalog")
     indices = add_items(model, tokenizer, items, assets, encoder=args.encoder, on_dedup_overflow=args.dedup_overflow,
                         item_embeddings=args.item_embeddings)
     check_compatible(model, tokenizer)
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        training_info, dataset = training_info_from_summary(model_dir)
-        save_checkpoint(model, tokenizer, tmp, training_info=training_info or None, dataset_name=dataset,
-                        catalog_dir=assets_source)
-        _copy_extras(model_dir, tmp)
-        if args.in_place:
-            _swap_into_place(tmp, output)
-        else:
-            if output.is_dir() and any(output.iterdir()):  # someone wrote there while we worked
-                raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
-            if output.is_dir():
-                output.rmdir()
-            os.replace(tmp, output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _write(args, model, tokenizer, model_dir, output, assets_source)
     added = [tokenizer.item_ids[index] for index in indices]
     print(f"Added {len(added)} items to {output} (catalog now {tokenizer.num_items} items, hash {tokenizer.catalog_hash}):")
     for index, item in zip(indices, added):

@@ -12,6 +12,7 @@ and read by `load_catalog_assets(folder)`, which accepts a checkpoint folder or 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ ASSETS_FORMAT_VERSION = 1
 class CatalogAssets:
     """quantizer: the fitted RQ-VAE; source_token_ids Long[V]: compact text id -> source word-piece id;
     encoder: sentence encoder folder (None = the default all-MiniLM-L6-v2 package); the text settings the
-    catalog was made with."""
+    catalog was made with; fingerprint: `assets_fingerprint` of the quantizer and vocabulary (which prepare run)."""
 
     quantizer: RQVAE
     source_token_ids: torch.Tensor
@@ -46,6 +47,7 @@ class CatalogAssets:
     max_text_tokens: int
     max_description_chars: int
     embed_max_length: int
+    fingerprint: str = ""
 
     def encoder_path(self) -> str:
         """The encoder's folder: the recorded one if it exists here, else the default package when the catalog used
@@ -121,6 +123,17 @@ def copy_catalog_assets(
     return target
 
 
+def assets_fingerprint(quantizer: RQVAE, source_token_ids: torch.Tensor) -> str:
+    """sha256 of the quantizer's weights and config and of the compact text vocabulary: equal for the copies of one
+    `cobra-hf prepare` run (its catalog folder and every checkpoint trained on it), different for any other run."""
+    digest = hashlib.sha256(json.dumps(quantizer.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(quantizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(source_token_ids.to(torch.long).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_catalog_assets(folder: str | os.PathLike) -> CatalogAssets:
     """Reads the assets of a checkpoint folder (its `catalog/`) or of a catalog folder made by `cobra-hf prepare`."""
     folder = Path(folder)
@@ -137,12 +150,15 @@ def load_catalog_assets(folder: str | os.PathLike) -> CatalogAssets:
         )
     if payload.get("format_version", 1) > ASSETS_FORMAT_VERSION:
         raise ValueError(f"{base / VOCAB_FILE} has format_version {payload['format_version']}; upgrade cobra-hf.")
+    quantizer = RQVAE.from_pretrained(base / QUANTIZER_DIR)
+    source_token_ids = torch.tensor(payload["source_token_ids"], dtype=torch.long)
     return CatalogAssets(
-        quantizer=RQVAE.from_pretrained(base / QUANTIZER_DIR),
-        source_token_ids=torch.tensor(payload["source_token_ids"], dtype=torch.long),
+        quantizer=quantizer,
+        source_token_ids=source_token_ids,
         encoder=payload.get("encoder"),
         encoder_name=payload.get("encoder_name", DEFAULT_ENCODER_NAME),
         max_text_tokens=int(payload["max_text_tokens"]),
         max_description_chars=int(payload["max_description_chars"]),
         embed_max_length=int(payload["embed_max_length"]),
+        fingerprint=assets_fingerprint(quantizer, source_token_ids),
     )

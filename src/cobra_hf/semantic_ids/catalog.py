@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,11 +95,49 @@ def load_catalog_arrays(catalog_dir: str | os.PathLike) -> dict[str, torch.Tenso
     return load_file(str(path))
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
+WRITTEN_BY = "cobra-hf prepare"
+# what `prepare` wrote before catalogs carried a marker (recognised by prepare_args.json's cobra_hf_version)
+LEGACY_FILES = ("item_catalog.json", "tokenizer_config.json", "special_tokens_map.json", ITEM_TEXT_FILE, "items.jsonl",
+                HELDOUT_FILE, QUANTIZER_DIR, "stats.json", "prepare_args.json")
+
+
+def _own_entries(folder: Path) -> list[str] | None:
+    """The entries of `folder` that an earlier `cobra-hf prepare` wrote (its marker's list), or None when the
+    folder is not a catalog cobra-hf made (then nothing in it may be replaced)."""
+    from ..safe_io import read_marker
+
+    marker = read_marker(folder)
+    if marker is not None and marker.get("written_by") == WRITTEN_BY:
+        return [name for name in marker["files"] if isinstance(name, str) and "/" not in name]
+    try:
+        legacy = json.loads((folder / "prepare_args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(legacy, dict) and "cobra_hf_version" in legacy and (folder / "item_catalog.json").is_file():
+        return list(LEGACY_FILES)
+    return None
+
+
+def _check_output(output: Path, overwrite: bool, inputs: dict | None = None) -> None:
+    """Refuses an output that is a file, is or holds one of the inputs, is a non-empty folder cobra-hf did not
+    write (whatever `overwrite` says), or an earlier catalog without overwrite=True."""
+    from ..safe_io import check_not_inputs, is_nonempty_dir
+
     if output.exists() and not output.is_dir():
         raise FileExistsError(f"output {output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {output} is not empty; pass overwrite=True (--overwrite) to replace it")
+    check_not_inputs(output, inputs or {}, "--output")
+    if not is_nonempty_dir(output):
+        return
+    if _own_entries(output) is None:
+        raise FileExistsError(
+            f"output folder {output} is not empty and was not written by cobra-hf prepare; choose a new or empty "
+            "folder (nothing was written)"
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"output folder {output} holds a catalog from an earlier cobra-hf prepare; pass overwrite=True "
+            "(--overwrite) to replace its files (other files in it stay)"
+        )
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -110,20 +147,17 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _swap_into_place(tmp: Path, output: Path) -> None:
-    """Replace `output` by the finished `tmp` folder with two renames, so that at every moment either
-    the old or the new catalog is complete."""
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(output, old)
-    try:
-        os.replace(tmp, output)
-    except OSError:
-        if old is not None:
-            os.replace(old, output)  # put the previous catalog back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Moves the finished catalog in: the whole folder when `output` is new or empty, else only the entries that
+    the earlier prepare wrote and the new one writes (`safe_io.swap_into_place`, journaled; files of the user
+    stay). Either the old or the new catalog is complete at every moment, up to a repair by the next command."""
+    from ..safe_io import is_nonempty_dir, swap_into_place, write_marker
+
+    write_marker(tmp, WRITTEN_BY)
+    if not is_nonempty_dir(output):
+        swap_into_place(tmp, output)
+        return
+    names = sorted({p.name for p in tmp.iterdir()} | set(_own_entries(output) or ()))
+    swap_into_place(tmp, output, names)
 
 
 def build_catalog(
@@ -160,24 +194,30 @@ def build_catalog(
     to `heldout_items.jsonl`, for cold-start experiments); the sequences are not changed.
 
     The folder is built beside `output_dir` under a temporary name and renamed at the end: a failure
-    leaves neither a half-written catalog nor a damaged previous one. A non-empty `output_dir` is
-    refused with FileExistsError unless `overwrite=True`.
+    leaves neither a half-written catalog nor a damaged previous one (a kill is repaired by the next command,
+    see `cobra_hf.safe_io`). A non-empty `output_dir` is refused with FileExistsError unless it is a catalog that
+    cobra-hf wrote (its `.cobra-hf.json` marker) and `overwrite=True`; then only the files that prepare wrote are
+    replaced. An `output_dir` that is or holds an input (data, encoder, cache folder) is refused with ValueError.
 
     Returns:
         Path of the catalog folder.
     """
     from ..tokenization_cobra import CobraTokenizer
 
+    from ..safe_io import repair_interrupted, staging_dir
+
     started = time.perf_counter()
     output = Path(output_dir)
-    _check_output(output, overwrite)  # fail before minutes of work, not after
+    repair_interrupted(output)  # a replace that a killed run left half-done is undone first
+    inputs = {"the data folder": data_dir, "the --encoder folder": encoder, "the --cache-dir folder": cache_dir}
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
     encoder_path = resolve_encoder(encoder)
 
     from ..data.loading import load_dataset_folder  # needs `datasets`; reading a catalog does not
 
-    sequences, items = load_dataset_folder(data_dir, drop_unknown=drop_unknown)
+    sequences, items = load_dataset_folder(data_dir, drop_unknown=drop_unknown)  # a bad data file is named first
+    _check_output(output, overwrite, inputs)  # fail before minutes of work, not after
     rows = items.to_list()
     for row in rows:
         row["text"] = item_text(row, max_description_chars=max_description_chars)
@@ -216,9 +256,7 @@ def build_catalog(
 
     token_ids, source_token_ids = compact_text_tokens(texts, load_encoder_tokenizer(encoder_path), max_text_tokens)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = staging_dir(output)
     try:
         from safetensors.torch import save_file
 
@@ -276,7 +314,7 @@ def build_catalog(
             "cobra_hf_version": __version__,
         }
         (tmp / "prepare_args.json").write_text(json.dumps(prepare_args, indent=2) + "\n", encoding="utf-8")
-        _check_output(output, overwrite)  # someone may have written there while we worked
+        _check_output(output, overwrite, inputs)  # someone may have written there while we worked
         _swap_into_place(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
