@@ -1,0 +1,56 @@
+"""What from_pretrained and save_pretrained add to transformers' for a COBRA checkpoint folder: damaged files named in
+one sentence, the load-time checks of integrity.py, and the catalog/ assets every save writes (catalog_files.py).
+
+Saved with every checkpoint for trust_remote_code (modeling_cobra imports it), so it imports nothing from cobra_hf.
+"""
+
+from __future__ import annotations
+
+from .catalog_files import assets_from_source, loaded_assets, write_assets
+from .integrity import changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums, verify_files
+
+
+class CheckpointFilesMixin:
+    """Mixed into CobraPreTrainedModel, before transformers' PreTrainedModel."""
+
+    catalog_assets: dict[str, bytes] | None = None  # the catalog/ files every save writes (catalog_files.py)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, check_integrity: bool = True, **kwargs):
+        """transformers' from_pretrained, with damaged weight files reported as one sentence naming the file, and the
+        load-time checks of integrity.py (checksums.json, non-finite or out-of-range tensors; check_integrity=False
+        skips them). The model keeps the checkpoint's catalog/ assets for its next save (catalog_files.py)."""
+        local = checkpoint_folder(pretrained_model_name_or_path, kwargs)
+        if check_integrity and local is not None:
+            verify_files(local)  # before parsing: a damaged file is named as such, not by whatever parsing it hits
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as err:
+            text = str(err)
+            if "deserializing" in text or "safetensors" in type(err).__module__ or "SafetensorError" in type(err).__name__:
+                raise ValueError(
+                    f"The weights file of {pretrained_model_name_or_path} (model.safetensors) is corrupted or truncated "
+                    f"({text.splitlines()[0] if text else type(err).__name__}); re-save or re-download the checkpoint."
+                ) from err
+            raise
+        folder = local or checkpoint_folder(pretrained_model_name_or_path, kwargs, after_download=True)
+        if check_integrity:
+            if local is None and folder is not None:
+                verify_files(folder)
+            check_loaded_model(model, pretrained_model_name_or_path)
+        model.catalog_assets = loaded_assets(pretrained_model_name_or_path, folder, kwargs)
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained, plus the catalog/ assets the model keeps (what add-items needs, see
+        catalog_files.py) and checksums.json (size and sha256 of each file written, checked by from_pretrained)."""
+        before = file_states(save_directory)
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if (args[0] if args else kwargs.get("is_main_process", True)):
+            written = write_assets(getattr(self, "catalog_assets", None), save_directory)
+            record_checksums(save_directory, sorted(set(changed_files(save_directory, before) + written)))
+
+    def keep_catalog_assets(self, source) -> None:
+        """Keeps the catalog/ assets of `source` (a `cobra-hf prepare` catalog folder, or a checkpoint that has
+        them) so that every later save of this model writes them (build_model calls it)."""
+        self.catalog_assets = assets_from_source(source)
