@@ -292,18 +292,50 @@ class CobraTokenizer(PreTrainedTokenizer):
     ) -> BatchEncoding:
         """Histories of item ids -> model inputs.
 
-        histories: one history (list of item id strings, oldest first), or a list of them, or a string of
-        whitespace-separated ids. Unknown ids raise (or are dropped with unknown_items="drop"); a history
-        with no known item raises a ValueError.
+        histories: a batch (a list of histories, or a 2-D array / tensor), or ONE history. One history is a string
+        of whitespace-separated ids (`tok("B01 B02")`, as `tok("some text")` is one sequence in transformers) or a
+        flat list (or 1-D array / tensor) of item ids (`tok(["B01", "B02"])`, `tok([1490, 2177])`). Item ids are
+        strings or ints (an int is its decimal string: 1490 is item "1490"). Inside a batch, a row that is a string
+        is read like `tok(string)`: whitespace-separated ids, so a bare id is one item, never its characters; a row
+        that is a single id is a one-item history. Anything else (floats, bools, dicts) is a ValueError naming it.
+        Unknown ids raise (or are dropped with unknown_items="drop"); a history with no known item raises a ValueError.
         """
+        indices = [self.items_to_indices(history, unknown_items) for history in self._as_histories(histories)]
+        return self.encode_indices(indices, max_history=max_history, return_tensors=return_tensors)
+
+    @staticmethod
+    def _item_id(value, where: str) -> str:
+        """One item id (a string, or an int meaning its decimal string) -> str; a ValueError for anything else."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return str(int(value))
+        raise ValueError(f"{value!r} is not an item id ({where}): item ids are strings or ints.")
+
+    def _as_histories(self, histories) -> list[list[str]]:
+        """Every input shape `__call__` accepts -> a list of histories of item id strings."""
+        if isinstance(histories, (torch.Tensor, np.ndarray)):
+            histories = histories.tolist()
         if isinstance(histories, str):
-            histories = [histories.split()]
-        elif histories and all(isinstance(item, str) for item in histories):
-            histories = [list(histories)]
+            return [histories.split()]
+        if not isinstance(histories, (list, tuple)):
+            return [[self._item_id(histories, "the whole input")]]
         if not histories:
             raise ValueError("No histories given.")
-        indices = [self.items_to_indices(list(history), unknown_items) for history in histories]
-        return self.encode_indices(indices, max_history=max_history, return_tensors=return_tensors)
+        if not any(isinstance(row, (list, tuple)) for row in histories):  # a flat list of ids: one history
+            return [[self._item_id(item, f"position {n} of the history") for n, item in enumerate(histories)]]
+        rows = []
+        for row, history in enumerate(histories):
+            if isinstance(history, str):
+                rows.append(history.split())
+            elif isinstance(history, (list, tuple)):
+                rows.append([self._item_id(item, f"row {row}, position {n}") for n, item in enumerate(history)])
+            elif isinstance(history, (int, np.integer)) and not isinstance(history, (bool, np.bool_)):
+                rows.append([str(int(history))])
+            else:
+                raise ValueError(f"Batch row {row} is {history!r} ({type(history).__name__}): a history is a list of "
+                                 "item ids (strings or ints) or one string of whitespace-separated ids.")
+        return rows
 
     # ------------------------------------------------------------------ decoding
     def semantic_id(self, item: str) -> tuple[int, ...]:
@@ -354,6 +386,51 @@ class CobraTokenizer(PreTrainedTokenizer):
             else:
                 decoded.append([self.item_ids[i] for i in index_row if i >= 0])
         return decoded
+
+    def decode(self, token_ids, skip_special_tokens: bool = False, **kwargs):
+        """Item indices (what `model.generate` returns in `item_indices`, catalog rows best first) -> item ids:
+        one row (Long[K], a list of ints, or one int) -> a string of space-separated item ids (`tok(text)` reads it
+        back); a batch (Long[B, K], the generate output itself, or a tokenizer encoding) -> a list of such strings,
+        as transformers' decode does. Padding (-1) is left out. COBRA's model input ids are semantic-ID codes, not
+        items: see `convert_ids_to_tokens` / `decode_semantic_ids` for those. `batch_decode_items` gives lists."""
+        rows, batched = self._index_rows(token_ids)
+        texts = [" ".join(items) for items in self._items_of_rows(rows)]
+        return texts if batched else texts[0]
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = False, **kwargs) -> list[str]:
+        """Item indices Long[B, K] (generate's `item_indices`, or the generate output) -> one string of
+        space-separated item ids per row, best first (see `decode`)."""
+        rows, batched = self._index_rows(sequences)
+        return [" ".join(items) for items in self._items_of_rows(rows if batched else rows[:1])]
+
+    @staticmethod
+    def _index_rows(ids) -> tuple[list[list[int]], bool]:
+        """generate output / encoding / tensor / array / (nested) list of item indices -> (rows, was it a batch)."""
+        if hasattr(ids, "item_indices"):
+            ids = ids.item_indices
+        elif isinstance(ids, (dict, BatchEncoding)) and "item_index" in ids:  # an encoding: its histories
+            index = np.asarray(ids["item_index"], dtype=np.int64)
+            mask = np.asarray(ids["attention_mask"], dtype=np.int64).reshape(index.shape[0], index.shape[1], -1)[..., 0]
+            ids = np.where(mask > 0, index, -1)
+        if isinstance(ids, (torch.Tensor, np.ndarray)):
+            ids = ids.tolist()
+        if not isinstance(ids, (list, tuple)):
+            return [[int(ids)]], False
+        if ids and isinstance(ids[0], (list, tuple)):
+            return [[int(i) for i in row] for row in ids], True
+        return [[int(i) for i in ids]], False
+
+    def _items_of_rows(self, rows: list[list[int]]) -> list[list[str]]:
+        """Rows of item indices -> rows of item ids, -1 (padding) left out; a ValueError for any other index
+        outside the catalog."""
+        for row in rows:
+            bad = [i for i in row if i < -1 or i >= self.num_items]
+            if bad:
+                raise ValueError(
+                    f"Item index {bad[0]} is outside this tokenizer's catalog of {self.num_items} items (rows 0 to "
+                    f"{self.num_items - 1}, -1 = padding): decode() reads the item indices generate returns."
+                )
+        return [[self.item_ids[i] for i in row if i >= 0] for row in rows]
 
     def title(self, item: str) -> str:
         return self.titles[self.items_to_indices([item])[0]]
