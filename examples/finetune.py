@@ -44,6 +44,7 @@ def main(argv=None) -> dict:
     )
     result = trainer.train()
     model.eval()
+    # a complete checkpoint: the model keeps the catalog/ assets (what add-items needs) of the checkpoint it came from
     save_checkpoint(model, tokenizer, args.output,
                     training_info={"finetuned_from": args.model, "steps": result.global_step,
                                    "learning_rate": args.learning_rate, "final_loss": result.training_loss})

@@ -49,7 +49,8 @@ def main(argv=None) -> dict:
         data_collator=CobraDataCollator(tokenizer, max_items=model.config.max_history + 1),
     )
     result = trainer.train()
-    # 4. Validation Recall@K / NDCG@K (full ranking), then save weights + tokenizer + code + card in one folder.
+    # 4. Validation Recall@K / NDCG@K (full ranking), then save weights + tokenizer + code + card in one folder, with
+    #    the catalog/ assets (quantizer, text vocabulary) that `cobra-hf add-items` needs: the model keeps them.
     model.eval()
     metrics = evaluate_split(model, tokenizer, splits["validation"], max_users=args.eval_users, show_progress=False)
     save_checkpoint(

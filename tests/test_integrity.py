@@ -272,3 +272,24 @@ def test_trainer_save_model_is_complete(built):
     model.eval()
     trainer.save_model(str(built["root"] / "trainer"))
     _assert_complete(built["root"] / "trainer")
+
+
+def _example(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"integrity_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_training_and_finetuning_examples_save_complete_checkpoints(built, capsys):
+    trained, tuned = built["root"] / "example_trained", built["root"] / "example_tuned"
+    _example("train_with_trainer").main(["--catalog", str(built["catalog"]), "--data", str(built["data"]), "--output",
+                                         str(trained), "--max-steps", "1", "--batch-size", "8", "--hidden-size", "32",
+                                         "--eval-users", "5"])
+    _assert_complete(trained)
+    _example("finetune").main(["--model", str(trained), "--data", str(built["data"]), "--output", str(tuned),
+                               "--max-steps", "1", "--batch-size", "8"])
+    _assert_complete(tuned)
