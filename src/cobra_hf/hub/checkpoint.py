@@ -32,18 +32,24 @@ def save_checkpoint(
     """`model.save_pretrained` + `tokenizer.save_pretrained` + a model card, into `save_directory`.
 
     The card (README.md, see `render_model_card`) is written unless the folder already holds a README.md that a
-    person wrote (cards made by cobra-hf or by transformers are replaced). `catalog_dir` (the catalog folder the
-    model was trained on, or a checkpoint that has them) adds the `catalog/` assets that adding items later needs
-    (quantizer, text vocabulary, encoder name; see `cobra_hf.semantic_ids.assets`). Returns the folder.
+    person wrote (cards made by cobra-hf or by transformers are replaced). The `catalog/` assets that adding items
+    later needs (quantizer, text vocabulary, encoder name; see `cobra_hf.semantic_ids.assets`) come with the model:
+    it keeps those of the catalog it was built from or the checkpoint it was loaded from (`catalog_files.py`), so
+    any save of it is complete. `catalog_dir` (a catalog folder or a checkpoint that has them) writes another
+    source's assets instead. Every file written is recorded in checksums.json (see `integrity.py`). Returns the
+    folder.
     """
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     if catalog_dir is not None:
+        from ..integrity import changed_files, file_states, record_checksums
         from ..semantic_ids.assets import copy_catalog_assets
 
+        before = file_states(folder)
         copy_catalog_assets(catalog_dir, folder)
+        record_checksums(folder, changed_files(folder, before))  # the copy replaced what the model wrote
     write_model_card(
         folder,
         config_dict=model.config.to_dict(),
