@@ -157,7 +157,8 @@ def load_items(path: str | Path) -> datasets.Dataset:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
+            # err.msg may end in "at" ("Unterminated string starting at"): the position goes after a colon
+            raise ValueError(f"{where}: invalid JSON ({err.msg}: column {err.colno})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         item_id = record.get("item_id")
