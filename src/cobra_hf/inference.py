@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from .model_location import locate_model
 from .modeling_cobra import CobraForSequentialRecommendation
 from .tokenization_cobra import CobraTokenizer
 
@@ -14,23 +13,15 @@ def load_checkpoint(
     path: str, device: str = "cpu", tokenizer: CobraTokenizer | None = None
 ) -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
     """Model (in eval mode) + tokenizer from a checkpoint folder or Hub repo id; refuses a mismatched pair.
-    Pass `tokenizer` when it is already loaded from the same place."""
-    folder = Path(path)
-    from .safe_io import repair_interrupted
-
-    repair_interrupted(folder)  # a replace that a killed cobra-hf run left half-done is undone before reading
-    if folder.exists():
-        if not folder.is_dir():
-            raise ValueError(f"{folder} is a file; a checkpoint is a folder.")
-        missing = [name for name in ("config.json", "model.safetensors", "item_catalog.json") if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"Checkpoint folder {folder} lacks {missing}.")
+    Pass `tokenizer` when it is already loaded from the same place. A path that is neither a checkpoint folder nor a
+    Hub repo fails at once (see `cobra_hf.model_location.locate_model`)."""
+    source = locate_model(path)  # one line at once for a missing folder or Hub repo, before transformers retries
     try:
-        model = CobraForSequentialRecommendation.from_pretrained(str(path))
+        model = CobraForSequentialRecommendation.from_pretrained(source)
     except (OSError, RuntimeError) as err:
         raise ValueError(f"Cannot load the model weights of {path}: {str(err).splitlines()[0]}") from None
     if tokenizer is None:
-        tokenizer = CobraTokenizer.from_pretrained(str(path))
+        tokenizer = CobraTokenizer.from_pretrained(source)
     check_compatible(model, tokenizer)
     return model.to(device).eval(), tokenizer
 
