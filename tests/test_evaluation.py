@@ -144,7 +144,7 @@ def test_evaluate_cli_passes_dense_guided_ids(trained, capsys, one_torch_thread)
     model_dir, data = trained  # trained without the ID-free dense head: the option is refused, naming the reason
     assert cli_main(["evaluate", str(model_dir), "--data", data, "--max-users", "4", "--dense-guided-ids", "5"]) == 1
     captured = capsys.readouterr()
-    assert "dense_guided_ids" in captured.err and "history_dense_loss_weight" in captured.err and captured.out == ""
+    assert "--dense-guided-ids" in captured.err and "history_dense_loss_weight" in captured.err and captured.out == ""
 
 
 def test_evaluate_cli_all_modes(trained, tmp_path, capsys, one_torch_thread):

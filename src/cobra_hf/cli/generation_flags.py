@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 from ..configuration_cobra import BEAM_FUSION_METHODS
 
@@ -31,3 +33,33 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
 def generation_kwargs(args: argparse.Namespace) -> dict:
     """The generate() keyword arguments of the flags that were given (bad values are refused by generate)."""
     return {name: getattr(args, name) for name in GENERATION_FLAGS if getattr(args, name) is not None}
+
+
+# generate() argument names (as its errors spell them) -> the command-line flag
+FLAG_OF_ARGUMENT = {name: "--" + name.replace("_", "-") for name in GENERATION_FLAGS}
+FLAG_OF_ARGUMENT.update(recommend_top_k="--top-k", top_k="--top-k", recommend_mode="--mode", mode="--mode",
+                        exclude_history="--exclude-history", use_faiss="--use-faiss")
+# generation-config names whose flag stores under another name
+CONFIG_NAMES = {"recommend_top_k": "top_k", "recommend_mode": "mode"}
+
+
+def check_generation_flags(args: argparse.Namespace) -> None:
+    """Refuses out-of-range generation flags before anything loads, naming the flag (a ValueError)."""
+    for name, least in (("num_beams", 1), ("num_candidates", 1), ("dense_guided_ids", 0)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise ValueError(f"{FLAG_OF_ARGUMENT[name]} must be at least {least}, got {value}.")
+    for name in ("beam_fusion_tau", "beam_fusion_psi", "beam_fusion_dense_psi"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{FLAG_OF_ARGUMENT[name]} must be a finite number, got {value}.")
+
+
+def name_flags(message: str, args: argparse.Namespace) -> str:
+    """A generate() error message with the argument names of the flags the user gave replaced by the flags
+    (`top_k=50 asks ...` -> `--top-k 50 asks ...`); a setting that came from the checkpoint keeps its own name."""
+    given = [name for name in FLAG_OF_ARGUMENT if getattr(args, CONFIG_NAMES.get(name, name), None) is not None]
+    for name in sorted(given, key=len, reverse=True):  # recommend_top_k before top_k
+        message = re.sub(rf"(?<![\w-]){name}=", FLAG_OF_ARGUMENT[name] + " ", message)
+        message = re.sub(rf"(?<![\w-]){name}\b", FLAG_OF_ARGUMENT[name], message)
+    return message

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..configuration_cobra import GENERATION_MODES
-from .generation_flags import add_generation_flags, generation_kwargs
+from .generation_flags import add_generation_flags, check_generation_flags, generation_kwargs, name_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,19 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
+    check_generation_flags(args)
     from ..inference import load_ensemble, recommend
+    from ..model_location import locate_model
     from ..tokenization_cobra import CobraTokenizer
 
-    # check the history against the catalog first: a typo fails in a second, before the weights load
-    tokenizer = CobraTokenizer.from_pretrained(args.model_dir)
-    tokenizer([args.history], unknown_items="drop" if args.skip_unknown else "error")
-    model, tokenizer = load_ensemble([args.model_dir, *args.ensemble], tokenizer=tokenizer)
+    sources = [locate_model(path) for path in [args.model_dir, *args.ensemble]]
+    # check the history and --top-k against the catalog first: a typo fails in a second, before the weights load
+    tokenizer = CobraTokenizer.from_pretrained(sources[0])
+    history = known_history(args, tokenizer)
+    if args.top_k > tokenizer.num_items:
+        raise ValueError(f"--top-k {args.top_k} asks for more items than the catalog holds ({tokenizer.num_items}).")
+    model, tokenizer = load_ensemble(sources, tokenizer=tokenizer)
     kwargs = {} if args.exclude_history is None else {"exclude_history": True}
     if args.mode:
         kwargs["mode"] = args.mode
     kwargs.update(generation_kwargs(args))
-    rows = recommend(model, tokenizer, [args.history], top_k=args.top_k,
-                     unknown_items="drop" if args.skip_unknown else "error", **kwargs)[0]
+    try:
+        rows = recommend(model, tokenizer, [history], top_k=args.top_k, **kwargs)[0]
+    except ValueError as err:  # generate() names its arguments; the user typed flags
+        raise ValueError(name_flags(str(err), args)) from None
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
         return 0
@@ -52,3 +62,22 @@ def main(argv: list[str]) -> int:
     for row in rows:
         print(f"{row['rank']:>4}  {row['item_id']:<{width}}  {row['score']:>9.4f}  {row['title']}")
     return 0
+
+
+def known_history(args: argparse.Namespace, tokenizer) -> list[str]:
+    """--history without the ids the catalog does not know: refused without --skip-unknown, and with it left out
+    with a warning that names them (a one-line ValueError when nothing is left)."""
+    unknown = [item for item in args.history if item not in tokenizer.item_to_index]
+    if not unknown:
+        return list(args.history)
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    if not args.skip_unknown:
+        raise ValueError(f"--history holds item ids that are not in the catalog of {args.model_dir}: {shown}; "
+                         "pass --skip-unknown to leave them out.")
+    history = [item for item in args.history if item in tokenizer.item_to_index]
+    if not history:
+        raise ValueError(f"none of the --history items is in the catalog of {args.model_dir} ({shown}): "
+                         "--skip-unknown leaves nothing to recommend from.")
+    print(f"cobra-hf recommend: warning: --skip-unknown left out {len(unknown)} item id(s) not in the catalog: {shown}",
+          file=sys.stderr)
+    return history

@@ -9,11 +9,21 @@ from ..data import leave_one_out, load_dataset_folder
 from ..tokenization_cobra import CobraTokenizer
 
 
+TRAIN_FEATURES = datasets.Features({"item_index": datasets.List(datasets.Value("int64")), "length": datasets.Value("int64")})
+EVAL_FEATURES = datasets.Features({
+    "user_id": datasets.Value("string"),
+    "history_index": datasets.List(datasets.Value("int64")),
+    "target_index": datasets.Value("int64"),
+    "length": datasets.Value("int64"),
+})
+
+
 def index_splits(
     data_dir: str,
     tokenizer: CobraTokenizer,
     max_history: int = 20,
     unknown_items: str = "drop",
+    require_train: bool = True,
 ) -> datasets.DatasetDict:
     """Leave-one-out splits with items as catalog indices.
 
@@ -22,7 +32,12 @@ def index_splits(
     is padded to about its own rows' length instead of nearly always max_history + 1);
     validation/test rows: `user_id`, `history_index` list[int], `target_index` int, `length` int (history + target).
     Items that are not in the catalog (e.g. items held out for a cold-start study) are dropped from histories
-    (unknown_items="drop") or raise (unknown_items="error"); rows whose target is unknown are left out.
+    (unknown_items="drop") or raise (unknown_items="error"); rows whose target is unknown, or whose history keeps no
+    known item, are left out. What was left out is counted in the result's `coverage` attribute, per evaluation
+    split (see `split_coverage`), so that an evaluation can say so or refuse.
+
+    With `require_train` (training), data that gives no training sequence at all is a ValueError naming
+    sequences.txt, instead of an empty training set that fails deep inside the Trainer.
     """
     sequences, _ = load_dataset_folder(data_dir, drop_unknown=True)
     splits = leave_one_out(sequences, max_history=max_history)
@@ -50,12 +65,43 @@ def index_splits(
             out["length"].append(len(index) + 1)
         return out
 
-    train = splits["train"].map(convert_train, batched=True, remove_columns=splits["train"].column_names)
+    # explicit features: a split that keeps no row still has its columns (not the input's)
+    train = splits["train"].map(convert_train, batched=True, remove_columns=splits["train"].column_names,
+                                features=TRAIN_FEATURES)
     train = train.filter(lambda row: row["length"] >= 2)
+    if require_train and len(train) == 0:
+        raise ValueError(_no_training_message(data_dir, sequences["item_ids"]))
     result = {"train": train}
     for name in ("validation", "test"):
-        result[name] = splits[name].map(convert_eval, batched=True, remove_columns=splits[name].column_names)
-    return datasets.DatasetDict(result)
+        result[name] = splits[name].map(convert_eval, batched=True, remove_columns=splits[name].column_names,
+                                        features=EVAL_FEATURES)
+    result = datasets.DatasetDict(result)
+    result.coverage = {name: split_coverage(splits[name], lookup) for name in ("validation", "test")}
+    return result
+
+
+def split_coverage(split: datasets.Dataset, lookup: dict[str, int]) -> dict[str, int]:
+    """What the catalog (`lookup`: item id -> index) does not know in a leave-one-out split (rows history, target):
+    {"users_in_split", "users_skipped" (unknown target, or no known item in the history: not evaluated),
+    "unknown_targets", "unknown_items" (distinct item ids of the histories and targets not in the catalog)}."""
+    unknown: set[str] = set()
+    skipped = unknown_targets = 0
+    for history, target in zip(split["history"], split["target"]):
+        unknown.update(item for item in (*history, target) if item not in lookup)
+        target_unknown = target not in lookup
+        unknown_targets += target_unknown
+        skipped += target_unknown or not any(item in lookup for item in history)
+    return {"users_in_split": len(split), "users_skipped": skipped, "unknown_targets": unknown_targets,
+            "unknown_items": len(unknown)}
+
+
+def _no_training_message(data_dir: str, sequences: list[list[str]]) -> str:
+    longest = max(map(len, sequences), default=0)
+    return (
+        f"{data_dir}/sequences.txt: no training sequence: leave-one-out keeps each user's last two items for "
+        "validation and test, so a user needs at least 4 items (known to the catalog) to give one; "
+        f"{len(sequences)} users here, the longest with {longest} items"
+    )
 
 
 def validation_sample(split: datasets.Dataset, users: int | None, seed: int = 0) -> datasets.Dataset:
