@@ -1,0 +1,145 @@
+"""The README and docs/EXPERIMENTS.md against the files they are rendered from (benchmarks/render_results.py).
+
+A table that no longer matches its JSON, a cited JSON that is missing, a kept run that nothing cites, or a README
+over 20 KB fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
+RESULTS = ROOT / "benchmarks" / "results"
+PAPER_MD = ROOT.parent / "shared" / "PAPER.md"
+
+
+def load_renderer():
+    spec = importlib.util.spec_from_file_location("render_results", ROOT / "benchmarks" / "render_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render = load_renderer()
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return render.render_all()
+
+
+def test_rendered_tables_are_not_stale(rendered):
+    docs, _ = rendered
+    stale = [doc for doc, (current, new) in docs.items() if current != new]
+    assert not stale, f"stale tables in {stale}: run python benchmarks/render_results.py and commit the result"
+
+
+def test_every_marker_is_a_closed_known_block():
+    for path in (README, EXPERIMENTS):
+        text = path.read_text(encoding="utf-8")
+        openings = re.findall(r"<!-- results:([\w-]+)(?: [^\s>]+)? -->", text)
+        blocks = list(render.BLOCK.finditer(text))
+        assert len(openings) == len(blocks), f"{path.name}: a results marker is not closed"
+        assert {m.group("name") for m in blocks} <= set(render.BLOCKS), path.name
+    assert "<!-- results:beauty -->" in README.read_text(encoding="utf-8")
+    assert "<!-- results:research -->" in EXPERIMENTS.read_text(encoding="utf-8")
+
+
+def test_readme_is_at_most_20_kb():
+    size = len(README.read_bytes())
+    assert size <= 20 * 1024, f"README.md is {size} bytes; move detail to docs/"
+
+
+def test_every_results_path_the_docs_name_exists():
+    pattern = re.compile(r"benchmarks/results/([\w./-]+)")
+    for path in (README, EXPERIMENTS):
+        for rel in pattern.findall(path.read_text(encoding="utf-8")):
+            rel = rel.rstrip(".")
+            if not rel or "RUN" in rel or rel.startswith("quickstart/") or rel.startswith("research"):
+                continue  # placeholders in prose; the quickstart file may not be recorded yet
+            assert (RESULTS / rel).exists(), f"{path.name} cites benchmarks/results/{rel}, which does not exist"
+
+
+def test_every_kept_run_and_result_file_is_cited(rendered):
+    """Pruning: every run folder (a results.json) and every top-level JSON is read by some rendered table."""
+    _, read = rendered
+    kept = sorted(p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob("*.json") if "research" not in p.parts)
+    uncited = [rel for rel in kept if rel not in read and not Path(rel).name.startswith("training_summary")]
+    assert not uncited, f"kept but cited by no table: {uncited} (cite them in docs/EXPERIMENTS.md or git rm them)"
+    for rel in (p for p in kept if Path(p).name.startswith("training_summary")):
+        run = Path(rel).parent.as_posix()
+        assert f"{run}/results.json" in read, f"{rel} belongs to a run nothing cites"
+
+
+def test_a_missing_cited_file_fails_the_render(tmp_path):
+    renderer = render.Renderer(tmp_path)
+    with pytest.raises(FileNotFoundError, match="cited by the docs"):
+        render.render_text("<!-- results:speed -->\n<!-- /results:speed -->", renderer)
+
+
+def test_readme_keeps_the_two_commands_and_install_from_the_repository():
+    text = README.read_text(encoding="utf-8")
+    assert "bash scripts/quickstart.sh     # install into .venv" in text
+    assert "bash scripts/run_tests.sh      # install into .venv" in text
+    assert 'pip install -e ".[encoder,faiss]"' in text
+    flat = " ".join(text.split())
+    for match in re.finditer(r"pip install cobra-hf", flat):
+        assert "finds nothing" in flat[match.end(): match.end() + 40], "README suggests pip install cobra-hf"
+    assert "## Robustness" in text and "docs/ROBUSTNESS.md" in text
+    assert (ROOT / "docs" / "ROBUSTNESS.md").is_file()
+
+
+def test_research_runs_are_picked_up_generically(tmp_path):
+    renderer = render.Renderer(tmp_path)
+    assert render.block_research(renderer) == "No runs yet."
+    (tmp_path / "research").mkdir()
+    run = {
+        "name": "ids_only_3x32",
+        "command": "python benchmarks/research_run.py --name ids_only_3x32 --data ../shared/data/beauty",
+        "train_seconds": 1500.0,
+        "global_step": 2976,
+        "validation": {
+            "sparse": {"recall@5": 0.0312, "ndcg@5": 0.02, "recall@10": 0.0451, "ndcg@10": 0.025, "users": 22363,
+                       "se_recall@5": 0.00116, "se_ndcg@5": 0.00094, "se_recall@10": 0.00139, "se_ndcg@10": 0.001},
+            "cobra_paper_fusion": {"recall@5": 0.03, "ndcg@5": 0.02, "recall@10": 0.04, "ndcg@10": 0.025,
+                                   "users": 22363},
+        },
+        "diagnostics": {
+            "teacher_forced": {"top1_valid": [0.21, 0.34, 0.5], "all_levels_top1_true_prefix": 0.04},
+            "beam_search": {"id_hit_rate": {"1": 0.01, "20": 0.0475}},
+            "gradients": {"share": {"sparse_loss": 0.25, "dense_loss": 0.35, "history_dense_loss": 0.4}},
+        },
+    }
+    (tmp_path / "research" / "ids_only_3x32.json").write_text(json.dumps(run))
+    (tmp_path / "research" / "no_diagnostics.json").write_text(json.dumps({"name": "no_diagnostics"}))
+    text = render.block_research(renderer)
+    assert "#### `ids_only_3x32`" in text and run["command"] in text
+    assert "training 25.0 minutes" in text
+    assert "| sparse only (ID only) | 0.0312 ± 0.0012 | 0.0200 ± 0.0009 | 0.0451 ± 0.0014 | 0.0250 ± 0.0010 |" in text
+    assert "COBRA mode, the paper's BeamFusion | 0.0300 |" in text
+    assert "0.210 / 0.340 / 0.500" in text and "20: 0.048" in text and "history_dense_loss 40%" in text
+    assert "#### `no_diagnostics`" in text  # a partial file still renders
+    assert "research/ids_only_3x32.json" in renderer.read
+
+
+def test_paper_rows_match_the_paper_notes():
+    if not PAPER_MD.is_file():
+        pytest.skip("../shared/PAPER.md is not here")
+    paper = json.loads((RESULTS / "paper.json").read_text(encoding="utf-8"))["datasets"]
+    rows = {}
+    for line in PAPER_MD.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 13 and cells[0] in ("SASRec", "S3-Rec", "TIGER", "COBRA"):
+            rows[cells[0]] = [None if c == "n/a" else float(c) for c in cells[1:]]
+    assert set(rows) == {"SASRec", "S3-Rec", "TIGER", "COBRA"}
+    for model, values in rows.items():
+        for i, dataset in enumerate(("beauty", "sports", "toys")):
+            expected = values[4 * i: 4 * i + 4]
+            assert [paper[dataset][model][m] for m in render.METRICS] == expected, (model, dataset)
