@@ -46,6 +46,14 @@ def test_card_yaml_is_valid_with_model_index():
     assert "| Recall@10 | 0.0803 |" in text and "2 min 5 s" in text
 
 
+def test_card_says_cobra_hf_comes_from_its_repository():
+    """cobra-hf is not on the package index: no card may tell users to `pip install cobra-hf`."""
+    text = render_model_card(CONFIG, None, None, None, "me/cobra-beauty")
+    assert "pip install cobra-hf" not in text
+    assert "source repository (`pip install -e .` in a checkout" in text
+    assert "cobra-hf recommend me/cobra-beauty --history" in text
+
+
 def test_card_without_results_has_no_model_index():
     text = render_model_card(CONFIG, None, None, None, None)
     data = card(text).data

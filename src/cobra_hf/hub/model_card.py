@@ -27,6 +27,9 @@ _GENERATED_MARKERS = (
     " automatically generated.",
 )
 TAGS = ["recommendation", "generative-retrieval", "semantic-ids", "cobra"]
+# cobra-hf is not on the Python package index: the command line comes from its source repository.
+INSTALL_NOTE = ("with cobra-hf installed from its source repository (`pip install -e .` in a checkout; it is not "
+                "published on the Python package index)")
 TEMPLATE_NAME = "cobra_model_card.md"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _METRIC = re.compile(r"^(?:eval_|test_|valid_|validation_)?(recall|ndcg|hr|hit_rate|mrr)@(\d+)$", re.IGNORECASE)
@@ -224,6 +227,7 @@ def render_model_card(
         "evaluation_section": evaluation_section,
         "num_items": config_dict.get("num_items", "?"),
         "max_history": config_dict.get("max_history", "?"),
+        "install_note": INSTALL_NOTE,
     }
     return _fill(path.read_text(encoding="utf-8"), values)
 
