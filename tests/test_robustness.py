@@ -334,8 +334,11 @@ def test_resume_skips_and_refuses_half_written_checkpoints(tmp_path):
     out = tmp_path / "out"
     for step, files in ((4, ("model.safetensors", "trainer_state.json")), (8, ("model.safetensors",)), (12, ())):
         (out / f"checkpoint-{step}").mkdir(parents=True)
-        for name in files:
-            (out / f"checkpoint-{step}" / name).write_text("x")
+        for name in files:  # whole files: damaged ones are skipped too (issue 19, tests/test_training_safety.py)
+            if name == "model.safetensors":
+                save_file({"w": torch.zeros(2)}, str(out / f"checkpoint-{step}" / name))
+            else:
+                (out / f"checkpoint-{step}" / name).write_text(json.dumps({"global_step": step}))
     assert resolve_resume_checkpoint("last", str(out)) == str(out / "checkpoint-4")
     assert resolve_resume_checkpoint("True", str(out)) == str(out / "checkpoint-4")
     with pytest.raises(ValueError, match="checkpoint-8 is incomplete.*trainer_state.json"):

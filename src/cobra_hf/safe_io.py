@@ -94,13 +94,20 @@ def _hidden(target: Path, tag: str) -> Path:
     return target.parent / f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def staging_dir(target: str | os.PathLike) -> Path:
+def staging_dir(target: str | os.PathLike, suffix: str | None = None) -> Path:
     """A new, empty hidden folder beside `target` to build its new version in (same file system, so moving entries
     from it is a rename). It carries a staging marker with this process id: `repair_interrupted` deletes it once
-    the process is gone, and never a folder without that marker."""
+    the process is gone, and never a folder without that marker. suffix: a fixed name (`.NAME.partial-SUFFIX`,
+    the same in every process of a distributed run) instead of a random one; a leftover of a process that is
+    gone is replaced, one of a process that runs is a FileExistsError."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    folder = _hidden(target, PARTIAL_TAG)
+    folder = _hidden(target, PARTIAL_TAG) if suffix is None else target.parent / f".{target.name}.{PARTIAL_TAG}-{suffix}"
+    if folder.exists():
+        marker = _read_json(folder / MARKER_FILE)
+        if marker is None or (_alive(marker.get("pid")) and marker.get("pid") != os.getpid()):
+            raise FileExistsError(f"{folder} is in use by another process (or not cobra-hf's); {target} was not written.")
+        _remove(folder)
     folder.mkdir()
     _write_json_atomic(folder / MARKER_FILE, {"staging_for": target.name, "pid": os.getpid(), "files": []})
     return folder

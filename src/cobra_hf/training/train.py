@@ -17,10 +17,12 @@ from ..configuration_cobra import GENERATION_MODES
 from .collator import CobraDataCollator
 from .datasets import index_splits, item_slot_counts, validation_sample
 from .model_builder import build_model, read_prepare_args
+from .resume import CHECKPOINT_COMPLETE_FILES, check_not_finished, check_same_catalog, resolve_resume_checkpoint
 from .trainer import CobraTrainer
 from .weight_averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
+__all__ = ["CHECKPOINT_COMPLETE_FILES", "main", "parse_args", "resolve_resume_checkpoint", "run_training"]
 
 
 @dataclass
@@ -95,38 +97,6 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
         )
 
 
-# the Trainer writes a checkpoint in place (model first, trainer_state.json last): a run killed while saving leaves a
-# folder without these files, which must not be resumed from
-CHECKPOINT_COMPLETE_FILES = ("model.safetensors", "trainer_state.json")
-
-
-def resolve_resume_checkpoint(value: str | None, output_dir: str) -> str | None:
-    """--resume_from_checkpoint: a checkpoint folder (refused with a ValueError when half-written), or "last" / "True"
-    for the newest complete checkpoint-N in output_dir (incomplete ones, from a run killed while saving, are skipped)."""
-    if value is None or str(value).lower() in ("false", "none", ""):
-        return None
-    if str(value).lower() in ("last", "true"):
-        folders = sorted(
-            (path for path in Path(output_dir).glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()),
-            key=lambda path: int(path.name[11:]), reverse=True,
-        )
-        for folder in folders:
-            if all((folder / name).is_file() for name in CHECKPOINT_COMPLETE_FILES):
-                return str(folder)
-            logger.warning("Skipping %s: it is incomplete (the run stopped while saving it).", folder)
-        raise ValueError(f"No complete checkpoint-N folder in {output_dir} to resume from.")
-    folder = Path(value)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Checkpoint folder {folder} (--resume_from_checkpoint) does not exist.")
-    missing = [name for name in CHECKPOINT_COMPLETE_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(
-            f"Checkpoint {folder} is incomplete (no {', '.join(missing)}): the run stopped while saving it. "
-            "Resume from an earlier checkpoint, or pass --resume_from_checkpoint last."
-        )
-    return str(folder)
-
-
 def parse_generation(text: str) -> dict:
     """--generation: a JSON object of generate() keyword arguments (checked further by set_generation_defaults)."""
     try:
@@ -150,8 +120,13 @@ def parse_eval_modes(text: str) -> tuple[str, ...]:
 def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, callbacks=None) -> dict:
     """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict.
     callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
+    from ..safe_io import repair_interrupted
+
+    repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
     _check_output_dir(cobra_args, training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if resume:
+        check_not_finished(resume, training_args, training_args.output_dir, cobra_args.overwrite)
     generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
     extra_modes = parse_eval_modes(cobra_args.eval_modes)
     set_seed(training_args.seed)
@@ -175,8 +150,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
             cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
         )
         prepare_args = read_prepare_args(cobra_args.catalog)
-    if generation:
-        model.set_generation_defaults(**generation)
+    if resume:
+        check_same_catalog(resume, model.config.catalog_hash, cobra_args.catalog)
+    _apply_generation(model, generation)
     if "dense" in extra_modes and not model.config.history_dense_loss_weight:
         raise ValueError("--eval_modes dense needs the ID-free dense head: train with --history_dense_loss_weight > 0.")
     data_dir = cobra_args.data or prepare_args.get("data_dir")
@@ -209,11 +185,6 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    trainer.save_model(training_args.output_dir)
-    if trainer.is_world_process_zero():  # quantizer + text vocabulary, for adding items later (cold start)
-        from ..semantic_ids.assets import copy_catalog_assets
-
-        copy_catalog_assets(cobra_args.catalog, training_args.output_dir, missing_ok=True)
     summary = {
         "train_sequences": len(train_split),
         "global_step": result.global_step,
@@ -224,10 +195,42 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         "cobra_args": asdict(cobra_args),
         "log_history": trainer.state.log_history,
     }
-    if trainer.is_world_process_zero():
-        Path(training_args.output_dir, "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        _write_card(training_args.output_dir, model, summary)
+    # the final model, the catalog assets (for adding items later), the summary and the card appear together
+    trainer.final_extras.append(lambda stage: _final_files(stage, cobra_args.catalog, model, summary))
+    trainer.save_model(training_args.output_dir)
     return summary
+
+
+def _final_files(stage: Path, catalog: str, model, summary: dict) -> None:
+    """What the final checkpoint holds besides the Trainer's save, written into its staging folder."""
+    from ..semantic_ids.assets import copy_catalog_assets
+
+    copy_catalog_assets(catalog, stage, missing_ok=True)  # quantizer + text vocabulary (cold start)
+    Path(stage, "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _write_card(str(stage), model, summary)
+
+
+def _apply_generation(model, generation: dict | None) -> None:
+    """--generation's settings become the model's generate() defaults. A catalog smaller than top_k would train
+    into a checkpoint that cannot be loaded: a top_k asked for with --generation is refused before training, the
+    default one is lowered to the catalog size (with a warning)."""
+    num_items = int(model.config.num_items)
+    asked = (generation or {}).get("top_k", (generation or {}).get("recommend_top_k"))
+    if asked is not None and isinstance(asked, int) and asked > num_items:
+        raise ValueError(
+            f"--generation top_k={asked} asks for more items than the catalog holds ({num_items}); pass a top_k of "
+            f"at most {num_items}."
+        )
+    if generation:
+        try:
+            model.set_generation_defaults(**generation)
+        except ValueError as err:
+            raise ValueError(f"--generation: {err}") from None
+    top_k = int(getattr(model.generation_config, "recommend_top_k", None) or 10)
+    if top_k > num_items:
+        model.set_generation_defaults(top_k=num_items)
+        logger.warning("The catalog holds %d items: the saved generation top_k is lowered from %d to %d "
+                       "(set it with --generation '{\"top_k\": N}').", num_items, top_k, num_items)
 
 
 def _write_card(output_dir: str, model, summary: dict) -> None:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from transformers import Trainer
 
 from ..evaluation import evaluate_split
@@ -17,6 +20,10 @@ class CobraTrainer(Trainer):
     generate_kwargs: passed to generate during those evaluations (over the model's generation_config).
     extra_modes: generate() modes (e.g. ("dense", "sparse")) evaluated too, on the same users, and reported as
         `eval_<mode>_recall@10` etc.: the curves of the model's two halves beside the one it is deployed with.
+
+    `save_model(folder)` (the final model; not the Trainer's checkpoint-N) appears atomically: it is written into a
+    staging folder beside `folder`, `final_extras` (callables taking that folder: catalog assets, summary, card)
+    add their files, and `safe_io.swap_into_place` moves them in; files it did not write stay.
     """
 
     def __init__(self, *args, recommendation_split=None, recommendation_users=None, generate_kwargs=None,
@@ -30,6 +37,32 @@ class CobraTrainer(Trainer):
         self.extra_modes = tuple(extra_modes)
         self._component_sums: dict[str, float] = {}
         self._component_count = 0
+        self.final_extras: list = []
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's save, staged and swapped in (a kill leaves the previous files or, once the next command
+        repaired it, nothing new: never a 0-byte config.json). The Trainer's own checkpoint-N folders, and
+        DeepSpeed (whose fallback save writes from every process), are saved in place as the Trainer does."""
+        target = Path(output_dir or self.args.output_dir)
+        is_checkpoint = target.name.startswith("checkpoint-") and target.parent.resolve() == Path(self.args.output_dir).resolve()
+        if is_checkpoint or self.is_deepspeed_enabled:
+            super().save_model(output_dir, _internal_call=_internal_call)
+            return
+        from ..safe_io import checkpoint_entries, staging_dir, swap_into_place
+
+        # one fixed staging name: every process of a distributed run calls save_model with the same folder
+        stage = staging_dir(target, suffix="final") if self.args.should_save else target.parent / f".{target.name}.partial-final"
+        try:
+            super().save_model(str(stage), _internal_call=True)
+            if self.args.should_save:
+                for extra in self.final_extras:
+                    extra(stage)
+                swap_into_place(stage, target, checkpoint_entries(stage, target))
+        finally:
+            if self.args.should_save and stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)

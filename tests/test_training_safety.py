@@ -1,0 +1,182 @@
+"""Training that cannot lose or silently corrupt a run (issue 19, cases 4, 9, 12, 13, 15): the final save appears
+atomically (a real SIGKILL in the middle of it), resume refuses another catalog's checkpoint and a finished run,
+a catalog smaller than top_k trains into a loadable checkpoint, and `--resume_from_checkpoint last` falls back past
+damaged checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cobra_hf import CobraTokenizer
+from cobra_hf.cli.main import main as cli_main
+from cobra_hf.inference import load_checkpoint
+from cobra_hf.training.train import resolve_resume_checkpoint
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _catalog(root: Path, num_items: int = 40, num_users: int = 40, seed: int = 0) -> Path:
+    """A catalog folder that load_catalog accepts, written by hand (no sentence encoder); `seed` gives other IDs."""
+    data, catalog = root / "data", root / "catalog"
+    data.mkdir(parents=True)
+    catalog.mkdir()
+    rng = random.Random(seed)
+    ids = [f"I{i:02d}" for i in range(num_items)]
+    (data / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "title": f"thing {i}"}) + "\n" for i in ids))
+    (data / "sequences.txt").write_text(
+        "".join(f"U{u:02d} " + " ".join(rng.choice(ids) for _ in range(rng.randint(4, 8))) + "\n" for u in range(num_users))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.stack([torch.randint(0, 4, (num_items,), generator=gen) for _ in range(3)], 1)
+    CobraTokenizer.from_items(ids, codes, [f"thing {i}" for i in ids], [4, 4, 4], max_history=8).save_pretrained(catalog)
+    token_ids = torch.randint(3, 20, (num_items, 5), generator=gen)
+    token_ids[:, 0] = 1
+    save_file({"token_ids": token_ids, "source_token_ids": torch.arange(20),
+               "text_embeddings": torch.randn(num_items, 8, generator=gen)}, str(catalog / "item_text.safetensors"))
+    (catalog / "prepare_args.json").write_text(json.dumps({"data_dir": str(data)}))
+    return catalog
+
+
+def _args(catalog: Path, output: Path, *extra: str) -> list[str]:
+    return ["train", "--catalog", str(catalog), "--output_dir", str(output), "--max_steps", "4", "--save_steps", "2",
+            "--save_strategy", "steps", "--eval_strategy", "no", "--hidden_size", "32", "--num_attention_heads", "2",
+            "--intermediate_size", "64", "--per_device_train_batch_size", "8", "--use_cpu", "True", "--seed", "0",
+            "--logging_steps", "1", "--eval_users", "0", "--init_text_embeddings", "False", "--disable_tqdm", "True",
+            *extra]
+
+
+def _state(folder: Path) -> dict:
+    return json.loads((folder / "trainer_state.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------- case 9
+def test_resume_refuses_a_checkpoint_of_another_catalog(tmp_path, capsys):
+    catalog_a, catalog_b = _catalog(tmp_path / "a"), _catalog(tmp_path / "b", seed=1)
+    assert cli_main(_args(catalog_a, tmp_path / "run_a")) == 0
+    capsys.readouterr()
+    out_b = tmp_path / "run_b"
+    code = cli_main(_args(catalog_b, out_b, "--resume_from_checkpoint", str(tmp_path / "run_a" / "checkpoint-2")))
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "--resume_from_checkpoint" in err and "another catalog" in err and "--catalog" in err
+    assert not out_b.exists() or not any(out_b.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------- case 13
+def test_resuming_a_finished_run_neither_trains_on_nor_overwrites_the_model(tmp_path, capsys):
+    catalog, out = _catalog(tmp_path), tmp_path / "run"
+    assert cli_main(_args(catalog, out)) == 0
+    capsys.readouterr()
+    final = (out / "model.safetensors").read_bytes()
+    for value in ("last", str(out / "checkpoint-4")):
+        code = cli_main(_args(catalog, out, "--resume_from_checkpoint", value))
+        err = capsys.readouterr().err
+        assert code == 1 and "already" in err and "--max_steps" in err, err
+        assert (out / "model.safetensors").read_bytes() == final
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # asking for more steps continues the run
+    assert cli_main(_args(catalog, out, "--resume_from_checkpoint", "last", "--max_steps", "6")) == 0
+    assert _state(out / "checkpoint-6")["global_step"] == 6
+
+
+# ---------------------------------------------------------------------------------------------------- case 12
+def test_a_catalog_smaller_than_top_k_trains_into_a_loadable_checkpoint(tmp_path, capsys, caplog):
+    catalog, out = _catalog(tmp_path, num_items=4, num_users=12), tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert cli_main(_args(catalog, out)) == 0
+    assert "top_k is lowered from 10 to 4" in caplog.text  # said so
+    model, tokenizer = load_checkpoint(str(out))
+    assert model.generation_config.recommend_top_k == 4
+    out = model.generate(**tokenizer([["I00", "I01"]]))
+    assert out.item_indices.shape[1] == 4
+    code = cli_main(_args(catalog, tmp_path / "run2", "--generation", '{"top_k": 10}'))
+    err = capsys.readouterr().err
+    assert code == 1 and "--generation" in err and "top_k" in err
+
+
+# ---------------------------------------------------------------------------------------------------- case 15
+def _damaged_run(tmp_path: Path) -> tuple[Path, Path]:
+    catalog, out = _catalog(tmp_path), tmp_path / "run"
+    assert cli_main(_args(catalog, out, "--max_steps", "6", "--save_total_limit", "5")) == 0
+    return catalog, out
+
+
+def test_resume_last_falls_back_past_damaged_checkpoints(tmp_path, caplog):
+    _, out = _damaged_run(tmp_path)
+    (out / "checkpoint-6" / "trainer_state.json").write_text("")  # empty
+    optimizer = out / "checkpoint-4" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])  # truncated
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint("last", str(out)) == str(out / "checkpoint-2")
+    assert "checkpoint-6" in caplog.text and "checkpoint-4" in caplog.text and "optimizer.pt" in caplog.text
+    with pytest.raises(ValueError, match="checkpoint-4.*optimizer.pt"):
+        resolve_resume_checkpoint(str(out / "checkpoint-4"), str(out))
+
+
+def test_resume_last_with_damaged_newest_checkpoint_continues_the_run(tmp_path, capsys):
+    catalog, out = _damaged_run(tmp_path)
+    (out / "checkpoint-6" / "trainer_state.json").write_text("")
+    for name in ("model.safetensors", "config.json", "training_summary.json"):  # killed before the final save
+        (out / name).unlink()
+    assert cli_main(_args(catalog, out, "--max_steps", "6", "--save_total_limit", "5",
+                          "--resume_from_checkpoint", "last")) == 0
+    assert _state(out / "checkpoint-6")["global_step"] == 6 and load_checkpoint(str(out))
+
+
+# ---------------------------------------------------------------------------------------------------- case 4
+FINAL_SAVE_KILLER = """
+import os, signal, sys
+import transformers
+real = transformers.Trainer._save
+def killing(self, output_dir=None, state_dict=None, *args, **kwargs):
+    real(self, output_dir, state_dict, *args, **kwargs)
+    config = os.path.join(output_dir, "config.json")
+    open(config, "w").close()  # what a kill while writing it leaves: 0 bytes
+    os.kill(os.getpid(), signal.SIGKILL)
+transformers.Trainer._save = killing
+from cobra_hf.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+SWAP_KILLER = """
+import os, signal, sys
+import cobra_hf.safe_io as safe_io
+real, count = safe_io._move, [0]
+def killing(*args):
+    real(*args); count[0] += 1
+    if count[0] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+safe_io._move = killing
+from cobra_hf.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("killer", [FINAL_SAVE_KILLER, SWAP_KILLER], ids=["while-writing", "while-moving-in"])
+def test_final_save_killed_leaves_no_half_written_model(tmp_path, killer):
+    catalog, out = _catalog(tmp_path), tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", killer, *_args(catalog, out, "--save_strategy", "no")],
+                            capture_output=True, text=True, timeout=300, env=ENV)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    config = out / "config.json"
+    assert not config.exists() or config.stat().st_size > 0  # never a 0-byte config.json
+    if out.is_dir():
+        with pytest.raises((FileNotFoundError, ValueError)):  # no final model (a half-moved one is undone first)
+            load_checkpoint(str(out))
+    # the same command again (--overwrite: the folder holds the remains) gives the complete model
+    assert cli_main(_args(catalog, out, "--save_strategy", "no", "--overwrite")) == 0
+    assert load_checkpoint(str(out))
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
