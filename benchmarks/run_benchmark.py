@@ -21,6 +21,7 @@ from transformers import TrainerCallback
 
 from cobra_hf.configuration_cobra import GENERATION_MODES
 from cobra_hf.evaluation import evaluate_split
+from cobra_hf.evaluation.coverage import covered_split
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 from cobra_hf.semantic_ids.catalog import build_catalog
@@ -157,7 +158,8 @@ def main() -> None:
     timings["train_seconds"] = summary["train_seconds"]
 
     model, tokenizer = load_checkpoint(str(out / "model"))
-    test = index_splits(args.data, tokenizer, max_history=model.config.max_history)["test"]
+    test = covered_split(index_splits(args.data, tokenizer, max_history=model.config.max_history), "test", args.data,
+                         str(out / "model"))
     max_users = None if args.eval_users < 0 else args.eval_users
     measured = {}
     for mode in GENERATION_MODES:

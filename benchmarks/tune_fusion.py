@@ -51,11 +51,13 @@ def load_splits(args, tokenizer, max_history: int) -> dict[str, dict]:
         frozen = torch.load(args.splits)
         return {name: {"history": list(frozen[name]["history"]), "target": list(frozen[name]["target"])}
                 for name in ("validation", "test")}
+    from cobra_hf.evaluation.coverage import covered_split
     from cobra_hf.training import index_splits
 
-    splits = index_splits(args.data, tokenizer, max_history=max_history)
-    return {name: {"history": list(splits[name]["history_index"]), "target": list(splits[name]["target_index"])}
-            for name in ("validation", "test")}
+    splits = index_splits(args.data, tokenizer, max_history=max_history, require_train=False)
+    covered = {name: covered_split(splits, name, args.data, args.model[0]) for name in ("validation", "test")}
+    return {name: {"history": list(split["history_index"]), "target": list(split["target_index"])}
+            for name, split in covered.items()}
 
 
 def load_grid(text: str) -> list[dict]:

@@ -211,3 +211,10 @@ def test_invalid_json_message_has_no_doubled_word(tmp_path):
     with pytest.raises(ValueError) as info:
         load_items(path)
     assert "items.jsonl:2" in str(info.value) and "at at" not in str(info.value) and "column" in str(info.value)
+
+
+def test_push_of_a_missing_folder_or_a_file_says_so_before_any_hub_request(tmp_path, capsys):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    for path, why in ((tmp_path / "nope", "does not exist"), (tmp_path / "weights.bin", "a file")):
+        code, out, err = run(capsys, "push", str(path), "--repo-id", "someone/model")
+        assert_one_line_error(code, out, err, "push", f"no model folder at {path}", why)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    folder = Path(args.model_dir)
+    if not folder.is_dir():  # the same line as recommend/evaluate give, before any Hub request
+        why = "it is a file; a checkpoint is a folder" if folder.exists() else "it does not exist"
+        raise FileNotFoundError(f"no model folder at {args.model_dir}: {why}")
     from ..hub.push import push_checkpoint
 
     print(f"Pushing {args.model_dir} to {args.repo_id} ...", file=sys.stderr)

@@ -7,6 +7,8 @@ asks for the known part explicitly, and whatever is left out is counted where th
 
 from __future__ import annotations
 
+import sys
+
 # more unknown targets than this share of a split: most likely the wrong data (or the wrong model) was given
 MAX_UNKNOWN_TARGET_SHARE = 0.01
 
@@ -39,3 +41,12 @@ def check_coverage(coverage: dict[str, int], split: str, data: str, model: str, 
         f"{skipped - unknown_targets} with no known history item) and {unknown_items} item ids of {data} not in the "
         f"catalog of {model} (dropped from histories); the metrics cover the other {users - skipped} users"
     )
+
+
+def covered_split(splits, name: str, data: str, model: str, drop_unknown: bool = False):
+    """`splits[name]` of `cobra_hf.training.index_splits` once `check_coverage` accepts it (its warning goes to
+    stderr): for scripts that report metrics on a split."""
+    warning = check_coverage(splits.coverage[name], name, data, model, drop_unknown)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return splits[name]
