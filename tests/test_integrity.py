@@ -155,6 +155,16 @@ def test_dense_mode_is_refused_without_the_id_free_head(tmp_path):
     assert model.generate(**batch, top_k=5).item_indices.shape == (1, 5)  # the other modes work
 
 
+def test_recommend_mode_dense_is_one_line_and_exit_1_without_the_head(tmp_path, capsys):
+    from cobra_hf.cli.main import main
+
+    model, tok = tiny_model(history_dense_loss_weight=0.0)
+    save_checkpoint(model.eval(), tok, tmp_path / "m")
+    assert main(["recommend", str(tmp_path / "m"), "--history", "i1", "i2", "--mode", "dense", "--top-k", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cobra-hf recommend: error:") and "history_dense_loss_weight" in err
+
+
 def test_older_checkpoints_with_an_unused_head_load_without_warnings(tmp_path, caplog):
     model, tok = tiny_model(history_dense_loss_weight=0.5)
     folder = tmp_path / "old"
