@@ -95,9 +95,11 @@ def test_resuming_a_finished_run_neither_trains_on_nor_overwrites_the_model(tmp_
 # ---------------------------------------------------------------------------------------------------- case 12
 def test_a_catalog_smaller_than_top_k_trains_into_a_loadable_checkpoint(tmp_path, capsys, caplog):
     catalog, out = _catalog(tmp_path, num_items=4, num_users=12), tmp_path / "run"
+    validated = ["--eval_strategy", "steps", "--eval_steps", "2", "--eval_users", "-1"]  # metrics up to @4
     with caplog.at_level("WARNING"):
-        assert cli_main(_args(catalog, out)) == 0
+        assert cli_main(_args(catalog, out, *validated)) == 0
     assert "top_k is lowered from 10 to 4" in caplog.text  # said so
+    assert '"eval_recall@4"' in capsys.readouterr().out
     model, tokenizer = load_checkpoint(str(out))
     assert model.generation_config.recommend_top_k == 4
     out = model.generate(**tokenizer([["I00", "I01"]]))

@@ -29,7 +29,10 @@ def read_prepare_args(catalog_dir: str | Path) -> dict:
 
 def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, torch.Tensor], dict]:
     """Reads a catalog folder -> (tokenizer, item text tensors, prepare arguments)."""
+    from ..safe_io import repair_interrupted
+
     folder = Path(catalog_dir)
+    repair_interrupted(folder)  # a `prepare --overwrite` killed mid-swap is undone before reading
     if not folder.is_dir():
         raise FileNotFoundError(f"Catalog folder {folder} does not exist (make one with `cobra-hf prepare`).")
     missing = [name for name in CATALOG_REQUIRED if not (folder / name).is_file()]

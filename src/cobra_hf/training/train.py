@@ -247,7 +247,7 @@ def main(argv: list[str]) -> int:
     cobra_args, training_args = parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     summary = run_training(cobra_args, training_args)
-    evals = [entry for entry in summary["log_history"] if "eval_recall@10" in entry]
+    evals = [entry for entry in summary["log_history"] if any(key.startswith("eval_recall@") for key in entry)]
     final = {"output_dir": training_args.output_dir, "global_step": summary["global_step"],
              "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
     if evals:

@@ -94,8 +94,12 @@ class CobraTrainer(Trainer):
         if self.recommendation_split is not None and self.is_world_process_zero():
             model = self.accelerator.unwrap_model(self.model)
             extra = {}
+            # a catalog smaller than 10 items has no top 10: its metrics stop at the catalog size
+            num_items = int(model.config.num_items)
+            ks = (5, 10) if num_items >= 10 else tuple(k for k in (5,) if k <= num_items) + (num_items,)
             for mode in (None, *self.extra_modes):
                 settings = dict(self.generate_kwargs) if mode is None else {**self.generate_kwargs, "mode": mode}
+                settings.setdefault("ks", ks)
                 result = evaluate_split(
                     model, self.processing_class, self.recommendation_split, max_users=self.recommendation_users,
                     show_progress=False, **settings,
