@@ -100,7 +100,7 @@ def staging_dir(target: str | os.PathLike, suffix: str | None = None) -> Path:
     the process is gone, and never a folder without that marker. suffix: a fixed name (`.NAME.partial-SUFFIX`,
     the same in every process of a distributed run) instead of a random one; a leftover of a process that is
     gone is replaced, one of a process that runs is a FileExistsError."""
-    target = Path(target)
+    target = Path(target).resolve()  # "." or a symlink: the staging folder goes beside the real folder
     target.parent.mkdir(parents=True, exist_ok=True)
     folder = _hidden(target, PARTIAL_TAG) if suffix is None else target.parent / f".{target.name}.{PARTIAL_TAG}-{suffix}"
     if folder.exists():
@@ -133,7 +133,7 @@ def swap_into_place(staged: str | os.PathLike, target: str | os.PathLike, names:
     folder has none; everything else in `target` stays. The journal in the backup folder lets `repair_interrupted`
     undo a swap that a killed process left half-done. On an error the old entries are put back and it is raised.
     """
-    staged, target = Path(staged), Path(target)
+    staged, target = Path(staged).resolve(), Path(target).resolve()
     if names is None:
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
@@ -203,7 +203,7 @@ def repair_interrupted(target: str | os.PathLike) -> list[str]:
     logged as a warning). A swap that had not finished is undone (the old entries go back: the command that was
     interrupted did not happen); a finished one is cleaned up; staging folders of processes that are gone are
     deleted. Folders of a process that still runs are left alone, and so is anything without cobra-hf's marks."""
-    target = Path(target)
+    target = Path(target).resolve()
     parent = target.parent
     if not parent.is_dir():
         return []
