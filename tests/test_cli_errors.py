@@ -147,6 +147,8 @@ def test_a_repo_id_missing_on_the_hub_or_offline_fails_fast_and_says_which(check
     code, out, err = run(capsys, "recommend", missing, "--history", "i1")
     assert time.perf_counter() - start < 10
     assert_one_line_error(code, out, err, "recommend", f"no model folder at {missing}", "could not reach the Hub")
+    code, out, err = run(capsys, "recommend", repo_id, "--history", "i1", "i2", "--top-k", "3", "--json")
+    assert code == 0 and len(json.loads(out)) == 3, err  # the Hub is away: the cached copy of the repo serves
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     code, out, err = run(capsys, "evaluate", missing, "--data", "unused")
@@ -218,3 +220,30 @@ def test_push_of_a_missing_folder_or_a_file_says_so_before_any_hub_request(tmp_p
     for path, why in ((tmp_path / "nope", "does not exist"), (tmp_path / "weights.bin", "a file")):
         code, out, err = run(capsys, "push", str(path), "--repo-id", "someone/model")
         assert_one_line_error(code, out, err, "push", f"no model folder at {path}", why)
+
+
+def test_train_on_data_without_a_training_sequence_fails_in_one_line(catalog_scientific, tmp_path, capsys):
+    """Every user has 3 items: validation and test rows, no training sequence (the Trainer used to fail with
+    "num_samples should be a positive integer")."""
+    source = Path(json.loads((Path(catalog_scientific) / "prepare_args.json").read_text())["data_dir"])
+    lines = [line.split() for line in (source / "sequences.txt").read_text().splitlines() if len(line.split()) >= 4]
+    data = tmp_path / "short"
+    data.mkdir()
+    (data / "items.jsonl").write_text((source / "items.jsonl").read_text())
+    (data / "sequences.txt").write_text("".join(" ".join(fields[:4]) + "\n" for fields in lines))
+    code, out, err = run(capsys, "train", "--catalog", str(catalog_scientific), "--data", str(data), "--output_dir",
+                         str(tmp_path / "model"), "--max_steps", "1", "--use_cpu", "True", "--report_to", "none",
+                         "--disable_tqdm", "True")
+    assert_one_line_error(code, out, err, "train", str(data / "sequences.txt"), "no training sequence", "4 items")
+
+
+def test_generate_messages_get_the_flags_the_user_typed_and_only_those():
+    from cobra_hf.cli.generation_flags import name_flags
+    from cobra_hf.cli.recommend import build_parser
+
+    args = build_parser().parse_args(["m", "--history", "i1", "--top-k", "50", "--mode", "dense"])
+    assert name_flags("top_k=50 asks for more items than the catalog holds (40).", args).startswith("--top-k 50 asks")
+    assert name_flags("recommend_top_k must be at least 1", args) == "--top-k must be at least 1"
+    message = "mode='dense' needs the ID-free dense head; the dense mode needs dense_guided_ids"
+    # --mode was typed, --dense-guided-ids was not (its value came from the checkpoint): only the first is renamed
+    assert name_flags(message, args) == "--mode 'dense' needs the ID-free dense head; the dense mode needs dense_guided_ids"

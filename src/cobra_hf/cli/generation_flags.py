@@ -61,5 +61,6 @@ def name_flags(message: str, args: argparse.Namespace) -> str:
     given = [name for name in FLAG_OF_ARGUMENT if getattr(args, CONFIG_NAMES.get(name, name), None) is not None]
     for name in sorted(given, key=len, reverse=True):  # recommend_top_k before top_k
         message = re.sub(rf"(?<![\w-]){name}=", FLAG_OF_ARGUMENT[name] + " ", message)
-        message = re.sub(rf"(?<![\w-]){name}\b", FLAG_OF_ARGUMENT[name], message)
+        if "_" in name:  # "mode" alone is also an English word
+            message = re.sub(rf"(?<![\w-]){name}\b", FLAG_OF_ARGUMENT[name], message)
     return message

@@ -21,9 +21,9 @@ def check_coverage(coverage: dict[str, int], split: str, data: str, model: str, 
     unknown_targets, unknown_items = coverage["unknown_targets"], coverage["unknown_items"]
     if users and skipped == users:
         raise ValueError(
-            f"none of the {split} users of {data}/sequences.txt can be evaluated: "
-            f"{unknown_items} of their item ids are not in the catalog of {model}, including {unknown_targets} of "
-            f"{users} targets; this is not the data the model was trained on (or its catalog)"
+            f"none of the {users} {split} users of {data}/sequences.txt can be evaluated ({unknown_targets} of their "
+            f"targets and {unknown_items} distinct item ids are not in the catalog of {model}): this is not the data "
+            "the model was trained on, or not its catalog"
         )
     if not users:
         raise ValueError(f"{data}/sequences.txt has no user with the 3 items a {split} split needs")
