@@ -25,8 +25,11 @@ def locate_model(path: str | os.PathLike) -> str:
     (HF_HUB_OFFLINE=1), or when the Hub cannot be reached, a cached copy is used; the returned string is then the
     cached snapshot folder.
     """
+    from .safe_io import repair_interrupted
+
     text = os.fspath(path)
     folder = Path(text).expanduser()
+    repair_interrupted(folder)  # a replace that a killed cobra-hf run left half-done (safe_io) is undone first
     if folder.exists():
         return _check_folder(folder)
     if _looks_local(text):
