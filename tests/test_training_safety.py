@@ -182,3 +182,17 @@ def test_final_save_killed_leaves_no_half_written_model(tmp_path, killer):
     assert cli_main(_args(catalog, out, "--save_strategy", "no", "--overwrite")) == 0
     assert load_checkpoint(str(out))
     assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def test_a_finished_epoch_budget_is_recognised(tmp_path):
+    """Case 13 with --num_train_epochs (no --max_steps): the checkpoint's own plan says whether the run is over."""
+    from types import SimpleNamespace
+
+    from cobra_hf.training.resume import check_not_finished
+
+    folder = tmp_path / "checkpoint-30"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 30, "max_steps": 30, "num_train_epochs": 3}))
+    with pytest.raises(ValueError, match="already reached --num_train_epochs 3"):
+        check_not_finished(str(folder), SimpleNamespace(max_steps=-1, num_train_epochs=3.0), str(tmp_path), False)
+    check_not_finished(str(folder), SimpleNamespace(max_steps=-1, num_train_epochs=5.0), str(tmp_path), False)
