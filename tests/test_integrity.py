@@ -69,13 +69,7 @@ def test_bytes_overwritten_inside_the_tensor_data_are_refused_naming_the_file(sa
             load()
 
 
-def test_damaged_catalog_data_is_named_and_edited_settings_are_left_to_their_own_checks(saved, tmp_path):
-    folder = _copy(saved, tmp_path)
-    catalog = json.loads((folder / "item_catalog.json").read_text())
-    catalog["titles"][0] = "edited"  # titles are not in the catalog's own content hash
-    (folder / "item_catalog.json").write_text(json.dumps(catalog))
-    with pytest.raises(ValueError, match=r"item_catalog\.json is (corrupted|truncated) or was changed.*checksums\.json"):
-        load_checkpoint(str(folder))
+def test_edited_settings_are_left_to_their_own_checks(saved, tmp_path):
     folder = _copy(saved, tmp_path / "settings")
     config = json.loads((folder / "config.json").read_text())
     config["dropout"] = 0.2  # a setting changed by hand on purpose
@@ -120,6 +114,25 @@ def test_non_finite_tensors_are_refused_naming_the_tensor(tmp_path, name):
     folder = _save_with(model.eval(), tok, tmp_path / "m", poison)
     with pytest.raises(ValueError, match=rf"'{name}' holds 1 non-finite value"):
         load_checkpoint(str(folder))
+
+
+def test_weights_saved_non_finite_are_refused_at_load_and_clean_ones_are_not_scanned_twice(saved, tmp_path, monkeypatch):
+    model, tok = tiny_model()
+    with torch.no_grad():
+        model.dense_head.weight[0, 0] = float("nan")  # a training run that diverged, then saved
+    folder = tmp_path / "diverged"
+    save_checkpoint(model.eval(), tok, folder)
+    assert json.loads((folder / "checksums.json").read_text())["tensors_checked"] is False
+    with pytest.raises(ValueError, match="'dense_head.weight' holds 1 non-finite value"):
+        load_checkpoint(str(folder))
+    # a clean save checked its tensors; a load whose sha256 match reads the bytes once (the hash), no second scan
+    assert json.loads((saved / "checksums.json").read_text())["tensors_checked"] is True
+    import cobra_hf.checkpoint_files as checkpoint_files
+
+    scans = []
+    monkeypatch.setattr(checkpoint_files, "check_loaded_model", lambda *args: scans.append(args))
+    load_checkpoint(str(saved))
+    assert scans == []
 
 
 def test_catalog_codes_outside_the_level_sizes_are_refused(tmp_path):
@@ -248,6 +261,16 @@ def _assert_complete(folder: Path) -> None:
     recorded = json.loads((folder / "checksums.json").read_text())["files"]
     assert "catalog/quantizer/model.safetensors" in recorded
     load_checkpoint(str(folder))  # and the checksums hold
+
+
+def test_a_damaged_quantizer_is_named(built, tmp_path):
+    folder = save_checkpoint(built["model"], built["tokenizer"], tmp_path / "m")
+    quantizer = folder / "catalog" / "quantizer" / "model.safetensors"
+    data = bytearray(quantizer.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit: wrong semantic IDs for every item added later
+    quantizer.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"catalog/quantizer/model\.safetensors is corrupted"):
+        load_checkpoint(str(folder))
 
 
 def test_save_checkpoint_without_catalog_dir_is_complete(built):

@@ -7,7 +7,8 @@ Saved with every checkpoint for trust_remote_code (modeling_cobra imports it), s
 from __future__ import annotations
 
 from .catalog_files import assets_from_source, loaded_assets, write_assets
-from .integrity import changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums, verify_files
+from .integrity import (changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums,
+                        tensors_pass, verify_files, weights_verified)
 
 
 class CheckpointFilesMixin:
@@ -21,8 +22,9 @@ class CheckpointFilesMixin:
         load-time checks of integrity.py (checksums.json, non-finite or out-of-range tensors; check_integrity=False
         skips them). The model keeps the checkpoint's catalog/ assets for its next save (catalog_files.py)."""
         local = checkpoint_folder(pretrained_model_name_or_path, kwargs)
+        verified = []
         if check_integrity and local is not None:
-            verify_files(local)  # before parsing: a damaged file is named as such, not by whatever parsing it hits
+            verified = verify_files(local)  # before parsing: a damaged file is named as such, not by what parsing hits
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except Exception as err:
@@ -36,8 +38,9 @@ class CheckpointFilesMixin:
         folder = local or checkpoint_folder(pretrained_model_name_or_path, kwargs, after_download=True)
         if check_integrity:
             if local is None and folder is not None:
-                verify_files(folder)
-            check_loaded_model(model, pretrained_model_name_or_path)
+                verified = verify_files(folder)
+            if folder is None or not weights_verified(folder, verified):  # else the save checked these very bytes
+                check_loaded_model(model, pretrained_model_name_or_path)
         model.catalog_assets = loaded_assets(pretrained_model_name_or_path, folder, kwargs)
         return model
 
@@ -48,7 +51,9 @@ class CheckpointFilesMixin:
         super().save_pretrained(save_directory, *args, **kwargs)
         if (args[0] if args else kwargs.get("is_main_process", True)):
             written = write_assets(getattr(self, "catalog_assets", None), save_directory)
-            record_checksums(save_directory, sorted(set(changed_files(save_directory, before) + written)))
+            # what was written passed the tensor checks: a load that matches the sha256 need not scan it again
+            clean = tensors_pass(kwargs.get("state_dict") or self.state_dict(), self.config)
+            record_checksums(save_directory, sorted(set(changed_files(save_directory, before) + written)), clean)
 
     def keep_catalog_assets(self, source) -> None:
         """Keeps the catalog/ assets of `source` (a `cobra-hf prepare` catalog folder, or a checkpoint that has
