@@ -247,3 +247,20 @@ def test_generate_messages_get_the_flags_the_user_typed_and_only_those():
     message = "mode='dense' needs the ID-free dense head; the dense mode needs dense_guided_ids"
     # --mode was typed, --dense-guided-ids was not (its value came from the checkpoint): only the first is renamed
     assert name_flags(message, args) == "--mode 'dense' needs the ID-free dense head; the dense mode needs dense_guided_ids"
+
+
+def test_hf_hub_offline_in_the_environment_names_the_missing_cache(tmp_path):
+    """The real console script with HF_HUB_OFFLINE=1 set in its environment (read once, at import)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    code = "import sys; from cobra_hf.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "recommend", "someone/not-cached", "--history", "i1"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "cobra-hf recommend: error: no model folder at someone/not-cached, and the Hub repo someone/not-cached is not "
+        "in the local cache (HF_HUB_OFFLINE=1 keeps the Hub out of reach)"
+    ]
