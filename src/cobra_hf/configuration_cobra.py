@@ -40,7 +40,9 @@ class CobraConfig(PreTrainedConfig):
         contrastive_temperature (`float`, defaults to 0.2): InfoNCE temperature over cosine similarities; the paper gives none,
             open reimplementations use 0.2.
         history_dense_loss_weight (`float`): weight of an extra InfoNCE head that predicts the next item's dense
-            vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode.
+            vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode,
+            dense_guided_ids and beam_fusion_dense_psi. At 0 the model has no such head (nothing would train it),
+            and generate refuses those settings.
         num_dense_negatives (`int`, defaults to 0): negatives of both InfoNCE losses in training. 0: the other
             distinct items of the batch (the paper). n > 0: also n catalog items drawn uniformly per step. -1: the
             whole catalog (a full softmax; every step encodes every item, for small catalogs or accelerators).

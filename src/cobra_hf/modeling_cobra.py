@@ -703,7 +703,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         "joint" ranks all beams' candidates together by one softmax over the pairs (k, a) of
         tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a), see cobra_generation.joint_fusion),
         beam_fusion_dense_psi (psi_h, "joint" only, default 0; v_0 is the ID-free dense prediction, so a non-zero
-        psi_h needs history_dense_loss_weight > 0), mode ("cobra", "sparse", "dense", "no_fusion"), exclude_history
+        psi_h needs history_dense_loss_weight > 0), mode ("cobra", "sparse", "dense", "no_fusion"; "dense" reads the ID-free
+        head, so it needs history_dense_loss_weight > 0 too), exclude_history
         (drop items of the history; default False, as the paper describes no such filter), use_faiss (nearest-item search
         over the whole catalog through faiss).
         In "cobra" mode each beam's candidates are its ID's N items nearest to the beam's dense vector v_k, with either
