@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ("README.md", "docs/EXPERIMENTS.md")
+DOCS = ("README.md", "docs/EXPERIMENTS.md", "docs/ROBUSTNESS.md")
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 HEADER = ["Recall@5", "NDCG@5", "Recall@10", "NDCG@10"]
 MODES = ("cobra", "dense", "sparse", "no_fusion")
@@ -636,6 +636,17 @@ def block_semantic_ids(r: Renderer, arg=None) -> str:
                   "seconds (embed + RQ-VAE)"], rows) + "\n\n" + r.sources()
 
 
+def block_load_checks(r: Renderer, arg=None) -> str:
+    data = r.load("load_checks.json")
+    rows = [[f"{x['num_items']:,}", f"{x['hashed_mb']:,.0f}", f"{x['load_without_checks_s']:.3f}",
+             f"{x['load_with_checks_s']:.3f}", f"+{x['extra_s']:.2f}",
+             f"{x['load_without_checks_then_read_every_tensor_s']:.3f}", f"{x['tensor_checks_alone_s']:.3f}"]
+            for x in data["results"]]
+    return (table(["catalog items", "MB hashed", "load, no checks (s)", "load with checks (s)", "extra (s)",
+                   "no checks, then every tensor read once (s)", "tensor scan instead (old checkpoints, s)"], rows)
+            + f"\n\n{data['what']} ({data['cpu']}, torch {data['torch']}, {data['torch_threads']} thread). " + r.sources())
+
+
 def block_commands(r: Renderer, arg=None) -> str:
     parts = []
     for name, _ in RUNS + [(SCIENTIFIC, None)]:
@@ -711,7 +722,7 @@ BLOCKS = {
     "gpu-sweep-negatives": block_gpu_sweep_negatives, "tune": block_tune, "probe": block_probe,
     "excluded": block_excluded, "seeds": block_seeds, "ensembles": block_ensembles, "cold-start": block_cold_start,
     "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
-    "research": block_research,
+    "research": block_research, "load-checks": block_load_checks,
 }
 
 
