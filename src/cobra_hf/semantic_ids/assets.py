@@ -146,7 +146,8 @@ def load_catalog_assets(folder: str | os.PathLike) -> CatalogAssets:
     else:
         raise FileNotFoundError(
             f"{folder} has no {ASSETS_DIR}/{VOCAB_FILE} (the quantizer and text vocabulary new items need): "
-            "checkpoints saved before cold-start support lack it; pass the catalog folder the model was trained on."
+            "checkpoints saved by older cobra-hf versions, or built from a catalog without a quantizer, lack it; pass "
+            "the catalog folder the model was trained on (--catalog)."
         )
     if payload.get("format_version", 1) > ASSETS_FORMAT_VERSION:
         raise ValueError(f"{base / VOCAB_FILE} has format_version {payload['format_version']}; upgrade cobra-hf.")

