@@ -1,0 +1,120 @@
+"""One research run on a real dataset, chosen on validation: train, then score the VALIDATION split in every mode
+(and with the paper's BeamFusion beside the run's own), with the ID-path diagnostics of diagnose_ids.py.
+
+The test split is read only with --test, for a final recipe (once). Writes benchmarks/results/research/NAME.json
+(the command, config, training curve, validation metrics with their standard errors, diagnostics).
+
+usage:
+  python benchmarks/research_run.py --name ids_only_3x32 --data ../shared/data/beauty \
+      --catalog runs/cat/beauty_3x32 --model-args '{"dense_loss_weight": 0}' \
+      --train-args "--num_train_epochs 20 --learning_rate 2e-3" [--generate-args '{...}'] [--test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from diagnose_ids import diagnose
+from run_benchmark import CurveRecorder, parse_generate_args
+
+from cobra_hf.configuration_cobra import GENERATION_MODES
+from cobra_hf.evaluation import evaluate_split
+from cobra_hf.inference import load_checkpoint
+from cobra_hf.training.datasets import index_splits
+from cobra_hf.training.train import parse_args, run_training
+
+RESULTS = Path(__file__).resolve().parent / "results" / "research"
+PAPER_FUSION = {"beam_fusion": "paper", "beam_fusion_tau": 0.9, "beam_fusion_psi": 16.0, "dense_guided_ids": 0,
+                "beam_fusion_dense_psi": 0.0}
+
+
+def with_errors(result: dict) -> dict:
+    """Adds the standard error of each Recall/NDCG mean (per-user values are 0/1 for Recall: sqrt(p(1-p)/n);
+    NDCG's is bounded by the same expression, reported as an upper bound)."""
+    users = result["users"]
+    for key in [k for k in result if "@" in k]:
+        p = float(result[key])
+        result[f"se_{key}"] = math.sqrt(max(p * (1 - p), 0.0) / max(users, 1))
+    return result
+
+
+def score_split(model, tokenizer, split, generation: dict, has_history_head: bool) -> dict:
+    scores = {}
+    for mode in GENERATION_MODES:
+        if mode == "dense" and not has_history_head:
+            continue
+        scores[mode] = with_errors(evaluate_split(model, tokenizer, split, mode=mode, show_progress=False, **generation))
+        print(json.dumps({"mode": mode, **scores[mode]}), flush=True)
+    if generation.get("beam_fusion", "paper") != "paper" or generation.get("dense_guided_ids"):
+        settings = {**generation, **PAPER_FUSION}
+        scores["cobra_paper_fusion"] = with_errors(
+            evaluate_split(model, tokenizer, split, mode="cobra", show_progress=False, **settings)
+        )
+        print(json.dumps({"mode": "cobra_paper_fusion", **scores["cobra_paper_fusion"]}), flush=True)
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--model-args", default="{}")
+    parser.add_argument("--train-args", default="")
+    parser.add_argument("--generate-args", default="{}")
+    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--curve-modes", default="dense,sparse")
+    parser.add_argument("--runs", default="runs/research", help="where the trained model is kept (not committed)")
+    parser.add_argument("--test", action="store_true", help="also score the test split (final recipes only)")
+    args = parser.parse_args()
+    generation = {"num_beams": args.num_beams, **parse_generate_args(parser, args.generate_args)}
+    model_args = json.loads(args.model_args)
+    output = Path(args.runs) / args.name
+    report_path = RESULTS / f"{args.name}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    has_history_head = bool(float(model_args.get("history_dense_loss_weight", 0)))
+    curve_modes = [m for m in args.curve_modes.split(",") if m and (m != "dense" or has_history_head)]
+    flags = ["--catalog", args.catalog, "--data", args.data, "--output_dir", str(output / "model"), "--overwrite",
+             "True", "--generation", json.dumps(generation), "--eval_modes", ",".join(curve_modes)]
+    for name, value in model_args.items():
+        flags += [f"--{name}", str(value)]
+    cobra_args, training_args = parse_args(flags + shlex.split(args.train_args))
+    recorder = CurveRecorder()
+    start = time.perf_counter()
+    summary = run_training(cobra_args, training_args, callbacks=[recorder])
+
+    model, tokenizer = load_checkpoint(str(output / "model"))
+    splits = index_splits(args.data, tokenizer, max_history=model.config.max_history)
+    report = {
+        "name": args.name,
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "data": args.data,
+        "catalog": args.catalog,
+        "model_args": model_args,
+        "train_args": args.train_args,
+        "generation": generation,
+        "config": model.config.to_dict(),
+        "train_seconds": summary["train_seconds"],
+        "global_step": summary["global_step"],
+        "curve": recorder.points,
+        "validation": score_split(model, tokenizer, splits["validation"], generation, has_history_head),
+        "diagnostics": diagnose(model, tokenizer, args.data),
+    }
+    if args.test:
+        report["test"] = score_split(model, tokenizer, splits["test"], generation, has_history_head)
+    report["total_seconds"] = round(time.perf_counter() - start, 1)
+    partial = report_path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    partial.replace(report_path)
+    print(f"wrote {report_path}")
+
+
+if __name__ == "__main__":
+    main()
