@@ -49,7 +49,7 @@ def main() -> None:
     start = time.perf_counter()
     model.set_catalog(codes, torch.ones(n, 1, dtype=torch.long))
     vectors = F.normalize(torch.randn(n, config.hidden_size), dim=-1)
-    model._item_vector_cache = (vectors, vectors)  # random vectors stand in for the encoder's
+    model.catalog_index.set_item_vectors(vectors)  # random unit vectors stand in for the encoder's
     index = model.id_index
     build_seconds = time.perf_counter() - start
     catalog_bytes = sum(t.numel() * t.element_size() for t in (model.item_codes, model.item_text_ids, vectors))

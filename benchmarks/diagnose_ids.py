@@ -120,7 +120,7 @@ def gradient_shares(model, tokenizer, train_split, batches: int = 4, batch_size:
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train_split), generator=generator)[: batches * batch_size].tolist()
     rows = train_split.select(order).to_list()
-    params = [p for p in model.decoder.parameters() if p.requires_grad]
+    params = [p for p in model.model.decoder.parameters() if p.requires_grad]
     weights = {"sparse_loss": model.config.sparse_loss_weight, "dense_loss": model.config.dense_loss_weight,
                "history_dense_loss": model.config.history_dense_loss_weight}
     norms: dict[str, float] = {}

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from cobra_hf.cobra_generation import resolve_settings
 from cobra_hf.configuration_cobra import GENERATION_MODES
 from cobra_hf.evaluation import evaluate_split
 from cobra_hf.evaluation.coverage import covered_split
@@ -60,7 +61,7 @@ def main(argv=None) -> None:
 
     model, tokenizer = load_ensemble(args.models)
     # the settings every mode runs with (the first checkpoint's, overridden); a wrong one fails before any evaluation
-    generation = model._resolve_generation(None, dict(settings))
+    generation = resolve_settings(model.config, model.generation_config, dict(settings))
     # metrics on a test set the catalog only partly knows are not that test set's: refused above 1% unknown targets
     test = covered_split(index_splits(args.data, tokenizer, max_history=model.config.max_history, require_train=False),
                          "test", args.data, args.models[0])

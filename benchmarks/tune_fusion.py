@@ -30,7 +30,7 @@ import torch
 
 from cobra_hf.evaluation import evaluate_model
 from cobra_hf.inference import load_ensemble
-from cobra_hf.modeling_cobra import DEFAULT_GENERATION
+from cobra_hf.cobra_generation import DEFAULT_GENERATION, resolve_settings
 
 PAPER = {"beam_fusion": "paper"}
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     model, tokenizer = load_ensemble(args.model, device=args.device)
     for setting in [*grid, PAPER]:  # a typo in the grid fails now, not after hours of evaluation
-        model._resolve_generation(None, dict(setting))
+        resolve_settings(model.config, model.generation_config, dict(setting))
     splits = load_splits(args, tokenizer, model.config.max_history)
     for name, split in splits.items():
         # splits.pt carries no catalog hash: catch at least indices that cannot belong to this catalog

@@ -18,7 +18,8 @@ import cobra_hf  # noqa: E402,F401  (registers the Auto classes)
 from cobra_hf import CobraConfig, CobraForSequentialRecommendation, CobraTokenizer  # noqa: E402
 
 LEVELS = (4, 4, 3)
-CODE_FILES = ("configuration_cobra.py", "modeling_cobra.py", "cobra_layers.py", "cobra_generation.py")
+CODE_FILES = ("configuration_cobra.py", "modeling_cobra.py", "cobra_layers.py", "cobra_generation.py", "cobra_fusion.py",
+              "cobra_catalog_index.py", "cobra_losses.py")
 HISTORIES = random_histories(40, 6, max_len=7, seed=21)
 GENERATE_ARGS = dict(num_beams=6, top_k=5, num_candidates=3)
 
@@ -81,7 +82,7 @@ def test_folder_contents(saved):
     # the catalog buffers are saved
     tensors = load_file(folder / "model.safetensors")
     for name in ("item_codes", "item_text_ids", "item_text_embeddings"):
-        assert name in tensors, name
+        assert f"model.{name}" in tensors, name  # in the backbone, CobraModel (base_model_prefix "model")
     assert "level_offsets" not in tensors  # derived, not persistent
 
 

@@ -151,10 +151,10 @@ def test_item_embeddings_grow_with_zero_rows(data_tiny_encoder, cold, tmp_path):
     model, tokenizer = build_model(cold["catalog"], init_text_embeddings=False, use_item_embeddings=True,
                                    use_text_embeddings=True, **MODEL)
     before = tokenizer.num_items
-    learned = model.item_embed.weight.detach().clone()
+    learned = model.model.item_embed.weight.detach().clone()
     add_items(model, tokenizer, cold["heldout"][:2], cold["catalog"], item_embeddings="zeros")
-    assert model.item_embed.num_embeddings == before + 2
-    assert torch.equal(model.item_embed.weight[:before], learned) and not model.item_embed.weight[before:].any()
+    assert model.model.item_embed.num_embeddings == before + 2
+    assert torch.equal(model.model.item_embed.weight[:before], learned) and not model.model.item_embed.weight[before:].any()
     assert model.item_text_embeddings.shape == (before + 2, 16)
     check_compatible(model, tokenizer)
 
@@ -165,8 +165,8 @@ def test_new_item_embeddings_start_from_their_id_neighbours(data_tiny_encoder, c
     model, tokenizer = build_model(cold["catalog"], init_text_embeddings=False, use_item_embeddings=True, **MODEL)
     before = tokenizer.num_items
     with torch.no_grad():
-        model.item_embed.weight.normal_()
-    learned = model.item_embed.weight.detach().clone()
+        model.model.item_embed.weight.normal_()
+    learned = model.model.item_embed.weight.detach().clone()
     new = add_items(model, tokenizer, cold["heldout"][:3], cold["catalog"])  # default: "id_neighbours"
     old_codes = model.item_codes[:before]
     for index in new:
@@ -174,11 +174,11 @@ def test_new_item_embeddings_start_from_their_id_neighbours(data_tiny_encoder, c
         for depth in range(code.shape[0], 0, -1):  # the longest shared prefix, by hand
             same = (old_codes[:, :depth] == code[:depth]).all(1)
             if same.any():
-                assert torch.allclose(model.item_embed.weight[index], learned[same].mean(0), atol=1e-6)
+                assert torch.allclose(model.model.item_embed.weight[index], learned[same].mean(0), atol=1e-6)
                 break
         else:
-            assert not model.item_embed.weight[index].any()
-    assert torch.equal(model.item_embed.weight[:before], learned)
+            assert not model.model.item_embed.weight[index].any()
+    assert torch.equal(model.model.item_embed.weight[:before], learned)
     with pytest.raises(ValueError, match="item_embeddings"):
         add_items(model, tokenizer, cold["heldout"][3:4], cold["catalog"], item_embeddings="random")
 

@@ -29,7 +29,6 @@ BAD_VALUES = [
     ("dense_loss_weight", -1.0),
     ("history_dense_loss_weight", -0.5),
     ("catalog_dense_loss_weight", -1.0),
-    ("catalog_refresh_steps", 0),
     ("length_buckets", 0),
     ("item_deletion", 1.0),
     ("item_deletion", -0.2),

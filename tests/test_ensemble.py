@@ -92,9 +92,9 @@ def test_two_members_average_cosines_and_log_probs(pair):
     hidden = torch.randn(3, 2 * first.config.hidden_size)
     allowed = torch.tensor([True, False, True, True])
     width = first.config.hidden_size
-    expected = torch.log_softmax((first._level_log_probs(hidden[:, :width], 0, allowed)
-                                  + second._level_log_probs(hidden[:, width:], 0, allowed)) / 2, dim=-1)
-    torch.testing.assert_close(ensemble._level_log_probs(hidden, 0, allowed), expected)
+    expected = torch.log_softmax((first.level_log_probs(hidden[:, :width], 0, allowed)
+                                  + second.level_log_probs(hidden[:, width:], 0, allowed)) / 2, dim=-1)
+    torch.testing.assert_close(ensemble.level_log_probs(hidden, 0, allowed), expected)
     assert torch.isinf(expected[:, 1]).all() and torch.allclose(expected.exp().sum(-1), torch.ones(3))
 
     cobra = ensemble.generate(**batch, num_beams=6, top_k=10, beam_fusion="joint", dense_guided_ids=3,
@@ -202,7 +202,7 @@ def test_faiss_search_on_the_joined_vectors_matches_torch(pair, mode):
     searched = ensemble.generate(**batch, mode=mode, num_beams=4, top_k=7, exclude_history=True, use_faiss=True)
     assert torch.equal(exact.item_indices, searched.item_indices)
     torch.testing.assert_close(exact.scores, searched.scores, atol=1e-5, rtol=1e-5)
-    assert ensemble._faiss().d == 2 * first.config.hidden_size
+    assert ensemble.faiss_index().d == 2 * first.config.hidden_size
 
 
 def test_new_member_weights_reach_the_ensemble(pair):

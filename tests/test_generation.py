@@ -341,7 +341,7 @@ def test_dense_guided_ids_are_scored_exactly_and_never_twice(which, request):
     assert out.semantic_ids.shape[1] == beams + guided
     # the guided rows are the IDs of the items nearest to the ID-free dense prediction, in that order
     item_mask = batch["attention_mask"].view(1, -1, len(model.config.level_sizes))[..., 0].bool()
-    last, _ = model._prefill(batch["input_ids"], item_mask, batch["item_index"])
+    last, _ = model.prefill(batch["input_ids"], item_mask, batch["item_index"])
     query = F.normalize(model.history_dense_head(last), dim=-1)
     nearest = (query @ model.all_item_vectors().T).topk(guided, dim=-1).indices[0]
     assert torch.equal(out.semantic_ids[0, beams:], model.item_codes[nearest])

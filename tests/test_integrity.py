@@ -104,7 +104,8 @@ def _model_with_embeddings():
     return model, tok
 
 
-@pytest.mark.parametrize("name", ["decoder.blocks.0.attn.qkv.weight", "item_text_embeddings", "sparse_head.1.bias"])
+@pytest.mark.parametrize("name", [
+    "model.decoder.blocks.0.attn.qkv.weight", "model.item_text_embeddings", "sparse_head.1.bias"])
 def test_non_finite_tensors_are_refused_naming_the_tensor(tmp_path, name):
     model, tok = _model_with_embeddings()
 
@@ -139,10 +140,10 @@ def test_catalog_codes_outside_the_level_sizes_are_refused(tmp_path):
     model, tok = tiny_model()
 
     def poison(state):
-        state["item_codes"][5, 1] = -1
+        state["model.item_codes"][5, 1] = -1
 
     folder = _save_with(model.eval(), tok, tmp_path / "m", poison)
-    with pytest.raises(ValueError, match="'item_codes' holds"):
+    with pytest.raises(ValueError, match="'model.item_codes' holds"):
         CobraForSequentialRecommendation.from_pretrained(folder)
 
 

@@ -35,7 +35,7 @@ def id_free_prediction(model, batch) -> torch.Tensor:
     """v_0 = normalize(history_dense_head(last hidden)) Float[B, D], recomputed outside generate()."""
     item_mask = batch["attention_mask"].view(batch["item_index"].shape[0], -1, model.config.num_levels)[..., 0].bool()
     with torch.no_grad():
-        last, _ = model._prefill(batch["input_ids"], item_mask, batch["item_index"])
+        last, _ = model.prefill(batch["input_ids"], item_mask, batch["item_index"])
         return F.normalize(model.history_dense_head(last), dim=-1)
 
 

@@ -29,7 +29,7 @@ def _full_encoder_cls(encoder: ItemTextEncoder, token_ids: torch.Tensor) -> torc
 
 def test_block_forward_first_matches_position_zero_of_forward():
     model, _ = tiny_model()
-    block: Block = model.item_encoder.blocks[0].eval()
+    block: Block = model.model.item_encoder.blocks[0].eval()
     x = torch.randn(5, 7, model.config.hidden_size)
     allowed = torch.ones(5, 1, 1, 7, dtype=torch.bool)
     allowed[1, ..., 4:] = False  # a padded text
@@ -40,14 +40,14 @@ def test_block_forward_first_matches_position_zero_of_forward():
 def test_item_encoder_cls_shortcut_matches_full_computation_for_one_and_two_layers():
     for layers in (1, 2):
         model, _ = tiny_model(encoder_layers=layers)
-        encoder = model.item_encoder.eval()
+        encoder = model.model.item_encoder.eval()
         tokens = model.item_text_ids[:12]
         torch.testing.assert_close(encoder(tokens), _full_encoder_cls(encoder, tokens), rtol=1e-5, atol=1e-5)
 
 
 def test_item_encoder_gradients_match_full_computation():
     model, _ = tiny_model()
-    encoder = model.item_encoder.eval()
+    encoder = model.model.item_encoder.eval()
     tokens = model.item_text_ids[:12]
     grads = []
     for fn in (encoder, lambda t: _full_encoder_cls(encoder, t)):

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny import random_histories, tiny_catalog, tiny_model  # noqa: E402
 
-from cobra_hf import CobraTokenizer  # noqa: E402
+from cobra_hf import CobraConfig, CobraTokenizer  # noqa: E402
+from cobra_hf.cobra_losses import delete_items  # noqa: E402
 from cobra_hf.modeling_cobra import info_nce  # noqa: E402
 
 LEVELS = (4, 4, 3)
@@ -56,9 +57,9 @@ def test_losses_finite_weighted_and_backward():
     expected = out.sparse_loss + out.dense_loss + 0.5 * out.history_dense_loss
     assert torch.allclose(out.loss, expected, atol=1e-6)
     out.loss.backward()
-    for name in ("item_encoder.token_embed.weight", "item_encoder.blocks.0.attn.qkv.weight", "code_embed.weight",
-                 "sparse_head.0.weight", "sparse_head.2.weight", "dense_head.weight", "history_dense_head.weight",
-                 "decoder.blocks.1.mlp.up.weight", "dense_in.weight"):
+    for name in ("model.item_encoder.token_embed.weight", "model.item_encoder.blocks.0.attn.qkv.weight",
+                 "model.code_embed.weight", "sparse_head.0.weight", "sparse_head.2.weight", "dense_head.weight",
+                 "history_dense_head.weight", "model.decoder.blocks.1.mlp.up.weight", "model.dense_in.weight"):
         grad = model.get_parameter(name).grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
@@ -211,13 +212,13 @@ def test_length_buckets_cut_each_group_to_its_longest_row(monkeypatch):
     model, tok = tiny_model(40, LEVELS, length_buckets=2)
     model.eval()
     lengths = []
-    original = model.decoder.forward
+    original = model.model.decoder.forward
 
     def spy(x, key_mask, *args, **kwargs):
         lengths.append((x.shape[0], x.shape[1]))
         return original(x, key_mask, *args, **kwargs)
 
-    monkeypatch.setattr(model.decoder, "forward", spy)
+    monkeypatch.setattr(model.model.decoder, "forward", spy)
     histories = [["i1"] * 8, ["i2", "i3"], ["i4"] * 7, ["i5", "i6", "i7"]]
     model(**with_labels(tok(histories)))
     # rows sorted by length: (2, 3 items) then (7, 8 items); 4 tokens per item
@@ -227,13 +228,13 @@ def test_length_buckets_cut_each_group_to_its_longest_row(monkeypatch):
 def test_each_distinct_item_encoded_once(model_tok, monkeypatch):
     model, tok = model_tok
     rows = []
-    original = model.item_encoder.forward
+    original = model.model.item_encoder.forward
 
     def spy(token_ids, *args, **kwargs):
         rows.append(token_ids.shape[0])
         return original(token_ids, *args, **kwargs)
 
-    monkeypatch.setattr(model.item_encoder, "forward", spy)
+    monkeypatch.setattr(model.model.item_encoder, "forward", spy)
     histories = [["i1", "i2", "i1", "i3"], ["i2", "i3"], ["i3"], ["i5", "i5", "i5"]]
     model(**with_labels(tok(histories)))
     assert rows == [4]  # i1, i2, i3, i5 (not the padding index 0)
@@ -306,7 +307,7 @@ def test_catalog_negatives_in_training_are_fresh_and_reach_items_outside_the_bat
         catalog = model.encode_items(torch.arange(40))
     assert torch.allclose(out.dense_loss, _dense_loss_by_hand(model, batch, out, catalog), atol=1e-5)
     out.loss.backward()
-    grad = model.item_embed.weight.grad
+    grad = model.model.item_embed.weight.grad
     outside = [i for i in range(40) if i not in (1, 2, 3, 7)]
     assert grad[outside].abs().sum(1).gt(0).all()  # every catalog item is a negative, with a gradient
 
@@ -316,8 +317,8 @@ def test_sampled_negatives_are_encoded_with_the_batch_and_change_the_loss(monkey
     model.train()
     batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
     rows = []
-    original = model.item_encoder.forward
-    monkeypatch.setattr(model.item_encoder, "forward", lambda ids, *a, **k: rows.append(ids.shape[0]) or original(ids, *a, **k))
+    original = model.model.item_encoder.forward
+    monkeypatch.setattr(model.model.item_encoder, "forward", lambda ids, *a, **k: rows.append(ids.shape[0]) or original(ids, *a, **k))
     torch.manual_seed(0)
     sampled = model(**with_labels(batch))
     torch.manual_seed(0)
@@ -399,66 +400,15 @@ def test_logq_correction_stays_off_for_whole_catalog_columns_and_goes_stale_with
         model(**with_labels(batch))
 
 
-# ------------------------------------------------------------------------------------------------ whole-catalog loss
-def _catalog_loss_by_hand(model, batch, out, bank):
-    """info_nce of both heads' predictions against every catalog item (bank Float[I, D]), by the item ids."""
-    index = batch["item_index"]
-    mask = batch["attention_mask"].view(index.shape[0], -1, len(LEVELS))[..., 0].bool()
-    valid = mask[:, :-1] & mask[:, 1:]
-    targets = index[:, 1:][valid]
-    width = model.config.hidden_size
-    history = model.history_dense_head(out.last_hidden_state.view(index.shape[0], -1, len(LEVELS) + 1, width)[:, :-1, -1][valid])
-
-    def loss(predicted):
-        logits = F.normalize(predicted, dim=-1) @ F.normalize(bank, dim=-1).T / model.config.contrastive_temperature
-        return F.cross_entropy(logits, targets)
-
-    return loss(out.dense_predictions[valid]) + model.config.history_dense_loss_weight * loss(history)
-
-
-def test_catalog_loss_scores_every_item_and_teaches_only_the_predictions():
-    model, tok = tiny_model(40, LEVELS, use_item_embeddings=True, catalog_dense_loss_weight=0.7)
-    model.train()  # dropout is 0 in the tiny config: the bank equals the training vectors
-    batch = tok([["i1", "i7", "i3"], ["i2", "i7"]])
-    out = model(**with_labels(batch))
-    with torch.no_grad():
-        bank = model.encode_items(torch.arange(40))
-    assert torch.allclose(out.catalog_dense_loss, _catalog_loss_by_hand(model, batch, out, bank), atol=1e-5)
-    in_batch = out.sparse_loss + out.dense_loss + 0.5 * out.history_dense_loss
-    assert torch.allclose(out.loss, in_batch + 0.7 * out.catalog_dense_loss, atol=1e-5)
-    # the bank carries no gradient: items outside the batch are not moved (those inside are, as history inputs),
-    # the heads are
-    model.zero_grad()
-    out.catalog_dense_loss.backward()
-    outside = [i for i in range(40) if i not in (1, 2, 3, 7)]
-    assert not model.item_embed.weight.grad[outside].any() and model.item_embed.weight.grad.any()
-    assert model.dense_head.weight.grad.abs().sum() > 0 and model.history_dense_head.weight.grad.abs().sum() > 0
-    # evaluation scores the current weights' catalog; no term without the weight
-    model.eval()
-    evaluated = model(**with_labels(batch))
-    assert torch.allclose(evaluated.catalog_dense_loss, _catalog_loss_by_hand(model, batch, evaluated, bank), atol=1e-5)
-    model.config.catalog_dense_loss_weight = 0.0
-    assert model(**with_labels(batch)).catalog_dense_loss is None
-
-
-def test_catalog_bank_is_re_encoded_every_refresh_steps_and_after_a_catalog_change():
-    model, tok = tiny_model(40, LEVELS, use_item_embeddings=True, catalog_dense_loss_weight=1.0, catalog_refresh_steps=2)
-    model.train()
-    batch = with_labels(tok([["i1", "i7", "i3"], ["i2", "i7"]]))
-    model(**batch)
-    first = model._catalog_bank.clone()
-    with torch.no_grad():
-        model.item_embed.weight.add_(torch.randn_like(model.item_embed.weight))  # as an optimizer step would
-        fresh = F.normalize(model.encode_items(torch.arange(40)), dim=-1)
-    model(**batch)  # 2nd forward: the bank is one step old
-    assert torch.equal(model._catalog_bank, first)
-    third = model(**batch)  # 3rd forward: re-encoded, and the loss scores the new bank
-    assert torch.allclose(model._catalog_bank, fresh, atol=1e-6) and not torch.allclose(fresh, first, atol=1e-3)
-    assert torch.allclose(third.catalog_dense_loss, _catalog_loss_by_hand(model, batch, third, fresh), atol=1e-5)
-    codes, text = model.item_codes.clone(), model.item_text_ids.clone()
-    model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]))  # two items added
-    assert model._catalog_bank is None
-    assert model(**batch).catalog_dense_loss is not None and model._catalog_bank.shape[0] == 42
+# ------------------------------------------------------------------------------------------------ removed options
+def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on():
+    """catalog_dense_loss_weight / catalog_refresh_steps (removed: no gain) load silently at their off values; a
+    checkpoint that trained with the loss is refused in one line naming the field."""
+    config = CobraConfig(level_sizes=list(LEVELS), catalog_dense_loss_weight=0.0, catalog_refresh_steps=10)
+    assert not hasattr(config, "catalog_dense_loss_weight") and "catalog_refresh_steps" not in config.to_dict()
+    with pytest.raises(ValueError, match="^catalog_dense_loss_weight=0.5: .*removed") as err:
+        CobraConfig(level_sizes=list(LEVELS), catalog_dense_loss_weight=0.5)
+    assert "\n" not in str(err.value)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:
@@ -478,7 +428,7 @@ def test_item_deletion_gives_left_padded_subsequences():
     items = batch["item_index"].shape[1]
     mask = batch["attention_mask"].view(len(histories), items, 3)[..., 0].bool()
     torch.manual_seed(0)
-    ids, index, kept, labels = model._delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"])
+    ids, index, kept, labels = delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"], model.config.item_deletion, 3)
     before, after = _kept_rows(batch["item_index"], mask), _kept_rows(index, kept)
     for old, new in zip(before, after):
         assert _is_subsequence(new, old) and (len(new) >= 2 or new == old)
@@ -505,7 +455,7 @@ def test_item_deletion_trains_on_the_subsequences_and_is_off_in_eval():
     torch.manual_seed(1)  # the same draw (the tiny model has no dropout)
     items = batch["item_index"].shape[1]
     mask = batch["attention_mask"].view(len(histories), items, 3)[..., 0].bool()
-    _, index, kept, _ = model._delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"])
+    _, index, kept, _ = delete_items(batch["input_ids"], batch["item_index"], mask, batch["labels"], model.config.item_deletion, 3)
     model.config.item_deletion = 0.0
     direct = model(**with_labels(tok.encode_indices(_kept_rows(index, kept), max_history=items)))
     for name in ("loss", "sparse_loss", "dense_loss", "history_dense_loss"):

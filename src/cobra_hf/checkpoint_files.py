@@ -35,6 +35,8 @@ class CheckpointFilesMixin:
                     f"({text.splitlines()[0] if text else type(err).__name__}); re-save or re-download the checkpoint."
                 ) from err
             raise
+        # output_loading_info=True gives (model, info)
+        model, *info = model if isinstance(model, tuple) else (model,)
         folder = local or checkpoint_folder(pretrained_model_name_or_path, kwargs, after_download=True)
         if check_integrity:
             if local is None and folder is not None:
@@ -42,7 +44,7 @@ class CheckpointFilesMixin:
             if folder is None or not weights_verified(folder, verified):  # else the save checked these very bytes
                 check_loaded_model(model, pretrained_model_name_or_path)
         model.catalog_assets = loaded_assets(pretrained_model_name_or_path, folder, kwargs)
-        return model
+        return (model, *info) if info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save_pretrained, plus the catalog/ assets the model keeps (what add-items needs, see

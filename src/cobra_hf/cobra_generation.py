@@ -1,186 +1,369 @@
-"""Tensor pieces of coarse-to-fine generation: which semantic IDs exist, the items under an ID, BeamFusion.
+"""Coarse-to-fine generation (COBRA, Sec. 3.3): a beam search over the catalog's semantic IDs, a dense vector per beam,
+the nearest items under each beam's ID, ranked by BeamFusion.
 
-Nothing here loops over beams or items in Python; everything is batched over users and beams.
-Shapes: B users, M beams, L levels, P items per ID (padded), N candidates per beam, D vector width.
+`generate(decoder, ...)` is the one decoder for a single model and an ensemble alike: it reads them only through
+`CoarseToFineDecoder`, a small protocol. The decoding mode and the fusion are table look-ups of small functions
+(`CANDIDATES`, `FUSIONS`), and dense-guided IDs ride through the same beam search as extra rows ("forced" IDs).
+
+Arguments: `top_k` is the number of recommendations K (there is no sampling, so it has no other meaning here; do_sample
+is refused). generation_config.json stores it as `recommend_top_k` and the mode as `recommend_mode`, because
+transformers' GenerationConfig already has a `top_k` (its sampling filter).
+
+Shapes: B users, H history items, L levels, M beams, G guided IDs, P items per ID (padded), N candidates per beam,
+D vector width, I catalog items, K recommendations.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from transformers import GenerationConfig
+from transformers.utils import ModelOutput
+
+from .cobra_catalog_index import SemanticIdIndex, prefix_keys  # noqa: F401  (re-exported: tests and scripts use them)
+from .cobra_fusion import (beam_fusion, joint_fusion, mask_items, nearest_items, top_k_items,  # noqa: F401
+                           warn_short_rows)
+from .configuration_cobra import BEAM_FUSION_METHODS, GENERATION_MODES
+
+# beam_fusion: "paper" (Eq. 7, per-beam softmax over cosines) or "joint" (one softmax over all beams' candidates,
+# see cobra_fusion.joint_fusion); beam_fusion_dense_psi (psi_h) weighs the ID-free prediction in "joint".
+DEFAULT_GENERATION = dict(
+    num_beams=20,
+    num_candidates=10,
+    dense_guided_ids=0,
+    recommend_top_k=10,
+    beam_fusion_tau=0.9,
+    beam_fusion_psi=16.0,
+    beam_fusion="paper",
+    beam_fusion_dense_psi=0.0,
+    recommend_mode="cobra",
+    exclude_history=False,
+    use_faiss=False,
+    do_sample=False,
+)
+GENERATION_FILE = "generation_config.json"  # transformers' name for it
+# generate() argument -> its name in DEFAULT_GENERATION / generation_config.json (see the module docstring)
+ARGUMENT_ALIASES = {"top_k": "recommend_top_k", "mode": "recommend_mode"}
+SETTING_NAMES = {stored: given for given, stored in ARGUMENT_ALIASES.items()}
+# transformers generate() arguments that would do nothing here: refused, so that nobody relies on them
+NOT_APPLICABLE = {
+    "tokenizer": "histories come as CobraTokenizer output and decoding needs no tokenizer",
+    "return_dict_in_generate": "generate always returns a CobraGenerationOutput",
+    "max_new_tokens": "exactly one item (its num_levels codes) is decoded",
+}
 
 
-def prefix_keys(codes: torch.Tensor, level_sizes: list[int]) -> torch.Tensor:
-    """codes Long[..., l] (the first l levels of IDs) -> one mixed-radix int64 key per prefix, Long[...]."""
-    key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
-    for level in range(codes.shape[-1]):
-        key = key * int(level_sizes[level]) + codes[..., level]
-    return key
+@dataclass
+class CobraGenerationOutput(ModelOutput):
+    """item_indices: Long[B, K] recommended catalog items, best first (-1 only if the catalog has too few items);
+    scores: Float[B, K] their ranking scores (BeamFusion Phi in "cobra" mode);
+    semantic_ids: Long[B, M, L] the beams' IDs (codes), best first; beam_scores: Float[B, M] their log-probs;
+    beam_vectors: Float[B, M, D] the dense vector predicted for each beam."""
+
+    item_indices: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    semantic_ids: torch.Tensor | None = None
+    beam_scores: torch.Tensor | None = None
+    beam_vectors: torch.Tensor | None = None
 
 
-class SemanticIdIndex:
-    """Valid-prefix masks and an items-per-ID lookup built from the catalog's codes Long[I, L].
+class CoarseToFineDecoder(Protocol):
+    """What `generate` reads from a model: CobraForSequentialRecommendation and CobraEnsemble implement it."""
 
-    A prefix of codes is turned into one int64 key in mixed radix (level sizes), so membership and ranges are
-    `searchsorted` calls on sorted key tensors: a tensorised trie.
-    """
+    config: object  # a CobraConfig: num_levels, level_sizes, num_items, max_history, history_dense_loss_weight
+    generation_config: GenerationConfig
+    training: bool
+    item_codes: torch.Tensor  # Long[I, L]
 
-    def __init__(self, item_codes: torch.Tensor, level_sizes: list[int]):
-        codes = item_codes.long().cpu()
-        self.level_sizes = [int(size) for size in level_sizes]
-        self.num_levels = len(self.level_sizes)
-        self.num_items = codes.shape[0]
-        # prefix_keys[l]: sorted unique keys of the ID prefixes of length l + 1
-        self.prefix_keys: list[torch.Tensor] = []
-        # next_masks[l] for l >= 1: Bool[len(prefix_keys[l - 1]), level_sizes[l]], which code may follow a prefix
-        self.next_masks: list[torch.Tensor | None] = [None]
-        self.first_mask = torch.zeros(self.level_sizes[0], dtype=torch.bool)
-        self.first_mask[codes[:, 0].unique()] = True
-        for level in range(self.num_levels):
-            self.prefix_keys.append(self.keys(codes[:, : level + 1]).unique())
-            if level:
-                parent = torch.searchsorted(self.prefix_keys[level - 1], self.keys(codes[:, :level]))
-                mask = torch.zeros(len(self.prefix_keys[level - 1]), self.level_sizes[level], dtype=torch.bool)
-                mask[parent, codes[:, level]] = True
-                self.next_masks.append(mask)
-        item_keys = self.keys(codes)
-        self.item_order = torch.sort(item_keys, stable=True).indices  # items grouped by ID, catalog order inside
-        self.sorted_item_keys = item_keys[self.item_order]
-        _, counts = torch.unique_consecutive(self.sorted_item_keys, return_counts=True)
-        self.max_items_per_id = int(counts.max()) if len(counts) else 0
-        self.num_ids = len(counts)
+    @property
+    def id_index(self) -> SemanticIdIndex: ...
 
-    def keys(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes Long[..., l] (the first l levels) -> mixed-radix keys Long[...]."""
-        return prefix_keys(codes, self.level_sizes)
+    def check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
+        """Validates tokenizer output; returns the item mask Bool[B, H]."""
 
-    def to(self, device) -> "SemanticIdIndex":
-        for name in ("first_mask", "item_order", "sorted_item_keys"):
-            setattr(self, name, getattr(self, name).to(device))
-        self.prefix_keys = [keys.to(device) for keys in self.prefix_keys]
-        self.next_masks = [None if mask is None else mask.to(device) for mask in self.next_masks]
-        return self
+    def all_item_vectors(self, normalized: bool = True) -> torch.Tensor:
+        """The catalog's L2-normalised vectors Float[I, D]."""
 
-    def allowed_next(self, prefix: torch.Tensor) -> torch.Tensor:
-        """prefix Long[..., l] (valid ID prefixes of length l >= 1) -> Bool[..., level_sizes[l]]."""
-        level = prefix.shape[-1]
-        row = torch.searchsorted(self.prefix_keys[level - 1], self.keys(prefix))
-        row = row.clamp(max=len(self.prefix_keys[level - 1]) - 1)
-        return self.next_masks[level][row]
+    def faiss_index(self):
+        """A faiss inner-product index over all_item_vectors()."""
 
-    def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes Long[..., L] -> Bool[...]: the ID belongs to at least one catalog item."""
-        keys = self.keys(codes)
-        table = self.prefix_keys[-1]
-        row = torch.searchsorted(table, keys).clamp(max=len(table) - 1)
-        return table[row] == keys
+    def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, object]:
+        """Reads the histories: (the last position's output Float[B, D], a cache for `step`)."""
 
-    def items_of(self, codes: torch.Tensor, max_items: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """codes Long[..., L] -> (item_index Long[..., P], valid Bool[..., P]): the items carrying each ID, in
-        catalog order, padded to P = max_items (default: the largest number of items under one ID)."""
-        width = self.max_items_per_id if max_items is None else int(max_items)
-        keys = self.keys(codes)
-        start = torch.searchsorted(self.sorted_item_keys, keys, side="left")
-        end = torch.searchsorted(self.sorted_item_keys, keys, side="right")
-        slot = start[..., None] + torch.arange(width, device=codes.device)
-        valid = slot < end[..., None]
-        items = self.item_order[slot.clamp(max=max(self.num_items - 1, 0))]
-        return torch.where(valid, items, torch.full_like(items, -1)), valid
+    def step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache) -> torch.Tensor:
+        """Feeds code tokens Long[R] of `level` at item positions Long[R]; returns outputs Float[R, D]."""
+
+    def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """The ID-free dense prediction v_0, L2-normalised, Float[B, D]."""
+
+    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities Float[..., K_l] of level `level`'s codes over the allowed ones Bool[..., K_l]."""
+
+    def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The dense vector Float[..., D] predicted for a completed ID from the output at its last code."""
 
 
-def beam_fusion(
-    beam_scores: torch.Tensor, candidate_cos: torch.Tensor, candidate_valid: torch.Tensor, tau: float, psi: float
-) -> torch.Tensor:
-    """BeamFusion (COBRA, Eq. 7): Phi = softmax_M(tau * phi) * softmax_N(psi * cos).
-
-    beam_scores: Float[B, M] summed log-probs of the beams' IDs (-inf = no beam);
-    candidate_cos: Float[B, M, N] cosine of each beam's dense vector with its candidates;
-    candidate_valid: Bool[B, M, N]. Returns Float[B, M, N], 0 where invalid.
-    """
-    beam_weight = torch.softmax(tau * beam_scores, dim=-1)
-    logits = (psi * candidate_cos).masked_fill(~candidate_valid, float("-inf"))
-    # a beam without any candidate would give 0/0: give it an all-zero row instead
-    has_any = candidate_valid.any(-1, keepdim=True)
-    item_weight = torch.softmax(logits.masked_fill(~has_any, 0.0), dim=-1).masked_fill(~candidate_valid, 0.0)
-    return beam_weight[..., None] * item_weight
-
-
-def joint_fusion(
-    beam_scores: torch.Tensor,
-    candidate_cos: torch.Tensor,
-    history_cos: torch.Tensor,
-    candidate_valid: torch.Tensor,
-    tau: float,
-    psi: float,
-    psi_h: float,
-) -> torch.Tensor:
-    """Joint BeamFusion: one softmax over every (beam k, candidate a) pair of
-    s(k, a) = tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a).
-
-    beam_scores: Float[B, M] summed log-probs phi_k of the beams' IDs (-inf = no beam; M counts guided IDs too);
-    candidate_cos: Float[B, M, N] cosine of each beam's dense vector v_k with its candidates;
-    history_cos: Float[B, M, N] cosine of the ID-free dense prediction v_0 with the same candidates;
-    candidate_valid: Bool[B, M, N]. Returns Float[B, M, N] summing to 1 over the valid pairs of a user, 0 where
-    invalid (a pair of a beam with phi_k = -inf counts as invalid); a user without any valid pair gets all zeros.
-
-    Unlike `beam_fusion`, the cosine is not normalised inside each beam: with about one item per ID, the per-beam
-    softmax is ~1 for every beam and the ranking collapses to the beam order, whereas here an item's cosine can
-    lift it above items of more probable IDs.
-    """
-    batch = beam_scores.shape[0]
-    valid = candidate_valid & (beam_scores > float("-inf"))[..., None]
-    # torch.where, not a product with the mask: tau * -inf is NaN when tau = 0, and invalid slots may hold -inf cosines
-    logits = torch.where(
-        valid, tau * beam_scores[..., None] + psi * candidate_cos + psi_h * history_cos, float("-inf")
-    ).reshape(batch, -1)
-    # a user without any valid pair would give 0/0: give it an all-zero row instead
-    has_any = valid.reshape(batch, -1).any(-1, keepdim=True)
-    weight = torch.softmax(logits.masked_fill(~has_any, 0.0), dim=-1).masked_fill(~has_any, 0.0)
-    return weight.view_as(candidate_cos).masked_fill(~valid, 0.0)
+# ---------------------------------------------------------------------------------------------------- settings
+def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
+    """generate() keyword arguments over the generation config `base`, checked against the model's `config`: a
+    ValueError names the first wrong argument. Returns a dict keyed like DEFAULT_GENERATION."""
+    settings = {name: getattr(base, name, default) for name, default in DEFAULT_GENERATION.items()}
+    kwargs = {ARGUMENT_ALIASES.get(name, name): value for name, value in kwargs.items()}
+    refused = sorted(set(kwargs) & set(NOT_APPLICABLE))
+    if refused:
+        raise ValueError(f"generate() does not take {refused[0]}: {NOT_APPLICABLE[refused[0]]}.")
+    unknown = set(kwargs) - set(settings)
+    if unknown:
+        takes = sorted(SETTING_NAMES.get(name, name) for name in settings)
+        raise ValueError(f"generate() got unknown arguments {sorted(unknown)}; it takes {takes}.")
+    settings.update(kwargs)
+    if settings["do_sample"]:
+        raise ValueError("do_sample=True is not supported: COBRA decoding is deterministic beam search.")
+    if settings["recommend_mode"] not in GENERATION_MODES:
+        raise ValueError(f"mode must be one of {GENERATION_MODES}, got {settings['recommend_mode']!r}.")
+    for name in ("num_beams", "num_candidates", "recommend_top_k"):
+        if int(settings[name]) < 1:
+            raise ValueError(f"{SETTING_NAMES.get(name, name)} must be at least 1, got {settings[name]}.")
+    if int(settings["dense_guided_ids"]) < 0:
+        raise ValueError(f"dense_guided_ids must be >= 0, got {settings['dense_guided_ids']}.")
+    if settings["beam_fusion"] not in BEAM_FUSION_METHODS:
+        raise ValueError(f"beam_fusion must be one of {BEAM_FUSION_METHODS}, got {settings['beam_fusion']!r}.")
+    for name in ("beam_fusion_tau", "beam_fusion_psi", "beam_fusion_dense_psi"):
+        try:
+            settings[name] = float(settings[name])
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {settings[name]!r}.") from None
+        if not math.isfinite(settings[name]):
+            raise ValueError(f"{name} must be finite, got {settings[name]}.")
+    if not config.history_dense_loss_weight:
+        _refuse_history_head_settings(settings)
+    if int(settings["recommend_top_k"]) > config.num_items:
+        raise ValueError(
+            f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({config.num_items})."
+        )
+    return settings
 
 
-def top_k_items(scores: torch.Tensor, items: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """scores Float[B, C] (-inf = not a candidate), items Long[B, C] -> the k best (items, scores), best first.
-    Ties keep the candidates' order (a stable sort), so results are deterministic. Missing slots get item -1."""
-    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, :k]
-    best_scores = scores.gather(1, order)
-    best_items = items.gather(1, order).masked_fill(best_scores == float("-inf"), -1)
-    if best_items.shape[1] < k:
-        pad = k - best_items.shape[1]
-        best_items = F.pad(best_items, (0, pad), value=-1)
-        best_scores = F.pad(best_scores, (0, pad), value=float("-inf"))
-    return best_items, best_scores
+def _refuse_history_head_settings(settings: dict) -> None:
+    """The settings that read the ID-free dense head, refused for a model trained without it."""
+    if int(settings["dense_guided_ids"]):
+        raise ValueError("dense_guided_ids needs the ID-free dense head: train with history_dense_loss_weight > 0.")
+    if settings["recommend_mode"] == "dense":
+        raise ValueError("mode='dense' needs the ID-free dense head, which this model was trained without: "
+                         "train with history_dense_loss_weight > 0 (--history_dense_loss_weight).")
+    if settings["beam_fusion_dense_psi"]:
+        raise ValueError("beam_fusion_dense_psi needs the ID-free dense head: train with history_dense_loss_weight > 0.")
 
 
-def mask_items(scores: torch.Tensor, items: torch.Tensor, banned: torch.Tensor, banned_valid: torch.Tensor):
-    """Sets scores[b, c] to -inf where items[b, c] is one of banned[b, :] (valid entries only).
-    scores Float[B, C], items Long[B, C], banned Long[B, H], banned_valid Bool[B, H]."""
-    hit = ((items[:, :, None] == banned[:, None, :]) & banned_valid[:, None, :]).any(-1)
-    return scores.masked_fill(hit, float("-inf"))
+def set_generation_defaults(decoder, kwargs: dict) -> None:
+    """Checks `kwargs` like generate() does and writes every resolved setting into decoder.generation_config."""
+    for name, value in resolve_settings(decoder.config, decoder.generation_config, kwargs).items():
+        setattr(decoder.generation_config, name, value)
 
 
-def nearest_items(
-    queries: torch.Tensor, item_vectors: torch.Tensor, k: int, faiss_index=None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact (torch) or faiss inner-product search. queries Float[B, D] and item_vectors Float[I, D], both
-    L2-normalised -> (items Long[B, k], cosines Float[B, k]), best first."""
-    k = min(k, item_vectors.shape[0])
-    if faiss_index is not None:
-        cos, items = faiss_index.search(queries.detach().float().cpu().contiguous().numpy(), k)
-        return torch.from_numpy(items).long().to(queries.device), torch.from_numpy(cos).to(queries.device)
-    cos = queries @ item_vectors.T
-    best = torch.topk(cos, k, dim=-1)
-    return best.indices, best.values
+def reads_history_query(settings: dict) -> bool:
+    """Whether these settings read v_0, the ID-free dense prediction."""
+    if settings["recommend_mode"] == "dense":
+        return True
+    joint_psi_h = settings["beam_fusion"] == "joint" and bool(settings["beam_fusion_dense_psi"])
+    return settings["recommend_mode"] == "cobra" and (int(settings["dense_guided_ids"]) > 0 or joint_psi_h)
 
 
-def warn_short_rows(items: torch.Tensor, k: int, exclude_history: bool) -> None:
-    """A UserWarning counting the rows of items Long[B, K] that hold fewer than k items (-1 slots): generate never
-    returns a short row without saying so."""
-    short = int((items < 0).any(1).sum())
-    if short:
-        cause = ("exclude_history left out their history items and the catalog holds no others" if exclude_history
-                 else "the catalog holds no more candidates")
-        warnings.warn(f"{short} of {items.shape[0]} rows hold fewer than top_k={k} items ({cause}): their missing "
-                      "slots are item -1 with score -inf.", UserWarning, stacklevel=3)
+# ---------------------------------------------------------------------------------------------------- generate
+@torch.no_grad()
+def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: torch.Tensor,
+             attention_mask: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
+             **kwargs) -> CobraGenerationOutput:
+    """Coarse-to-fine recommendation for a batch of histories; see CobraForSequentialRecommendation.generate."""
+    settings = resolve_settings(decoder.config, generation_config or decoder.generation_config, dict(kwargs))
+    if decoder.training:
+        raise RuntimeError("Call model.eval() before generate(): dropout would make recommendations random.")
+    item_mask = decoder.check_inputs(input_ids, attention_mask, item_index)
+    if not bool(item_mask.any(1).all()):
+        raise ValueError("A history in this batch is empty: a recommendation needs at least one item.")
+    k, mode = int(settings["recommend_top_k"]), settings["recommend_mode"]
+    catalog = decoder.all_item_vectors()
+    faiss_index = decoder.faiss_index() if settings["use_faiss"] else None
+    last_hidden, cache = decoder.prefill(input_ids, item_mask, item_index)
+    banned = (item_index, item_mask) if settings["exclude_history"] else None
+    query = decoder.history_query(last_hidden) if reads_history_query(settings) else None
+    if mode == "dense":
+        items, scores = nearest(query, k, catalog, faiss_index, *(banned or ()))
+        warn_short_rows(items, k, banned is not None)
+        return CobraGenerationOutput(item_indices=items, scores=scores)
+
+    forced = guided_ids(decoder, query, catalog, faiss_index, settings)
+    positions = item_mask.sum(1).clamp(max=decoder.config.max_history)
+    num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
+    codes, beam_scores, beam_vectors = beam_search(decoder, last_hidden, cache, positions, num_beams, forced)
+    beam_vectors_n = F.normalize(beam_vectors, dim=-1)
+    members, member_valid = decoder.id_index.items_of(codes)  # [B, M, P]
+    member_valid &= (beam_scores > float("-inf"))[..., None]
+    candidates, scores = CANDIDATES[mode](settings, beam_scores, beam_vectors_n, members, member_valid, catalog, query)
+    batch = codes.shape[0]
+    candidates, scores = candidates.reshape(batch, -1), scores.reshape(batch, -1)
+    if banned is not None:
+        scores = mask_items(scores, candidates, *banned)
+    items, best = top_k_items(scores, candidates, k)
+    items, best = top_up(items, best, beam_vectors_n[:, 0], k, catalog, faiss_index, banned)
+    warn_short_rows(items, k, banned is not None)
+    return CobraGenerationOutput(
+        item_indices=items, scores=best, semantic_ids=codes, beam_scores=beam_scores, beam_vectors=beam_vectors
+    )
+
+
+def nearest(query, k, catalog, faiss_index, banned=None, banned_valid=None):
+    """Top-k catalog items (items Long[R, k], cosines Float[R, k]) by cosine with query Float[R, D], skipping
+    banned Long[R, H] where banned_valid Bool[R, H]."""
+    extra = 0 if banned is None else banned.shape[1]
+    items, cos = nearest_items(query, catalog, k + extra, faiss_index)
+    if banned is not None:
+        cos = mask_items(cos, items, banned, banned_valid)
+    return top_k_items(cos, items, k)
+
+
+def guided_ids(decoder, query, catalog, faiss_index, settings) -> torch.Tensor | None:
+    """dense_guided_ids ("cobra" mode): the IDs Long[B, G, L] of the G items nearest to the ID-free prediction v_0.
+    They join the beam search as forced rows (scored by the sparse heads, ranked by BeamFusion like any beam), so
+    the dense path proposes IDs that the beam search pruned. None when G = 0 or in another mode."""
+    count = int(settings["dense_guided_ids"])
+    if settings["recommend_mode"] != "cobra" or count == 0:
+        return None
+    guided, _ = nearest(query, min(count, decoder.config.num_items), catalog, faiss_index)
+    return decoder.item_codes[guided.clamp(min=0)]
+
+
+def top_up(items, best, query, k, catalog, faiss_index, banned):
+    """Rows of items Long[B, K] / best Float[B, K] with empty slots (-1: the beams held fewer than K items) get the
+    catalog items nearest to query Float[B, D] (the best beam's vector), scored below every beam candidate:
+    (cos - 1) / 2 - 1, in [-2, -1]. banned: (Long[B, H], Bool[B, H]) history items to skip, or None."""
+    short = (items < 0).any(1)
+    if not bool(short.any()):
+        return items, best
+    rows = short.nonzero().squeeze(1)
+    exclude = items[rows]
+    exclude_valid = exclude >= 0
+    if banned is not None:
+        exclude = torch.cat([exclude, banned[0][rows]], 1)
+        exclude_valid = torch.cat([exclude_valid, banned[1][rows]], 1)
+    extra, extra_scores = nearest(query[rows], k, catalog, faiss_index, exclude, exclude_valid)
+    extra_scores = (extra_scores - 1.0) / 2.0 - 1.0
+    merged_items = torch.cat([items[rows], extra], 1)
+    merged_scores = torch.cat([best[rows], extra_scores.masked_fill(extra < 0, float("-inf"))], 1)
+    items[rows], best[rows] = top_k_items(merged_scores, merged_items, k)
+    return items, best
+
+
+# ---------------------------------------------------------------------------------------------------- candidates
+def fused_candidates(settings, beam_scores, beam_vectors_n, members, member_valid, catalog, query):
+    """"cobra" and "no_fusion": each beam's N items nearest to its vector (all of its items in "no_fusion"), scored
+    by the fusion FUSIONS[fusion_of(settings)]. members Long[B, M, P], member_valid Bool[B, M, P] ->
+    (candidates Long[B, M, N], scores Float[B, M, N], -inf where invalid)."""
+    # most IDs hold 1-2 items while P is the largest group: score only the real (beam, item) pairs
+    pair = member_valid.nonzero(as_tuple=True)
+    cos = torch.full(members.shape, float("-inf"), device=members.device)
+    cos[pair] = (beam_vectors_n[pair[0], pair[1]] * catalog[members[pair]]).sum(-1)
+    width = cos.shape[-1]
+    n = min(int(settings["num_candidates"]), width) if settings["recommend_mode"] == "cobra" else width
+    top_cos, top = torch.topk(cos, n, dim=-1)
+    candidates = members.gather(-1, top)
+    valid = member_valid.gather(-1, top)
+    phi = FUSIONS[fusion_of(settings)](settings, beam_scores, top_cos, valid, candidates, catalog, query)
+    return candidates, phi.masked_fill(~valid, float("-inf"))
+
+
+def sparse_candidates(settings, beam_scores, beam_vectors_n, members, member_valid, catalog, query):
+    """"sparse": every item of every beam's ID, scored by the ID's probability (catalog order inside an ID)."""
+    scores = beam_scores[..., None].exp().expand_as(members).masked_fill(~member_valid, float("-inf"))
+    return members, scores
+
+
+CANDIDATES = {"cobra": fused_candidates, "no_fusion": fused_candidates, "sparse": sparse_candidates}
+
+
+def fusion_of(settings: dict) -> str:
+    """"no_fusion" ranks the top-1 ID's items by cosine alone; "cobra" uses the beam_fusion setting."""
+    return "cosine" if settings["recommend_mode"] == "no_fusion" else settings["beam_fusion"]
+
+
+def paper_fusion(settings, beam_scores, top_cos, valid, candidates, catalog, query):
+    """BeamFusion, Eq. 7: Phi = softmax_M(tau * phi) * softmax_N(psi * cos), normalised inside each beam."""
+    return beam_fusion(beam_scores, top_cos, valid, settings["beam_fusion_tau"], settings["beam_fusion_psi"])
+
+
+def joint_fusion_weights(settings, beam_scores, top_cos, valid, candidates, catalog, query):
+    """One softmax over all (beam, candidate) pairs of tau * phi_k + psi * cos(v_k, a) + psi_h * cos(v_0, a)."""
+    psi_h = settings["beam_fusion_dense_psi"]
+    history_cos = torch.zeros_like(top_cos)
+    if psi_h:  # cos(v_0, a) only for the real (beam, item) pairs, like cos(v_k, a)
+        pair = valid.nonzero(as_tuple=True)
+        history_cos[pair] = (query[pair[0]] * catalog[candidates[pair]]).sum(-1)
+    return joint_fusion(beam_scores, top_cos, history_cos, valid, settings["beam_fusion_tau"],
+                        settings["beam_fusion_psi"], psi_h)
+
+
+def cosine_only(settings, beam_scores, top_cos, valid, candidates, catalog, query):
+    return (top_cos + 1.0) / 2.0
+
+
+FUSIONS = {"paper": paper_fusion, "joint": joint_fusion_weights, "cosine": cosine_only}
+
+
+# ---------------------------------------------------------------------------------------------------- beam search
+def beam_search(decoder: CoarseToFineDecoder, last_hidden, cache, positions, num_beams: int,
+                forced: torch.Tensor | None = None):
+    """Beam search over valid semantic IDs, with forced IDs decoded alongside as extra rows.
+
+    last_hidden Float[B, D] (output at the last history position); positions Long[B] (the next item's position);
+    forced Long[B, G, L] or None (G = 0): catalog IDs scored level by level with the beams but never pruned.
+    Returns codes Long[B, M+G, L] (beams best first, then the forced IDs), scores Float[B, M+G] (summed log-probs;
+    -inf = no such beam, or a forced ID already among the beams or earlier forced IDs) and the dense vector
+    predicted for each Float[B, M+G, D]."""
+    index = decoder.id_index
+    batch = last_hidden.shape[0]
+    levels = decoder.config.num_levels
+    if forced is None:
+        forced = torch.zeros(batch, 0, levels, dtype=torch.long, device=last_hidden.device)
+    extra = forced.shape[1]
+    log_probs = decoder.level_log_probs(last_hidden, 0, index.first_mask)
+    beams = min(num_beams, index.num_ids)
+    scores, first = torch.topk(log_probs, min(beams, log_probs.shape[-1]), dim=-1)  # [B, M]
+    if scores.shape[1] < beams:  # fewer first codes than beams: the extra beams start dead (-inf)
+        scores = F.pad(scores, (0, beams - scores.shape[1]), value=float("-inf"))
+        first = F.pad(first, (0, beams - first.shape[1]))
+    codes = first[..., None]
+    forced_scores = log_probs.gather(1, forced[..., 0])  # [B, G]
+    rows = beams + extra
+    cache.start_beams(rows)  # beams share the history's keys; only their own tokens are cached per beam
+    positions = positions.repeat_interleave(rows)
+    forced_stay = torch.arange(beams, rows, device=last_hidden.device).expand(batch, -1)
+    for level in range(1, levels):
+        step_codes = torch.cat([codes[..., -1], forced[..., level - 1]], 1)  # [B, M+G]
+        hidden = decoder.step(step_codes.reshape(-1), level - 1, positions, cache).view(batch, rows, -1)
+        prefixes = torch.cat([codes, forced[..., :level]], 1)
+        log_probs = decoder.level_log_probs(hidden, level, index.allowed_next(prefixes))  # [B, M+G, K_l]
+        total = scores[..., None] + log_probs[:, :beams]
+        width = total.shape[-1]
+        scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)
+        origin = torch.div(flat, width, rounding_mode="floor")
+        codes = torch.cat([codes.gather(1, origin[..., None].expand(-1, -1, codes.shape[-1])), (flat % width)[..., None]], -1)
+        forced_scores = forced_scores + log_probs[:, beams:].gather(-1, forced[..., level : level + 1]).squeeze(-1)
+        cache.reorder_beams(torch.cat([origin, forced_stay], 1))  # forced rows keep their own cache
+    hidden = decoder.step(torch.cat([codes[..., -1], forced[..., -1]], 1).reshape(-1), levels - 1, positions, cache)
+    vectors = decoder.beam_vectors(hidden).view(batch, rows, -1)
+    # a forced ID already decoded (a live beam, or an earlier forced row) would count its items twice
+    seen = torch.cat([codes, forced], 1)
+    same = (forced[:, :, None] == seen[:, None]).all(-1)  # [B, G, M+G]
+    earlier = torch.ones(extra, rows, dtype=torch.bool, device=same.device).tril(beams - 1)
+    live = torch.cat([scores > float("-inf"), torch.ones_like(forced_scores, dtype=torch.bool)], 1)
+    forced_scores = forced_scores.masked_fill((same & earlier & live[:, None]).any(-1), float("-inf"))
+    if beams < num_beams:  # fewer distinct IDs in the catalog than beams asked for
+        pad = num_beams - beams
+        codes = F.pad(codes, (0, 0, 0, pad))
+        scores = F.pad(scores, (0, pad), value=float("-inf"))
+        vectors = torch.cat([vectors[:, :beams], vectors.new_zeros(batch, pad, vectors.shape[-1]), vectors[:, beams:]], 1)
+    return torch.cat([codes, forced], 1), torch.cat([scores, forced_scores], 1), vectors

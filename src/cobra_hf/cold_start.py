@@ -154,7 +154,7 @@ def add_items(
     previous = {"item_ids": list(tokenizer.item_ids), "codes": tokenizer.item_codes.copy(),
                 "titles": list(tokenizer.titles), "level_sizes": list(tokenizer.level_sizes)}
     titles = [str(item.get("title") or "") for item in items]
-    old_rows = None if model.item_embed is None else model.item_embed.weight.detach()[: len(previous["item_ids"])]
+    old_rows = None if model.model.item_embed is None else model.model.item_embed.weight.detach()[: len(previous["item_ids"])]
     new_indices = tokenizer.add_items(item_ids, codes.numpy(), titles)
     try:
         model.set_catalog(all_codes.to(device), all_text.to(device),
@@ -164,7 +164,7 @@ def add_items(
         raise
     if old_rows is not None and item_embeddings == "id_neighbours":
         with torch.no_grad():
-            model.item_embed.weight[old_rows.shape[0]:] = id_neighbour_rows(
+            model.model.item_embed.weight[old_rows.shape[0]:] = id_neighbour_rows(
                 old_rows, all_codes[: old_rows.shape[0]].to(device), codes.to(device), model.config.level_sizes
             )
         model.invalidate_caches()

@@ -5,6 +5,11 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 CONFIG_FORMAT_VERSION = 1
+# fields of older configs that measured no gain and were removed: a saved config that carries one still loads (the
+# field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
+REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps")
+REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors"}
+NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
 BEAM_FUSION_METHODS = ("paper", "joint")
@@ -52,14 +57,6 @@ class CobraConfig(PreTrainedConfig):
             Q the probability that the item is among a batch's columns, from the items' training frequencies
             (`model.set_item_frequencies`). In-batch negatives are drawn by popularity, so without it the dense
             scores learn popularity out (sampling-bias correction of Yi et al., RecSys 2019; not in the paper).
-        catalog_dense_loss_weight (`float`, defaults to 0.0): weight of a whole-catalog InfoNCE for the predicted
-            vectors of both dense heads (the history head's term weighted by history_dense_loss_weight as well),
-            scored against a bank of every catalog item's vector that is re-encoded without gradients every
-            catalog_refresh_steps training steps. The bank scores the positive too and only the predictions get
-            its gradient, so nothing tells fresh from banked vectors; the item encoder learns from the in-batch
-            loss. A full softmax for the sequence side at the cost of one forward pass over the catalog per refresh
-            (not in the paper).
-        catalog_refresh_steps (`int`, defaults to 10): training forwards between two re-encodings of that bank.
         item_deletion (`float`, defaults to 0.0): in training only, each item of a sequence is deleted with this
             chance in every forward (the rest close ranks, so the model sees a random subsequence and its skip
             transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
@@ -92,8 +89,6 @@ class CobraConfig(PreTrainedConfig):
         history_dense_loss_weight: float = 0.0,
         num_dense_negatives: int = 0,
         dense_logq_correction: bool = False,
-        catalog_dense_loss_weight: float = 0.0,
-        catalog_refresh_steps: int = 10,
         item_deletion: float = 0.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
@@ -122,12 +117,11 @@ class CobraConfig(PreTrainedConfig):
         self.history_dense_loss_weight = history_dense_loss_weight
         self.num_dense_negatives = int(num_dense_negatives)
         self.dense_logq_correction = bool(dense_logq_correction)
-        self.catalog_dense_loss_weight = float(catalog_dense_loss_weight)
-        self.catalog_refresh_steps = int(catalog_refresh_steps)
         self.item_deletion = float(item_deletion)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
+        _drop_removed_fields(kwargs)
         kwargs.setdefault("pad_token_id", 0)
         super().__init__(**kwargs)
         self.validate_cobra()
@@ -142,7 +136,7 @@ class CobraConfig(PreTrainedConfig):
         if not self.level_sizes or any(int(size) < 1 for size in self.level_sizes):
             raise ValueError(f"level_sizes must be a non-empty list of positive ints, got {self.level_sizes}.")
         for name in ("hidden_size", "num_attention_heads", "intermediate_size", "decoder_layers", "max_history",
-                     "max_text_tokens", "text_vocab_size", "catalog_refresh_steps", "length_buckets"):
+                     "max_text_tokens", "text_vocab_size", "length_buckets"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("num_items", "encoder_layers", "text_embedding_dim"):
@@ -157,7 +151,7 @@ class CobraConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if not float(self.contrastive_temperature) > 0.0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
-        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight", "catalog_dense_loss_weight"):
+        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.num_dense_negatives < -1:
@@ -170,6 +164,32 @@ class CobraConfig(PreTrainedConfig):
         return len(self.level_sizes)
 
     @property
+    def level_offsets(self) -> list[int]:
+        """Token id of code 0 of each level (see `level_offsets`)."""
+        return level_offsets(self.level_sizes)
+
+    @property
     def code_vocab_size(self) -> int:
         """[PAD], [UNK] and one token per (level, code): the same layout as CobraTokenizer."""
         return 2 + int(sum(self.level_sizes))
+
+
+def level_offsets(level_sizes) -> list[int]:
+    """Token id of code 0 of each level: [PAD] and [UNK] first, then each level's codes in turn. The one definition
+    of the token layout that CobraTokenizer and the model share: code c of level l is token level_offsets[l] + c."""
+    offsets, start = [], NUM_SPECIAL_TOKENS
+    for size in level_sizes:
+        offsets.append(start)
+        start += int(size)
+    return offsets
+
+
+def _drop_removed_fields(kwargs: dict) -> None:
+    """Drops REMOVED_FIELDS from a config's keyword arguments; a removed loss that was switched on is refused in one
+    line (the checkpoint was trained with an objective this version no longer has)."""
+    for name in REMOVED_FIELDS:
+        value = kwargs.pop(name, None)
+        if name in REMOVED_LOSSES and value:
+            raise ValueError(
+                f"{name}={value}: {REMOVED_LOSSES[name]} was removed from cobra-hf (it measured no gain); set it to 0."
+            )

@@ -8,8 +8,9 @@ Each score of coarse-to-fine decoding becomes the members' mean:
   L2-normalised and the E of them are concatenated and divided by sqrt(E), for predictions and catalog alike, so one
   dot product of the concatenations is the mean of the members' cosines. Nearest-item search (exact or faiss) then
   runs unchanged on Float[I, E*D].
-`generate` is the single model's own decoder (same arguments, outputs and checks) running on these hooks, and with
-one member it gives the member's recommendations exactly.
+`generate` is the single model's decoder (cobra_generation.generate: same arguments, outputs and checks) reading the
+ensemble through the same `CoarseToFineDecoder` protocol as a single model, and with one member it gives the member's
+recommendations exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cobra_catalog_index import CatalogIndex
+from .cobra_generation import CobraGenerationOutput, generate, set_generation_defaults
 from .modeling_cobra import CobraForSequentialRecommendation
 
 
@@ -44,14 +47,7 @@ class _EnsembleCache:
 class CobraEnsemble(nn.Module):
     """members: CobraForSequentialRecommendation models of one catalog (same catalog_hash and semantic IDs).
     The first member's `generation_config` gives the generate() defaults; its config answers questions about the
-    catalog (num_items, levels, ...)."""
-
-    # the coarse-to-fine decoder is the single model's, run on the hooks below
-    generate = CobraForSequentialRecommendation.generate
-    beam_search = CobraForSequentialRecommendation.beam_search
-    _nearest = CobraForSequentialRecommendation._nearest
-    _resolve_generation = CobraForSequentialRecommendation._resolve_generation
-    set_generation_defaults = CobraForSequentialRecommendation.set_generation_defaults
+    catalog (num_items, levels, ...). Implements cobra_generation.CoarseToFineDecoder."""
 
     def __init__(self, members: list[CobraForSequentialRecommendation]):
         super().__init__()
@@ -76,9 +72,10 @@ class CobraEnsemble(nn.Module):
                 "and the others do: their dense predictions cannot be averaged."
             )
         self.members = nn.ModuleList(members)
-        self._catalog: torch.Tensor | None = None
+        # the joined catalog; rebuilt (with its faiss index) when a member's own vectors change (see all_item_vectors)
+        self.catalog_index = CatalogIndex(self._join_catalog, lambda: self.item_codes, first.config.level_sizes,
+                                          unit_vectors=True)
         self._catalog_sources: list[torch.Tensor] = []
-        self._faiss_index = None
 
     @classmethod
     def from_pretrained(cls, paths: list[str | Path], **kwargs) -> "CobraEnsemble":
@@ -102,8 +99,17 @@ class CobraEnsemble(nn.Module):
     def id_index(self):
         return self.members[0].id_index
 
-    def _check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
-        return self.members[0]._check_inputs(input_ids, attention_mask, item_index)
+    def check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
+        return self.members[0].check_inputs(input_ids, attention_mask, item_index)
+
+    def generate(self, input_ids: torch.Tensor, item_index: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 generation_config=None, **kwargs) -> CobraGenerationOutput:
+        """CobraForSequentialRecommendation.generate with the members' scores averaged (see the module docstring)."""
+        return generate(self, input_ids, item_index, attention_mask, generation_config, **kwargs)
+
+    def set_generation_defaults(self, **kwargs) -> None:
+        """Like CobraForSequentialRecommendation.set_generation_defaults (the first member's generation_config)."""
+        set_generation_defaults(self, kwargs)
 
     def _widths(self) -> list[int]:
         return [member.config.hidden_size for member in self.members]
@@ -118,38 +124,43 @@ class CobraEnsemble(nn.Module):
         weights or catalog: the members invalidate theirs)."""
         if not normalized:
             raise ValueError("An ensemble's item vectors exist only normalised (each member's, joined).")
-        vectors = [member.all_item_vectors(batch_size=batch_size) for member in self.members]
-        if self._catalog is None or any(new is not old for new, old in zip(vectors, self._catalog_sources)):
-            self._catalog, self._catalog_sources, self._faiss_index = self._joined(vectors), vectors, None
-        return self._catalog
+        vectors = [member.all_item_vectors() for member in self.members]
+        if any(new is not old for new, old in zip(vectors, self._catalog_sources)) or not self._catalog_sources:
+            self.catalog_index.invalidate()
+        return self.catalog_index.item_vectors()
 
-    def _faiss(self):
-        return CobraForSequentialRecommendation._faiss(self)
+    def _join_catalog(self) -> torch.Tensor:
+        self._catalog_sources = [member.all_item_vectors() for member in self.members]
+        return self._joined(self._catalog_sources)
 
-    def _prefill(self, input_ids, item_mask, item_index):
+    def faiss_index(self):
+        self.all_item_vectors()  # a member's new vectors invalidate the index first
+        return self.catalog_index.faiss()
+
+    def prefill(self, input_ids, item_mask, item_index):
         """Every member reads the history: (Float[B, sum D_e] the members' last outputs side by side, their caches)."""
-        outputs = [member._prefill(input_ids, item_mask, item_index) for member in self.members]
+        outputs = [member.prefill(input_ids, item_mask, item_index) for member in self.members]
         return torch.cat([hidden for hidden, _ in outputs], -1), _EnsembleCache([cache for _, cache in outputs])
 
-    def _step(self, codes, level, positions, cache: _EnsembleCache) -> torch.Tensor:
-        return torch.cat([member._step(codes, level, positions, member_cache)
+    def step(self, codes, level, positions, cache: _EnsembleCache) -> torch.Tensor:
+        return torch.cat([member.step(codes, level, positions, member_cache)
                           for member, member_cache in zip(self.members, cache.caches)], -1)
 
     def _split(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return hidden.split(self._widths(), dim=-1)
 
-    def _history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        return self._joined([member._history_query(h) for member, h in zip(self.members, self._split(last_hidden))])
+    def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return self._joined([member.history_query(h) for member, h in zip(self.members, self._split(last_hidden))])
 
-    def _level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:
-            return self.members[0]._level_log_probs(hidden, level, allowed)
-        mean = torch.stack([member._level_log_probs(h, level, allowed)
+            return self.members[0].level_log_probs(hidden, level, allowed)
+        mean = torch.stack([member.level_log_probs(h, level, allowed)
                             for member, h in zip(self.members, self._split(hidden))]).mean(0)
         return torch.log_softmax(mean, dim=-1)
 
-    def _beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+    def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:  # generate() normalises it
-            return self.members[0]._beam_vectors(hidden)
-        return self._joined([F.normalize(member._beam_vectors(h), dim=-1)
+            return self.members[0].beam_vectors(hidden)
+        return self._joined([F.normalize(member.beam_vectors(h), dim=-1)
                              for member, h in zip(self.members, self._split(hidden))])

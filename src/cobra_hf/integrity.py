@@ -187,14 +187,23 @@ def check_tensors(tensors: dict, config, source) -> None:
                     f"{source}: tensor '{name}' holds {bad} non-finite value{'s' if bad > 1 else ''} (NaN or inf) of "
                     f"{tensor.numel()}: the weights are damaged; re-save or re-download the checkpoint."
                 )
-    codes = tensors.get("item_codes")
+    # the catalog buffers: `model.item_codes` in the backbone, `item_codes` in checkpoints saved before it existed
+    codes_name, codes = _catalog_tensor(tensors, "item_codes")
     if codes is not None and codes.numel():
         sizes = torch.tensor(config.level_sizes, dtype=codes.dtype, device=codes.device)
-        _check_range("item_codes", codes, sizes, f"codes outside level_sizes {list(config.level_sizes)}", str(source))
-    text = tensors.get("item_text_ids")
+        _check_range(codes_name, codes, sizes, f"codes outside level_sizes {list(config.level_sizes)}", str(source))
+    text_name, text = _catalog_tensor(tensors, "item_text_ids")
     if text is not None and text.numel():
-        _check_range("item_text_ids", text, torch.tensor(int(config.text_vocab_size), device=text.device),
+        _check_range(text_name, text, torch.tensor(int(config.text_vocab_size), device=text.device),
                      f"text ids outside text_vocab_size {config.text_vocab_size}", str(source))
+
+
+def _catalog_tensor(tensors: dict, name: str):
+    """(key, tensor) of a catalog buffer under its key of today (`model.` + name) or of older checkpoints (name)."""
+    for key in (f"model.{name}", name):
+        if tensors.get(key) is not None:
+            return key, tensors[key]
+    return name, None
 
 
 def tensors_pass(tensors: dict, config) -> bool:

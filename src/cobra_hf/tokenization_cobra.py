@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from transformers import BatchEncoding, PreTrainedTokenizer
 
+from .configuration_cobra import NUM_SPECIAL_TOKENS, level_offsets
+
 VOCAB_FILES_NAMES = {"catalog_file": "item_catalog.json"}
 CATALOG_FORMAT_VERSION = 1
-NUM_SPECIAL_TOKENS = 2
 
 
 def catalog_fingerprint(item_ids: Sequence[str], codes: np.ndarray) -> str:
@@ -93,7 +94,7 @@ class CobraTokenizer(PreTrainedTokenizer):
         if len(set(self.item_ids)) != len(self.item_ids):
             raise ValueError(f"Tokenizer catalog file {source} lists an item id twice.")
         self.item_to_index = {item: index for index, item in enumerate(self.item_ids)}
-        self.level_offsets = NUM_SPECIAL_TOKENS + np.concatenate([[0], np.cumsum(self.level_sizes)[:-1]]).astype(np.int64)
+        self.level_offsets = np.asarray(level_offsets(self.level_sizes), dtype=np.int64)
         self.catalog_hash = catalog_fingerprint(self.item_ids, self.item_codes)
         stored = catalog.get("catalog_hash")
         if stored is not None and stored != self.catalog_hash:

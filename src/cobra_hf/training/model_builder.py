@@ -108,6 +108,6 @@ def build_model(
         rows = pretrained_token_embeddings(prepare_args.get("encoder"), text["source_token_ids"], config.hidden_size)
         if rows is not None:
             with torch.no_grad():
-                model.item_encoder.token_embed.weight.copy_(rows)
-                model.item_encoder.token_embed.weight[0].zero_()
+                model.model.item_encoder.token_embed.weight.copy_(rows)
+                model.model.item_encoder.token_embed.weight[0].zero_()
     return model, tokenizer
