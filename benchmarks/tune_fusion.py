@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 import torch
 
-from cobra_hf.evaluation import evaluate_model
+from cobra_hf.evaluation import evaluate_model, sample_rows
 from cobra_hf.inference import load_ensemble
 from cobra_hf.cobra_generation import DEFAULT_GENERATION, resolve_settings
 
@@ -38,11 +37,11 @@ TIE_ORDER = ("recall@10", "ndcg@10", "ndcg@5", "recall@5")
 
 
 def sample(split: dict, count: int | None, seed: int = 0) -> dict:
-    """A random subset of `count` users (seeded, kept in split order) of {"history", "target"}; all when None."""
-    total = len(split["target"])
-    if count is None or count >= total:
+    """The users of {"history", "target"} that cobra_hf.evaluation.sample_rows draws (the sample training validates
+    on); all when None."""
+    rows = sample_rows(len(split["target"]), count, seed)
+    if rows is None:
         return split
-    rows = sorted(random.Random(seed).sample(range(total), count))
     return {"history": [split["history"][r] for r in rows], "target": [split["target"][r] for r in rows]}
 
 

@@ -375,3 +375,22 @@ def test_generation_config_file_errors_name_the_file(tmp_path):
     path.write_text("{ not json")
     with pytest.raises(ValueError, match="generation_config.json"):
         type(model).from_pretrained(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("name,value", [("tokenizer", object()), ("return_dict_in_generate", True),
+                                        ("max_new_tokens", 3)])
+def test_transformers_arguments_that_would_do_nothing_are_refused(dense_model, name, value):
+    """transformers' generate takes these; COBRA's would ignore them, so it refuses them in one line naming them."""
+    model, tok = dense_model
+    with pytest.raises(ValueError, match=rf"^generate\(\) does not take {name}: ") as err:
+        model.eval().generate(**tok([["i1", "i2"]]), **{name: value})
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_arguments_and_top_k_errors_use_the_argument_names(dense_model):
+    model, tok = dense_model
+    batch = tok([["i1", "i2"]])
+    with pytest.raises(ValueError, match=r"unknown arguments \['temperature'\]; it takes .*'mode'.*'top_k'"):
+        model.eval().generate(**batch, temperature=0.7)
+    with pytest.raises(ValueError, match="^top_k must be at least 1"):
+        model.generate(**batch, top_k=0)

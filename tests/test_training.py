@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import math
 import os
@@ -209,7 +211,7 @@ def test_train_cli_end_to_end_refuses_overwrites_and_fine_tunes(catalog_scientif
 
 
 def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
-    """benchmarks/sweep.py runs on bare accelerator machines that have torch and transformers only."""
+    """A bare accelerator machine with torch and transformers only can build, train and score a model in a plain loop."""
     import subprocess
 
     code = (
@@ -233,24 +235,44 @@ def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
     assert proc.stdout.strip().splitlines()[-1] == "2"
 
 
-def test_train_cli_with_logq_correction_and_catalog_loss(catalog_scientific, tmp_path, capsys, one_torch_thread):
-    """--dense_logq_correction sets the frequencies from the training split; --catalog_dense_loss_weight adds the
-    whole-catalog term, logged beside the others; --length_buckets reaches the config."""
+def test_train_cli_with_logq_correction_and_model_flags_from_the_config(catalog_scientific, tmp_path, capsys,
+                                                                       one_torch_thread):
+    """--dense_logq_correction sets the frequencies from the training split; every model flag is a CobraConfig field
+    (--length_buckets here), --model_config gives others as JSON and the flags override it; the removed catalog-bank
+    loss is no flag any more."""
     out = tmp_path / "model"
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
-                     "--dense_logq_correction", "True", "--catalog_dense_loss_weight", "0.5",
-                     "--catalog_refresh_steps", "1", "--length_buckets", "3", "--max_steps", "2", "--eval_strategy", "steps",
-                     "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
+                     "--model_config", '{"length_buckets": 5, "item_deletion": 0.1}',
+                     "--dense_logq_correction", "True", "--length_buckets", "3", "--max_steps", "2", "--eval_strategy",
+                     "steps", "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
     capsys.readouterr()
     config = json.loads((out / "config.json").read_text())
     assert config["dense_logq_correction"] is True
-    assert (config["catalog_dense_loss_weight"], config["catalog_refresh_steps"]) == (0.5, 1)
-    assert config["length_buckets"] == 3
+    assert (config["length_buckets"], config["item_deletion"]) == (3, 0.1)
+    assert "catalog_dense_loss_weight" not in config
     history = json.loads((out / "training_summary.json").read_text())["log_history"]
-    for name in ("dense_loss", "catalog_dense_loss"):
-        losses = [entry[name] for entry in history if name in entry]
-        assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses), name
+    losses = [entry["dense_loss"] for entry in history if "dense_loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
     assert any("eval_loss" in entry for entry in history)  # the evaluation loss is corrected too
+
+
+def test_model_flags_are_cobra_config_fields_and_refuse_what_they_cannot_set():
+    from cobra_hf import CobraConfig
+    from cobra_hf.training.train import CATALOG_FIELDS, model_arguments, parse_args
+
+    names = {item.name for item in dataclasses.fields(model_arguments())}
+    config_fields = set(inspect.signature(CobraConfig.__init__).parameters) - {"self", "kwargs"}
+    assert names == config_fields - set(CATALOG_FIELDS)
+    cobra_args, _ = parse_args(["--catalog", "c", "--output_dir", "o", "--hidden_size", "64", "--use_text_embeddings"])
+    assert cobra_args.model_overrides == {"hidden_size": 64, "text_embedding_dim": -1}
+    cobra_args, _ = parse_args(["--catalog", "c", "--output_dir", "o", "--use_text_embeddings", "False"])
+    assert cobra_args.model_overrides == {"text_embedding_dim": 0}
+    with pytest.raises(ValueError, match="^--model_config: num_items is not a CobraConfig field"):
+        parse_args(["--catalog", "c", "--output_dir", "o", "--model_config", '{"num_items": 3}'])
+    with pytest.raises(ValueError, match="^--hidden_size: a model flag does nothing with --init_from"):
+        parse_args(["--catalog", "c", "--output_dir", "o", "--init_from", "m", "--hidden_size", "64"])
+    with pytest.raises(ValueError, match="weight_average_decay"):  # removed options are no flags
+        parse_args(["--catalog", "c", "--output_dir", "o", "--weight_average_decay", "0.9"])
 
 
 def test_train_cli_generation_defaults_and_extra_eval_modes(catalog_scientific, tmp_path, capsys, one_torch_thread):

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_flags(parser)
     parser.add_argument("--exclude-history", action="store_true", default=None,
                         help="never recommend items of the history (default: the checkpoint's)")
-    parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first users (quick checks)")
+    parser.add_argument("--max-users", type=int, default=None, help="evaluate a seeded random sample of this many users (the same sample every time; quick checks)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--drop-unknown", action="store_true",
                         help="evaluate the users whose items the catalog knows even when more than 1%% of the targets "

@@ -2,5 +2,6 @@
 
 from .evaluate import evaluate_model, evaluate_split
 from .metrics import ranking_metrics
+from .sampling import sample_rows, sample_split
 
-__all__ = ["evaluate_model", "evaluate_split", "ranking_metrics"]
+__all__ = ["evaluate_model", "evaluate_split", "ranking_metrics", "sample_rows", "sample_split"]

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from ..tokenization_cobra import CobraTokenizer
 from .metrics import ranking_metrics
+from .sampling import sample_split
 
 
 @torch.no_grad()
@@ -48,6 +49,7 @@ def evaluate_model(
 
 
 def evaluate_split(model, tokenizer, split, max_users: int | None = None, **kwargs) -> dict:
-    """Evaluates on a validation/test split from `cobra_hf.training.index_splits` (rows history_index, target_index)."""
-    rows = split if max_users is None else split.select(range(min(max_users, len(split))))
+    """Evaluates on a validation/test split from `cobra_hf.training.index_splits` (rows history_index, target_index);
+    max_users: a seeded random sample of that many users (sampling.sample_rows, the one training validates on)."""
+    rows = sample_split(split, max_users)
     return evaluate_model(model, tokenizer, list(rows["history_index"]), list(rows["target_index"]), **kwargs)

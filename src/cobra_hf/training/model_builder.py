@@ -77,19 +77,37 @@ def pretrained_token_embeddings(encoder_path: str | None, source_token_ids: torc
     return rows / rows.std().clamp_min(1e-6) * 0.02
 
 
+def _text_embedding_dim(asked, embeddings, catalog_dir) -> int:
+    """text_embedding_dim for a catalog whose sentence embeddings are `embeddings` Float[I, E] or None: 0 stays 0,
+    -1 becomes E, any other value must be E."""
+    asked = int(asked)
+    if asked == 0:
+        return 0
+    if embeddings is None:
+        raise ValueError(f"text_embedding_dim={asked}: the catalog {catalog_dir} holds no sentence embeddings "
+                         "(prepare it again with embeddings kept, or use 0).")
+    if asked not in (-1, int(embeddings.shape[1])):
+        raise ValueError(f"text_embedding_dim={asked}: the catalog's sentence embeddings are {embeddings.shape[1]} wide "
+                         "(use -1 for the catalog's width, or 0).")
+    return int(embeddings.shape[1])
+
+
 def build_model(
     catalog_dir: str | Path, init_text_embeddings: bool = True, seed: int = 0, **config_overrides
 ) -> tuple[CobraForSequentialRecommendation, CobraTokenizer]:
-    """A new, untrained model sized for the catalog; config_overrides are CobraConfig fields."""
+    """A new, untrained model sized for the catalog; config_overrides are CobraConfig fields. text_embedding_dim -1
+    means the catalog's sentence-embedding width (use_text_embeddings=True/False is shorthand for -1/0)."""
     tokenizer, text, prepare_args = load_catalog(catalog_dir)
-    use_text_embeddings = config_overrides.pop("use_text_embeddings", False)
     embeddings = text.get("text_embeddings")
+    if "use_text_embeddings" in config_overrides:
+        config_overrides["text_embedding_dim"] = -1 if config_overrides.pop("use_text_embeddings") else 0
+    width = _text_embedding_dim(config_overrides.pop("text_embedding_dim", 0), embeddings, catalog_dir)
     settings = dict(
         level_sizes=tokenizer.level_sizes,
         num_items=tokenizer.num_items,
         text_vocab_size=int(text["source_token_ids"].shape[0]),
         max_text_tokens=int(text["token_ids"].shape[1]) + 1,
-        text_embedding_dim=int(embeddings.shape[1]) if (use_text_embeddings and embeddings is not None) else 0,
+        text_embedding_dim=width,
         max_history=tokenizer.max_history,
     )
     settings.update(config_overrides)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-import os
+import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from ..configuration_cobra import GENERATION_MODES
+from ..configuration_cobra import GENERATION_MODES, CobraConfig
 from .collator import CobraDataCollator
-from .datasets import index_splits, item_slot_counts, validation_sample
+from ..evaluation.sampling import sample_split
+from .datasets import index_splits, item_slot_counts
 from .model_builder import build_model, read_prepare_args
 from .resume import CHECKPOINT_COMPLETE_FILES, check_not_finished, check_same_catalog, resolve_resume_checkpoint
 from .trainer import CobraTrainer
-from .weight_averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
 __all__ = ["CHECKPOINT_COMPLETE_FILES", "main", "parse_args", "resolve_resume_checkpoint", "run_training"]
@@ -27,38 +28,96 @@ __all__ = ["CHECKPOINT_COMPLETE_FILES", "main", "parse_args", "resolve_resume_ch
 
 @dataclass
 class CobraTrainingArguments:
-    """What to train on and the model's shape (every other flag is a transformers TrainingArguments flag)."""
+    """What to train on and how to validate (the model's own flags come from CobraConfig, see `model_arguments`;
+    every other flag is a transformers TrainingArguments flag)."""
 
     catalog: str = field(metadata={"help": "catalog folder made by `cobra-hf prepare`"})
     data: str | None = field(default=None, metadata={"help": "dataset folder (default: the one the catalog was prepared from)"})
     init_from: str | None = field(default=None, metadata={"help": "start from this checkpoint instead of a new model (fine-tuning)"})
-    hidden_size: int = 128
-    num_attention_heads: int = 4
-    intermediate_size: int = 512
-    encoder_layers: int = 1
-    decoder_layers: int = 2
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    max_history: int = 20
-    length_buckets: int = field(default=8, metadata={"help": "decode each batch in this many groups of rows of similar length (same numbers, less padding; 1 = off)"})
-    contrastive_temperature: float = 0.2
-    sparse_loss_weight: float = 1.0
-    dense_loss_weight: float = 1.0
-    history_dense_loss_weight: float = 0.0
-    num_dense_negatives: int = field(default=0, metadata={"help": "InfoNCE negatives: 0 in-batch, -1 whole catalog, n sampled + in-batch"})
-    dense_logq_correction: bool = field(default=False, metadata={"help": "correct InfoNCE logits for the popularity that in-batch negatives are drawn by (log Q)"})
-    catalog_dense_loss_weight: float = field(default=0.0, metadata={"help": "weight of a whole-catalog InfoNCE for the predicted vectors against a bank of item vectors"})
-    catalog_refresh_steps: int = field(default=10, metadata={"help": "training steps between re-encodings of that bank"})
-    item_deletion: float = field(default=0.0, metadata={"help": "training augmentation: chance that each item of a sequence is deleted in a forward (0 = off)"})
-    use_item_embeddings: bool = field(default=False, metadata={"help": "add a learned per-item embedding to each dense vector"})
-    use_text_embeddings: bool = field(default=False, metadata={"help": "add the frozen sentence embedding to each dense vector"})
+    model_config: str | None = field(default=None, metadata={"help": "JSON object (or a .json file) of CobraConfig fields for a new model; the model flags given on the command line override it"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
     eval_modes: str = field(default="", metadata={"help": 'comma-separated generate() modes also evaluated at each validation (e.g. "dense,sparse"), logged as eval_<mode>_recall@10 etc.'})
-    eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
-    weight_average_decay: float = field(default=0.0, metadata={"help": "keep an exponential moving average of the weights with this decay per step (e.g. 0.998: about the last 500 steps); validation scores it and the run saves it (0 = off)"})
+    eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time, see cobra_hf.evaluation.sample_users) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
+    # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
+    model_overrides: dict = field(default_factory=dict, init=False)
+
+
+# CobraConfig fields that the catalog decides (or that describe the file format): never training flags
+CATALOG_FIELDS = ("level_sizes", "num_items", "text_vocab_size", "max_text_tokens", "catalog_hash", "format_version")
+# --use_text_embeddings True|False, the flag before text_embedding_dim became one, still spells -1 | 0
+TEXT_EMBEDDINGS_ALIAS = "use_text_embeddings"
+
+
+def model_field_help() -> dict[str, str]:
+    """Each CobraConfig field's description, from CobraConfig's docstring (`name (`type`...): text` entries): the
+    help of the model flags, written once, where the fields are defined."""
+    doc = re.sub(r"\s+", " ", CobraConfig.__doc__ or "")
+    entries = re.split(r" (?=[a-z_]+(?:, [a-z_]+)* \(`)", doc)
+    help_text = {}
+    for entry in entries:
+        match = re.match(r"([a-z_]+) \(`[^`]*`(?:, defaults to [^)]*)?\):? ?(.*)", entry.strip())
+        if match:
+            help_text[match.group(1)] = match.group(2).strip()
+    return help_text
+
+
+def model_arguments() -> type:
+    """A dataclass of every CobraConfig field a training run may set (CATALOG_FIELDS aside), typed and named as in
+    CobraConfig, default None = not given (CobraConfig's own default applies)."""
+    help_text = model_field_help()
+    fields = []
+    for name, parameter in inspect.signature(CobraConfig.__init__).parameters.items():
+        if name in ("self", "kwargs") or name in CATALOG_FIELDS:
+            continue
+        kind = type(parameter.default)
+        default = parameter.default
+        note = help_text.get(name, "")
+        if name == "text_embedding_dim":
+            note = ("width of the frozen sentence embedding added to each dense vector: 0 = none (the paper), -1 = the "
+                    "catalog's own (--use_text_embeddings True says the same)")
+        fields.append((name, kind, field(default=None, metadata={"help": f"{note} (CobraConfig default: {default})"})))
+    return make_dataclass("CobraModelArguments", fields)
+
+
+def _alias_text_embeddings(argv: list[str]) -> list[str]:
+    """--use_text_embeddings [True|False] -> --text_embedding_dim -1 | 0."""
+    out, index = [], 0
+    while index < len(argv):
+        name, equals, value = argv[index].partition("=")
+        index += 1
+        if name != f"--{TEXT_EMBEDDINGS_ALIAS}":
+            out.append(argv[index - 1])
+            continue
+        if not equals:  # a bare flag means True, as for any boolean flag
+            given = index < len(argv) and not argv[index].startswith("--")
+            value = argv[index] if given else "True"
+            index += given
+        out += ["--text_embedding_dim", "-1" if value.lower() in ("true", "1", "yes") else "0"]
+    return out
+
+
+def read_model_config(text: str | None) -> dict:
+    """--model_config: a JSON object of CobraConfig fields, or the path of a .json file holding one."""
+    if not text:
+        return {}
+    source = Path(text)
+    try:
+        settings = json.loads(source.read_text() if text.endswith(".json") and source.is_file() else text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model_config is not JSON ({err}): {text!r}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--model_config must be a JSON object of CobraConfig fields, got {text!r}.")
+    if TEXT_EMBEDDINGS_ALIAS in settings:
+        settings["text_embedding_dim"] = -1 if settings.pop(TEXT_EMBEDDINGS_ALIAS) else 0
+    allowed = {item.name for item in fields(model_arguments())}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"--model_config: {unknown[0]} is not a CobraConfig field a training run sets "
+                         f"(the catalog decides {list(CATALOG_FIELDS)}).")
+    return settings
 
 
 # our defaults for TrainingArguments; any of them can be given again on the command line
@@ -71,19 +130,26 @@ TRAINING_DEFAULTS = [
 
 
 def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArguments]:
-    parser = HfArgumentParser((CobraTrainingArguments, TrainingArguments))
+    """The command line -> (run arguments with the model's CobraConfig fields in `model_overrides`, TrainingArguments)."""
+    parser = HfArgumentParser((CobraTrainingArguments, model_arguments(), TrainingArguments))
     parser.prog = "cobra-hf train"
     parser.description = (
         "Train COBRA on a catalog made by `cobra-hf prepare` with the transformers Trainer; every "
         "TrainingArguments flag works. Example: cobra-hf train --catalog runs/beauty/catalog "
         "--output_dir runs/beauty/model --num_train_epochs 5"
     )
+    argv = _alias_text_embeddings(list(argv))
     if any(flag in argv for flag in ("-h", "--help")):
         parser.parse_args_into_dataclasses(args=argv)
     defaults = list(TRAINING_DEFAULTS)
     if not torch.accelerator.is_available():  # pinned memory only helps copies to an accelerator (and warns without)
         defaults += ["--dataloader_pin_memory", "False"]
-    cobra_args, training_args = parser.parse_args_into_dataclasses(args=defaults + list(argv))
+    cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    given = {name: value for name, value in asdict(model_args).items() if value is not None}
+    cobra_args.model_overrides = {**read_model_config(cobra_args.model_config), **given}
+    if cobra_args.init_from and cobra_args.model_overrides:
+        raise ValueError(f"--{sorted(cobra_args.model_overrides)[0]}: a model flag does nothing with --init_from "
+                         "(the checkpoint's config is kept).")
     return cobra_args, training_args
 
 
@@ -138,17 +204,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         tokenizer = CobraTokenizer.from_pretrained(cobra_args.init_from)
         prepare_args = read_prepare_args(cobra_args.catalog)
     else:
-        model_fields = {
-            name: getattr(cobra_args, name)
-            for name in ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
-                         "dropout", "attention_dropout", "max_history", "contrastive_temperature", "sparse_loss_weight",
-                         "dense_loss_weight", "history_dense_loss_weight", "num_dense_negatives", "use_text_embeddings",
-                         "use_item_embeddings", "dense_logq_correction", "catalog_dense_loss_weight",
-                         "catalog_refresh_steps", "length_buckets", "item_deletion")
-        }
-        model, tokenizer = build_model(
-            cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings, seed=training_args.seed, **model_fields
-        )
+        model, tokenizer = build_model(cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings,
+                                       seed=training_args.seed, **cobra_args.model_overrides)
         prepare_args = read_prepare_args(cobra_args.catalog)
     if resume:
         check_same_catalog(resume, model.config.catalog_hash, cobra_args.catalog)
@@ -167,10 +224,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     eval_users = cobra_args.eval_users
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
     # the same random users for the validation loss and Recall/NDCG, the same ones in every run
-    validation = validation_sample(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
+    validation = sample_split(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
     callbacks = list(callbacks or [])
-    if cobra_args.weight_average_decay:
-        callbacks.append(WeightAverage(cobra_args.weight_average_decay, resume_from=resume))
     trainer = CobraTrainer(
         model=model,
         args=training_args,
@@ -192,7 +247,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         "train_loss": round(result.training_loss, 4),
         "data_dir": str(data_dir),
         "catalog": str(cobra_args.catalog),
-        "cobra_args": asdict(cobra_args),
+        # the run's flags, model fields beside the others (the layout of summaries before model_overrides)
+        "cobra_args": {**{k: v for k, v in asdict(cobra_args).items() if k != "model_overrides"},
+                       **cobra_args.model_overrides},
         "log_history": trainer.state.log_history,
     }
     # the final model, the catalog assets (for adding items later), the summary and the card appear together

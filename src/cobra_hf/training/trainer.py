@@ -9,7 +9,6 @@ from pathlib import Path
 from transformers import Trainer
 
 from ..evaluation import evaluate_split
-from .weight_averaging import WeightAverage
 
 
 class CobraTrainer(Trainer):
@@ -81,15 +80,7 @@ class CobraTrainer(Trainer):
             self._component_sums, self._component_count = {}, 0
         super().log(logs, *args, **kwargs)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """With a `WeightAverage` callback, the averaged weights are evaluated (the ones the run will save)."""
-        average = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, WeightAverage)), None)
-        if average is None:
-            return self._evaluate_with_recommendations(eval_dataset, ignore_keys, metric_key_prefix)
-        with average.swapped_in(self.accelerator.unwrap_model(self.model)):
-            return self._evaluate_with_recommendations(eval_dataset, ignore_keys, metric_key_prefix)
-
-    def _evaluate_with_recommendations(self, eval_dataset, ignore_keys, metric_key_prefix: str) -> dict:
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if self.recommendation_split is not None and self.is_world_process_zero():
             model = self.accelerator.unwrap_model(self.model)
