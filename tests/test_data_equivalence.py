@@ -233,3 +233,68 @@ def test_leave_one_out_of_selected_rows_and_edge_lengths():
     for ds in (seqs, seqs.select([12, 0, 5, 3, 9]), seqs.filter(lambda r: len(r["item_ids"]) % 2 == 1)):
         for max_history in (1, 2, 4, 5, 20, 100):
             same_splits(leave_one_out(ds, max_history), _rowwise.leave_one_out(ds, max_history))
+
+
+# ------------------------------------------------------------------------------- index_splits (catalog indices)
+def _rowwise_index_splits(data_dir, tokenizer, max_history, unknown_items):
+    """index_splits as it was: the row-by-row splits, each row through tokenizer.items_to_indices."""
+    sequences, _ = _rowwise.load_dataset_folder(data_dir, drop_unknown=True)
+    splits = _rowwise.leave_one_out(sequences, max_history=max_history)
+    lookup = tokenizer.item_to_index
+    train = [tokenizer.items_to_indices(items, unknown_items) for items in splits["train"]["item_ids"]]
+    out = {"train": {"item_index": [t for t in train if len(t) >= 2], "length": [len(t) for t in train if len(t) >= 2]}}
+    for name in ("validation", "test"):
+        rows = {"user_id": [], "history_index": [], "target_index": [], "length": []}
+        for user, history, target in zip(splits[name]["user_id"], splits[name]["history"], splits[name]["target"]):
+            if target not in lookup:
+                continue
+            index = tokenizer.items_to_indices(history, unknown_items)
+            if index:
+                rows["user_id"].append(user)
+                rows["history_index"].append(index)
+                rows["target_index"].append(lookup[target])
+                rows["length"].append(len(index) + 1)
+        out[name] = rows
+    coverage = {}
+    for name in ("validation", "test"):
+        unknown, skipped, unknown_targets = set(), 0, 0
+        for history, target in zip(splits[name]["history"], splits[name]["target"]):
+            unknown.update(item for item in (*history, target) if item not in lookup)
+            unknown_targets += target not in lookup
+            skipped += target not in lookup or not any(item in lookup for item in history)
+        coverage[name] = {"users_in_split": len(splits[name]), "users_skipped": skipped,
+                          "unknown_targets": unknown_targets, "unknown_items": len(unknown)}
+    return out, coverage
+
+
+def _catalog_tokenizer(item_ids):
+    import torch
+
+    from cobra_hf import CobraTokenizer
+
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.stack([torch.randint(0, 8, (len(item_ids),), generator=gen) for _ in range(3)], 1)
+    return CobraTokenizer.from_items(list(item_ids), codes, [f"t {i}" for i in item_ids], [8, 8, 8], max_history=20)
+
+
+@pytest.mark.parametrize("name", REAL[-1:])
+def test_index_splits_match_with_items_held_out_of_the_catalog(name):
+    from cobra_hf.training.datasets import index_splits, item_slot_counts
+
+    folder = SHARED_DATA / name
+    _, items = load_dataset_folder(folder)
+    catalog = [item for n, item in enumerate(items["item_id"]) if n % 10 != 3]  # a tenth are "cold-start" items
+    tokenizer = _catalog_tokenizer(catalog)
+    for max_history in (20, 4):
+        splits = index_splits(str(folder), tokenizer, max_history=max_history)
+        expected, coverage = _rowwise_index_splits(folder, tokenizer, max_history, "drop")
+        for split in ("train", "validation", "test"):
+            assert splits[split].to_dict() == expected[split]
+        assert splits.coverage == coverage and coverage["test"]["unknown_items"] > 0
+    counts = item_slot_counts(splits["train"], len(catalog))
+    assert int(counts.sum()) == sum(expected["train"]["length"])
+    with pytest.raises(KeyError) as new:
+        index_splits(str(folder), tokenizer, unknown_items="error")
+    with pytest.raises(KeyError) as old:
+        _rowwise_index_splits(folder, tokenizer, 20, "error")
+    assert str(new.value) == str(old.value)
