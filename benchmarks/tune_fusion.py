@@ -6,7 +6,7 @@ Recall@10, NDCG@10, NDCG@5, Recall@5, then grid order) and the paper's fusion
 (`beam_fusion="paper"` over the checkpoint's generation config) are then evaluated on the whole test split.
 Writes everything (metrics, seconds) to --output as JSON and prints a Markdown table.
 
-Splits come from a frozen `splits.pt` (benchmarks/sweep.py prepare: {"validation"/"test": {"history": list of
+Splits come from a frozen `splits.pt` (made by the former benchmarks/sweep.py: {"validation"/"test": {"history": list of
 catalog-index lists, "target": list of catalog indices}}, made with the same catalog as the checkpoint) or from a
 dataset folder (--data) tokenized with the checkpoint's own tokenizer.
 
@@ -101,7 +101,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", required=True, nargs="+",
                         help="checkpoint folder; several of one catalog are tuned as an ensemble (cobra_hf.ensemble)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--splits", help="frozen splits.pt (benchmarks/sweep.py prepare) with catalog indices")
+    source.add_argument("--splits", help="frozen splits.pt ({\"validation\"/\"test\": {\"history\", \"target\"}}) with catalog indices")
     source.add_argument("--data", help="dataset folder, split with the checkpoint's tokenizer")
     parser.add_argument("--grid", required=True, help="JSON list of dicts of generate() arguments, or a .json file")
     parser.add_argument("--val-users", type=int, default=5000, help="validation users sampled at random (seed 0)")

@@ -50,7 +50,6 @@ _CONFIG_ROWS = [
     ("contrastive_temperature", "contrastive temperature"),
     ("num_dense_negatives", "InfoNCE negatives (0 in-batch, -1 catalog, n sampled + in-batch)"),
     ("dense_logq_correction", "InfoNCE popularity (log Q) correction"),
-    ("catalog_dense_loss_weight", "whole-catalog InfoNCE weight (banked item vectors)"),
     ("catalog_hash", "catalog hash"),
 ]
 # training_info keys with their labels and formatting.
