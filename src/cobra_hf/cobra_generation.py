@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -163,6 +164,27 @@ def set_generation_defaults(decoder, kwargs: dict) -> None:
     """Checks `kwargs` like generate() does and writes every resolved setting into decoder.generation_config."""
     for name, value in resolve_settings(decoder.config, decoder.generation_config, kwargs).items():
         setattr(decoder.generation_config, name, value)
+
+
+def restore_generation_defaults(decoder, generation_config, source, kwargs: dict) -> None:
+    """from_pretrained's generation hook (adjust_generation_fn): the generate() defaults saved in source's
+    generation_config.json, or from_pretrained(generation_config=...), checked and installed; a checkpoint without the
+    file keeps DEFAULT_GENERATION, a file with a wrong setting is a ValueError naming it."""
+    if generation_config is None:
+        download = {key: kwargs[key] for key in ("cache_dir", "force_download", "proxies", "local_files_only",
+                                                 "token", "revision", "subfolder") if key in kwargs}
+        try:
+            generation_config = GenerationConfig.from_pretrained(source, **download)
+        except OSError as err:
+            local = Path(str(source), download.get("subfolder") or "", GENERATION_FILE)
+            if local.is_file():  # there, but unreadable: say so rather than silently use other defaults
+                raise ValueError(f"{local} is not a valid generation config: {err}") from None
+            return
+    saved = {name: getattr(generation_config, name, default) for name, default in DEFAULT_GENERATION.items()}
+    try:
+        set_generation_defaults(decoder, saved)
+    except ValueError as err:
+        raise ValueError(f"The generation config of {source} ({GENERATION_FILE}): {err}") from None
 
 
 def reads_history_query(settings: dict) -> bool:

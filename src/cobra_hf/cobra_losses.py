@@ -32,6 +32,25 @@ def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch
     return total / predicted.shape[0]
 
 
+def catalog_columns(config, training: bool) -> bool:
+    """Whether the InfoNCE columns are the whole catalog: config.num_dense_negatives = -1, or any extra negatives
+    outside training (evaluation scores the whole catalog, no random draw)."""
+    count = config.num_dense_negatives
+    return count == -1 or (count != 0 and not training)
+
+
+def contrastive_items(distinct: torch.Tensor, config, training: bool) -> torch.Tensor:
+    """The items each InfoNCE target is scored against (config.num_dense_negatives), Long[C] sorted, a superset of
+    the batch's distinct items Long[U] (sorted): those alone (0), plus n uniform draws in training (n > 0), or the
+    whole catalog (catalog_columns)."""
+    if config.num_dense_negatives == 0:
+        return distinct
+    if catalog_columns(config, training):
+        return torch.arange(config.num_items, device=distinct.device)
+    drawn = torch.randint(config.num_items, (config.num_dense_negatives,), device=distinct.device)
+    return torch.unique(torch.cat([distinct, drawn]))
+
+
 def item_frequencies(counts: torch.Tensor, num_items: int) -> torch.Tensor:
     """counts Float or Long[I] (item slots each catalog item fills in the training sequences) -> each item's share
     Float[I], with add-one smoothing so that an item never seen in training keeps a small, finite chance."""

@@ -16,7 +16,6 @@ Shapes: B batch, H history items, L levels, S = H * (L + 1) sequence positions, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +25,10 @@ from transformers.utils import ModelOutput
 
 from .checkpoint_files import CheckpointFilesMixin
 from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
-from .cobra_generation import (DEFAULT_GENERATION, GENERATION_FILE, CobraGenerationOutput, generate,
+from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
-from .cobra_losses import column_log_q, delete_items, info_nce, item_frequencies
+from .cobra_losses import catalog_columns, column_log_q, contrastive_items, delete_items, info_nce, item_frequencies
 from .configuration_cobra import CobraConfig
 
 # The "cobra-recommendation" pipeline (pipeline_cobra.py) travels with every checkpoint: config.json's
@@ -364,27 +363,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self._item_frequency = item_frequencies(counts, self.config.num_items)
 
     # ------------------------------------------------------------------ training forward
-    def _contrastive_items(self, distinct: torch.Tensor) -> torch.Tensor:
-        """The items each InfoNCE target is scored against (config.num_dense_negatives), Long[C] sorted, a superset
-        of the batch's distinct items Long[U] (sorted). Training draws uniform extra negatives; evaluation scores the
-        whole catalog (no random draw there)."""
-        count = self.config.num_dense_negatives
-        if count == 0:
-            return distinct
-        if self._catalog_columns():
-            return torch.arange(self.config.num_items, device=distinct.device)
-        drawn = torch.randint(self.config.num_items, (count,), device=distinct.device)
-        return torch.unique(torch.cat([distinct, drawn]))
-
-    def _catalog_columns(self) -> bool:
-        """Whether the InfoNCE columns are the whole catalog: num_dense_negatives = -1, or any extra negatives in
-        evaluation mode (see _contrastive_items)."""
-        count = self.config.num_dense_negatives
-        return count == -1 or (count != 0 and not self.training)
-
     def _column_log_q(self, columns_index: torch.Tensor, item_slots: int) -> torch.Tensor | None:
         """log Q Float[C] of the InfoNCE columns (cobra_losses.column_log_q); None for whole-catalog columns (Q = 1)."""
-        if self._catalog_columns():
+        if catalog_columns(self.config, self.training):
             return None
         if self._item_frequency is None or self._item_frequency.shape[0] != self.config.num_items:
             raise ValueError(
@@ -411,7 +392,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # positives, and the model learns that difference instead of the user (tried: the loss then stalls at
         # log(catalog / batch items))
         distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
-        columns_index = self._contrastive_items(distinct) if labels is not None else distinct
+        columns_index = contrastive_items(distinct, config, self.training) if labels is not None else distinct
         if config.num_dense_negatives and not self.training and labels is not None:
             columns = self.all_item_vectors(normalized=False)[columns_index]
         else:
@@ -515,18 +496,4 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """Called by from_pretrained (the hook GenerationMixin models use; COBRA has its own generate): restores the
         generate() defaults saved in generation_config.json, or takes from_pretrained(generation_config=...).
         Checkpoints without the file keep DEFAULT_GENERATION; a file with a wrong setting is a ValueError naming it."""
-        if generation_config is None:
-            download = {key: kwargs[key] for key in ("cache_dir", "force_download", "proxies", "local_files_only",
-                                                     "token", "revision", "subfolder") if key in kwargs}
-            try:
-                generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **download)
-            except OSError as err:
-                local = Path(str(pretrained_model_name_or_path), download.get("subfolder") or "", GENERATION_FILE)
-                if local.is_file():  # there, but unreadable: say so rather than silently use other defaults
-                    raise ValueError(f"{local} is not a valid generation config: {err}") from None
-                return
-        saved = {name: getattr(generation_config, name, default) for name, default in DEFAULT_GENERATION.items()}
-        try:
-            self.set_generation_defaults(**saved)
-        except ValueError as err:
-            raise ValueError(f"The generation config of {pretrained_model_name_or_path} ({GENERATION_FILE}): {err}") from None
+        restore_generation_defaults(self, generation_config, pretrained_model_name_or_path, kwargs)
