@@ -108,6 +108,9 @@ def test_users_who_fall_below_k_after_items_go_iterate_to_a_fixed_point(tmp_path
 def test_text_times_sort_as_text_and_number_text_as_numbers(tmp_path):
     dates = [("u", "a", "2021-03-01"), ("u", "b", "2020-12-31"), ("u", "c", "2021-03-01")]
     assert both(write_log(tmp_path / "dates.jsonl", dates))["item_ids"] == [["b", "a", "c"]]
+    stamps = [("u", "a", "2021-03-01 10:00:00"), ("v", "b", "2020-12-31 23:59:59"), ("u", "c", "2021-03-01 09:59:59"),
+              ("u", "d", "2021-03-01 10:00:00")]  # pyarrow's CSV reader makes these timestamps, pandas left text
+    assert both(write_log(tmp_path / "stamps.csv", stamps))["item_ids"] == [["c", "a", "d"], ["b"]]
     numbers = [("u", "a", "10"), ("u", "b", "9"), ("u", "c", "-1.5")]  # as text "10" < "9"; as numbers not
     assert both(write_log(tmp_path / "numbers.jsonl", numbers))["item_ids"] == [["c", "b", "a"]]
     assert both(write_log(tmp_path / "order.csv", TIES), time_col=None)["item_ids"][0] == ["b", "a", "c", "d"]
