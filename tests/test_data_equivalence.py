@@ -183,6 +183,10 @@ def test_bad_files_fail_with_one_line_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match="bad.csv: could not read") as err:
         load_interactions(bad)
     assert len(str(err.value).splitlines()) == 1
+    bad.write_bytes(b"user_id,item_id,timestamp\nu1,a,1\nu2,caf\xe9,2\n")
+    with pytest.raises(ValueError, match=r"bad.csv: could not read.*Row #3.*UTF8") as err:  # pyarrow counts lines
+        load_interactions(bad)
+    assert len(str(err.value).splitlines()) == 1
     with pytest.raises(ValueError, match="unsupported interaction file type '.xlsx'"):
         load_interactions(write_log(tmp_path / "log.csv", TIES).rename(tmp_path / "log.xlsx"))
 
