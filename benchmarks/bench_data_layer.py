@@ -3,6 +3,8 @@ one it replaced, and a pyarrow CSV + pandas baseline, side by side.
 
     python benchmarks/bench_data_layer.py                       # 5M rows, 200k users, 100k items; about 4 minutes
     python benchmarks/bench_data_layer.py --rows 500000 --skip-rowwise
+    python benchmarks/bench_data_layer.py --rows 40000000 --users 1600000 --items 800000 --workers columnar --scaling
+                                   # adds a point to `columnar_scaling`: peak memory per interaction at that size
 
 One process drives the run; each implementation runs in a fresh subprocess of this script (`--worker NAME`) so
 that its peak RSS (VmHWM) is its own, not inherited from the others or from the log generator.
@@ -186,6 +188,17 @@ def table(results: dict, rows: int) -> str:
     return "\n".join(lines + [""] + ratios)
 
 
+def add_scaling_point(output: Path, rows: int, users: int, items: int, result: dict) -> None:
+    """Record one columnar run at `rows` interactions, with the memory per interaction above the imports."""
+    data = json.loads(output.read_text()) if output.is_file() else {}
+    point = {"users": users, "items": items, "load_s": result["load_s"], "split_s": result["split_s"],
+             "peak_rss_gb": result["peak_rss_gb"], "rss_after_imports_gb": result["rss_after_imports_gb"],
+             "bytes_per_interaction": round((result["peak_rss_gb"] - result["rss_after_imports_gb"]) * 1e9 / rows, 1)}
+    data.setdefault("columnar_scaling", {})[str(rows)] = point
+    output.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"added {rows:,} interactions to {output}: {point}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -195,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", nargs="+", choices=WORKERS, default=list(WORKERS),
                         help="which implementations to run (e.g. only columnar, to measure memory per row at scale)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--scaling", action="store_true",
+                        help="add this run's columnar figures to the output's `columnar_scaling` (by row count) instead "
+                             "of replacing the file: the points that say how large a log fits in a given memory")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,10 +235,15 @@ def main(argv: list[str] | None = None) -> None:
     text = table(results, args.rows)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.scaling:
+        add_scaling_point(args.output, args.rows, args.users, args.items, results["columnar"])
+        return
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     args.output.write_text(json.dumps({
         "rows": args.rows, "users": args.users, "items": args.items, "min_count": 5, "max_history": 20,
         "threads": 1, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": platform.python_version(),
         "labels": {name: LABELS[name] for name in results}, "results": results, "table": text,
+        "columnar_scaling": previous.get("columnar_scaling", {}),
     }, indent=1) + "\n")
     print(f"wrote {args.output}")
 
