@@ -4,7 +4,8 @@ Measured on the validation split (never test), for the users given (all by defau
   * teacher-forced accuracy of each code level: level l predicted with the target's true codes 1..l-1 fed in
     (the training condition), top-1 and top-10, unconstrained and restricted to valid next codes, plus the mean
     cross-entropy per level;
-  * the target's ID among the beams: hit rate of beam search at M = 1, 5, 10, 20 (and the chain-greedy ID);
+  * the target's ID among the beams: the share of users whose target ID is among the best 1, 5, 10, 20 beams of
+    one beam search with M = 20;
   * the rank of the target among the items of its own ID by the beam's dense vector (how much the dense half
     must do once the ID is right), and the share of targets whose ID is shared with other items;
   * gradient shares: the norm of each loss's gradient on the shared decoder parameters, over a few training
@@ -73,11 +74,12 @@ def teacher_forced_levels(model, tokenizer, split, batch_size: int = 512, topk: 
 
 
 @torch.no_grad()
-def beam_hits(model, tokenizer, split, beams=(1, 5, 10, 20), batch_size: int = 256) -> dict:
-    """Share of users whose target ID is among the M beams of the constrained beam search, and the rank of the
-    target among its ID's items by the beam's dense vector (when the ID is found at the largest M)."""
-    largest = max(beams)
-    found = {m: 0 for m in beams}
+def beam_hits(model, tokenizer, split, ranks=(1, 5, 10, 20), batch_size: int = 256) -> dict:
+    """One constrained beam search with M = max(ranks) beams per user: the share of users whose target ID is among
+    its best r beams for each r, and the rank of the target among its ID's items by that beam's dense vector (when
+    the ID is found)."""
+    beams = max(ranks)
+    found = {r: 0 for r in ranks}
     within_rank = []
     shared = 0
     users = 0
@@ -88,29 +90,27 @@ def beam_hits(model, tokenizer, split, beams=(1, 5, 10, 20), batch_size: int = 2
         batch = tokenizer.encode_indices(histories[begin : begin + batch_size], return_tensors="pt")
         target_items = torch.tensor(targets[begin : begin + batch_size])
         target_codes = model.item_codes[target_items]  # [B, L]
-        for m in beams:
-            out = model.generate(**batch, mode="sparse", num_beams=m, top_k=1, beam_fusion="paper",
-                                 dense_guided_ids=0, beam_fusion_dense_psi=0.0)
-            match = (out.semantic_ids[:, :m] == target_codes[:, None]).all(-1)  # [B, M]
-            found[m] += int(match.any(-1).sum())
-            if m == largest:
-                beam_of = match.float().argmax(-1)
-                vectors = F.normalize(out.beam_vectors[torch.arange(len(beam_of)), beam_of], dim=-1)
-                members, valid = index.items_of(target_codes[:, None])  # [B, 1, P]
-                members, valid = members[:, 0], valid[:, 0]
-                shared += int((valid.sum(-1) > 1).sum())
-                cos = (vectors[:, None] * catalog[members]).sum(-1).masked_fill(~valid, float("-inf"))
-                target_cos = (vectors * catalog[target_items]).sum(-1)
-                rank = (cos > target_cos[:, None]).sum(-1)
-                within_rank += rank[match.any(-1)].tolist()
+        out = model.generate(**batch, mode="sparse", num_beams=beams, top_k=1)
+        match = (out.semantic_ids[:, :beams] == target_codes[:, None]).all(-1)  # [B, M], beams best first
+        for r in ranks:
+            found[r] += int(match[:, :r].any(-1).sum())
+        beam_of = match.float().argmax(-1)
+        vectors = F.normalize(out.beam_vectors[torch.arange(len(beam_of)), beam_of], dim=-1)
+        members, valid = index.items_of(target_codes[:, None])  # [B, 1, P]
+        members, valid = members[:, 0], valid[:, 0]
+        shared += int((valid.sum(-1) > 1).sum())
+        cos = (vectors[:, None] * catalog[members]).sum(-1).masked_fill(~valid, float("-inf"))
+        target_cos = (vectors * catalog[target_items]).sum(-1)
+        rank = (cos > target_cos[:, None]).sum(-1)
+        within_rank += rank[match.any(-1)].tolist()
         users += len(target_items)
-    ranks = torch.tensor(within_rank, dtype=torch.float)
+    ranks_found = torch.tensor(within_rank, dtype=torch.float)
     return {
         "users": users,
-        "id_hit_rate": {str(m): found[m] / users for m in beams},
+        "id_hit_rate": {str(r): found[r] / users for r in ranks},
         "target_id_shared_share": shared / users,
-        "within_id_top1_when_found": float((ranks == 0).float().mean()) if len(ranks) else None,
-        "within_id_mean_rank_when_found": float(ranks.mean()) if len(ranks) else None,
+        "within_id_top1_when_found": float((ranks_found == 0).float().mean()) if len(ranks_found) else None,
+        "within_id_mean_rank_when_found": float(ranks_found.mean()) if len(ranks_found) else None,
     }
 
 

@@ -647,6 +647,22 @@ def block_load_checks(r: Renderer, arg=None) -> str:
             + f"\n\n{data['what']} ({data['cpu']}, torch {data['torch']}, {data['torch_threads']} thread). " + r.sources())
 
 
+def block_data_layer(r: Renderer, arg=None) -> str:
+    d = r.load("data_layer.json")
+    res = d["results"]
+    names = [n for n in ("rowwise", "columnar", "pandas") if n in res]
+    def sec(v):
+        return "-" if v is None else f"{v:.1f} s"
+    rows = [["read + 5-core + sort + group into sequences", *(sec(res[n]["load_s"]) for n in names)],
+            ["leave-one-out splits", *(sec(res[n].get("split_s")) for n in names)],
+            ["peak RSS of the process", *(f"{res[n]['peak_rss_gb']:.2f} GB" for n in names)]]
+    scaling = sorted(d.get("columnar_scaling", {}).items(), key=lambda kv: int(kv[0]))
+    note = "; ".join(f"{int(k):,}: {v['load_s']:.0f} s, {v['peak_rss_gb']:.2f} GB" for k, v in scaling)
+    return (table([f"{d['rows']:,} interactions ({d['users']:,} users, {d['items']:,} items), {d['threads']} thread",
+                   *(d["labels"][n] for n in names)], rows)
+            + f"\n\nColumnar path at other sizes (load, peak RSS): {note}. " + r.sources())
+
+
 def block_commands(r: Renderer, arg=None) -> str:
     parts = []
     for name, _ in RUNS + [(SCIENTIFIC, None)]:
@@ -722,7 +738,7 @@ BLOCKS = {
     "gpu-sweep-negatives": block_gpu_sweep_negatives, "tune": block_tune, "probe": block_probe,
     "excluded": block_excluded, "seeds": block_seeds, "ensembles": block_ensembles, "cold-start": block_cold_start,
     "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
-    "research": block_research, "load-checks": block_load_checks,
+    "research": block_research, "load-checks": block_load_checks, "data-layer": block_data_layer,
 }
 
 
