@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training.collator import CobraDataCollator
-from cobra_hf.training.datasets import index_splits, validation_sample
+from cobra_hf.evaluation import sample_split
+from cobra_hf.training.datasets import index_splits
 
 
 @torch.no_grad()
@@ -142,7 +143,7 @@ def gradient_shares(model, tokenizer, train_split, batches: int = 4, batch_size:
 
 def diagnose(model, tokenizer, data_dir: str, users: int | None = None, grad_batches: int = 4) -> dict:
     splits = index_splits(data_dir, tokenizer, max_history=model.config.max_history)
-    validation = validation_sample(splits["validation"], users)
+    validation = sample_split(splits["validation"], users)
     model.eval()
     start = time.perf_counter()
     report = {

@@ -249,9 +249,9 @@ def _rowwise_index_splits(data_dir, tokenizer, max_history, unknown_items):
     splits = _rowwise.leave_one_out(sequences, max_history=max_history)
     lookup = tokenizer.item_to_index
     train = [tokenizer.items_to_indices(items, unknown_items) for items in splits["train"]["item_ids"]]
-    out = {"train": {"item_index": [t for t in train if len(t) >= 2], "length": [len(t) for t in train if len(t) >= 2]}}
+    out = {"train": {"item_index": [t for t in train if len(t) >= 2]}}
     for name in ("validation", "test"):
-        rows = {"user_id": [], "history_index": [], "target_index": [], "length": []}
+        rows = {"user_id": [], "history_index": [], "target_index": []}
         for user, history, target in zip(splits[name]["user_id"], splits[name]["history"], splits[name]["target"]):
             if target not in lookup:
                 continue
@@ -260,7 +260,6 @@ def _rowwise_index_splits(data_dir, tokenizer, max_history, unknown_items):
                 rows["user_id"].append(user)
                 rows["history_index"].append(index)
                 rows["target_index"].append(lookup[target])
-                rows["length"].append(len(index) + 1)
         out[name] = rows
     coverage = {}
     for name in ("validation", "test"):
@@ -299,7 +298,7 @@ def test_index_splits_match_with_items_held_out_of_the_catalog(name):
             assert splits[split].to_dict() == expected[split]
         assert splits.coverage == coverage and coverage["test"]["unknown_items"] > 0
     counts = item_slot_counts(splits["train"], len(catalog))
-    assert int(counts.sum()) == sum(expected["train"]["length"])
+    assert int(counts.sum()) == sum(len(row) for row in expected["train"]["item_index"])
     with pytest.raises(KeyError) as new:
         index_splits(str(folder), tokenizer, unknown_items="error")
     with pytest.raises(KeyError) as old:

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from cobra_hf.cli.main import main as cli_main
-from cobra_hf.training import (CobraDataCollator, CobraTrainer, build_model, index_splits, item_slot_counts, load_catalog,
-                               validation_sample)
+from cobra_hf.evaluation import sample_split
+from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits, item_slot_counts, load_catalog
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tiny import tiny_model  # noqa: E402
@@ -75,15 +75,14 @@ def test_index_splits_on_real_data(catalog_scientific):
     assert set(splits) == {"train", "validation", "test"}
     train = splits["train"]["item_index"]
     assert train and all(2 <= len(row) <= 6 for row in train)
-    assert splits["train"]["length"] == [len(row) for row in train]
+    assert splits["train"].column_names == ["item_index"]
     assert all(0 <= i < tokenizer.num_items for row in train for i in row)
 
     sequences = {line.split()[0]: line.split()[1:] for line in (data / "sequences.txt").read_text().splitlines()}
     long_users = {user for user, items in sequences.items() if len(items) >= 3}
     for name, offset in (("validation", 2), ("test", 1)):
         split = splits[name]
-        assert set(split.column_names) == {"user_id", "history_index", "target_index", "length"}
-        assert split["length"] == [len(history) + 1 for history in split["history_index"]]
+        assert set(split.column_names) == {"user_id", "history_index", "target_index"}
         assert set(split["user_id"]) == long_users  # every target is in the catalog: no user lost
         for user, history, target in zip(split["user_id"], split["history_index"], split["target_index"]):
             items = sequences[user]
@@ -98,7 +97,7 @@ def test_item_slot_counts_on_real_data(catalog_scientific):
     tokenizer, _, _ = load_catalog(catalog_scientific)
     train = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=20)["train"]
     counts = item_slot_counts(train, tokenizer.num_items)
-    assert counts.shape == (tokenizer.num_items,) and int(counts.sum()) == sum(train["length"])
+    assert counts.shape == (tokenizer.num_items,) and int(counts.sum()) == sum(len(row) for row in train["item_index"])
     first = train["item_index"][0][0]
     assert int(counts[first]) == sum(row.count(first) for row in train["item_index"])
     with pytest.raises(ValueError, match="outside the catalog"):
@@ -106,28 +105,6 @@ def test_item_slot_counts_on_real_data(catalog_scientific):
 
 
 # ------------------------------------------------------------------------------------------------ CobraTrainer
-def test_group_by_length_sampling_pads_less_and_covers_every_sequence(catalog_scientific, tmp_path):
-    """The `length` column lets the Trainer's group_by_length sampler batch similar lengths: the same rows, once each
-    per epoch, with far less padding than random batches (which usually hold a long row)."""
-    from transformers import TrainingArguments
-
-    model, tokenizer = build_model(catalog_scientific, init_text_embeddings=False, hidden_size=32, num_attention_heads=2,
-                                   intermediate_size=64)
-    train = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=20)["train"]
-    padding = {}
-    for strategy in ("random", "group_by_length"):
-        args = TrainingArguments(output_dir=str(tmp_path / strategy), per_device_train_batch_size=4, use_cpu=True,
-                                 report_to="none", train_sampling_strategy=strategy, seed=0)
-        trainer = CobraTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                               data_collator=CobraDataCollator(tokenizer, max_items=21))
-        batches = list(trainer.get_train_dataloader())
-        assert sum(len(batch["item_index"]) for batch in batches) == len(train)
-        items = sum(int(batch["attention_mask"].sum()) for batch in batches) // tokenizer.num_levels
-        assert items == sum(train["length"])  # every sequence once, whole
-        padding[strategy] = sum(batch["item_index"].numel() for batch in batches) - items
-    assert padding["group_by_length"] < 0.6 * padding["random"]  # 153 vs 335 padded items here (seed 0)
-
-
 def test_trainer_logs_loss_components_and_recommendation_metrics(catalog_scientific, tmp_path, one_torch_thread):
     from transformers import TrainingArguments
 
@@ -306,7 +283,7 @@ def test_train_cli_generation_defaults_and_extra_eval_modes(catalog_scientific, 
     # the run stopped at its evaluation, so the saved model is the one evaluated: same users, same numbers
     model, tokenizer = load_checkpoint(str(out))
     validation = index_splits(_data_dir(catalog_scientific), tokenizer, max_history=model.config.max_history)["validation"]
-    users = validation_sample(validation, 8)
+    users = sample_split(validation, 8)
     for mode, prefix in ((None, "eval"), ("dense", "eval_dense"), ("sparse", "eval_sparse")):
         settings = {} if mode is None else {"mode": mode}
         result = evaluate_split(model, tokenizer, users, show_progress=False, **settings)
@@ -320,18 +297,18 @@ def test_train_cli_generation_defaults_and_extra_eval_modes(catalog_scientific, 
     assert printed["recall@10"] == pytest.approx(first["recall@10"]) and printed["ndcg@5"] == pytest.approx(first["ndcg@5"])
 
 
-def test_validation_sample_is_seeded_spread_and_capped(catalog_scientific):
+def test_sample_split_is_seeded_spread_and_capped(catalog_scientific):
     _, tokenizer = build_model(catalog_scientific, init_text_embeddings=False, hidden_size=32, num_attention_heads=2,
                                intermediate_size=64)
     validation = index_splits(_data_dir(catalog_scientific), tokenizer)["validation"]
-    users = validation_sample(validation, 50)
-    assert len(users) == 50 and users["user_id"] == validation_sample(validation, 50)["user_id"]
+    users = sample_split(validation, 50)
+    assert len(users) == 50 and users["user_id"] == sample_split(validation, 50)["user_id"]
     position = {user: row for row, user in enumerate(validation["user_id"])}
     rows = [position[user] for user in users["user_id"]]
     assert rows == sorted(rows) and len(set(rows)) == 50
     assert rows[-1] > len(validation) // 2  # drawn from the whole split, not its first users
-    assert validation_sample(validation, 10, seed=1)["user_id"] != validation_sample(validation, 10)["user_id"]
-    assert validation_sample(validation, None) is validation and validation_sample(validation, 10**9) is validation
+    assert sample_split(validation, 10, seed=1)["user_id"] != sample_split(validation, 10)["user_id"]
+    assert sample_split(validation, None) is validation and sample_split(validation, 10**9) is validation
 
 
 def test_train_args_pin_memory_only_with_an_accelerator():
@@ -343,3 +320,11 @@ def test_train_args_pin_memory_only_with_an_accelerator():
     assert training_args.dataloader_pin_memory is torch.accelerator.is_available()
     _, training_args = parse_args(["--catalog", "c", "--output_dir", "o", "--dataloader_pin_memory", "True"])
     assert training_args.dataloader_pin_memory is True
+
+
+def test_length_grouped_batches_are_refused_in_one_line():
+    """group_by_length was measured to train a worse model and its length column is gone: refused, not half-run."""
+    from cobra_hf.training.train import parse_args
+
+    with pytest.raises(ValueError, match="group_by_length is not supported"):
+        parse_args(["--catalog", "x", "--output_dir", "y", "--train_sampling_strategy", "group_by_length"])

@@ -1,7 +1,7 @@
 """Dataset folders and interaction tables -> `datasets.Dataset`, leave-one-out splits, item text.
 
 Names are imported lazily: item text helpers (and the catalog readers built on them) work where `datasets` is not
-installed, e.g. on a bare accelerator machine running benchmarks/sweep.py.
+installed, e.g. on a bare accelerator machine that only reads a catalog.
 """
 
 from ..lazy_exports import lazy_exports

@@ -9,7 +9,6 @@ _EXPORTS = {
     "CobraDataCollator": ".collator",
     "index_splits": ".datasets",
     "item_slot_counts": ".datasets",
-    "validation_sample": ".datasets",
     "build_model": ".model_builder",
     "load_catalog": ".model_builder",
     "CobraTrainer": ".trainer",

@@ -14,12 +14,11 @@ from ..data.loading import arrow_dataset
 from ..tokenization_cobra import CobraTokenizer
 
 
-TRAIN_FEATURES = datasets.Features({"item_index": datasets.List(datasets.Value("int64")), "length": datasets.Value("int64")})
+TRAIN_FEATURES = datasets.Features({"item_index": datasets.List(datasets.Value("int64"))})
 EVAL_FEATURES = datasets.Features({
     "user_id": datasets.Value("string"),
     "history_index": datasets.List(datasets.Value("int64")),
     "target_index": datasets.Value("int64"),
-    "length": datasets.Value("int64"),
 })
 
 
@@ -64,10 +63,8 @@ def index_splits(
 ) -> datasets.DatasetDict:
     """Leave-one-out splits with items as catalog indices.
 
-    train rows: `item_index` list[int] (one training sequence of up to max_history + 1 items), `length` int (its
-    item count: the Trainer's `--train_sampling_strategy group_by_length` batches similar lengths together, so a batch
-    is padded to about its own rows' length instead of nearly always max_history + 1);
-    validation/test rows: `user_id`, `history_index` list[int], `target_index` int, `length` int (history + target).
+    train rows: `item_index` list[int] (one training sequence of up to max_history + 1 items);
+    validation/test rows: `user_id`, `history_index` list[int], `target_index` int.
     Items that are not in the catalog (e.g. items held out for a cold-start study) are dropped from histories
     (unknown_items="drop") or raise (unknown_items="error"); rows whose target is unknown, or whose history keeps no
     known item, are left out. What was left out is counted in the result's `coverage` attribute, per evaluation
@@ -91,7 +88,7 @@ def index_splits(
     flat, counts = _known_lists(index, offsets)
     rows = counts >= 2  # a training sequence needs one transition
     flat = flat[np.repeat(rows, counts)]
-    train = arrow_dataset(pa.table({"item_index": _index_lists(flat, counts[rows]), "length": counts[rows].astype(np.int64)}),
+    train = arrow_dataset(pa.table({"item_index": _index_lists(flat, counts[rows])}),
                           TRAIN_FEATURES)
     if require_train and len(train) == 0:
         raise ValueError(_no_training_message(data_dir, sequences))
@@ -112,7 +109,6 @@ def index_splits(
             "user_id": table.column("user_id").combine_chunks().filter(pa.array(rows)),
             "history_index": _index_lists(flat, counts[rows]),
             "target_index": target[rows],
-            "length": counts[rows] + 1,
         }), EVAL_FEATURES)
     result = datasets.DatasetDict(result)
     result.coverage = {name: split_coverage(splits[name], lookup) for name in ("validation", "test")}
@@ -142,17 +138,6 @@ def _no_training_message(data_dir: str, sequences: datasets.Dataset) -> str:
         "validation and test, so a user needs at least 4 items (known to the catalog) to give one; "
         f"{len(sequences)} users here, the longest with {longest} items"
     )
-
-
-def validation_sample(split: datasets.Dataset, users: int | None, seed: int = 0) -> datasets.Dataset:
-    """`users` rows of a validation/test split drawn at random (seeded; kept in split order), or all of them when
-    users is None or not smaller than the split. Users come in the dataset's order, which follows when they joined:
-    on Beauty the first 2,000 validation users score about half the Recall@10 of a random 2,000, so a prefix is
-    no estimate of the whole split."""
-    if users is None or users >= len(split):
-        return split
-    rows = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:users].sort().values
-    return split.select(rows.tolist())
 
 
 def item_slot_counts(train_split: datasets.Dataset, num_items: int) -> torch.Tensor:

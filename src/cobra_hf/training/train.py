@@ -147,6 +147,11 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
     cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
     given = {name: value for name, value in asdict(model_args).items() if value is not None}
     cobra_args.model_overrides = {**read_model_config(cobra_args.model_config), **given}
+    if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) == "group_by_length":
+        # measured: length-grouped batches train a worse model on every path (docs/EXPERIMENTS.md, section 4), and
+        # forward already skips most padding (decode_by_length); the training rows carry no length column for it
+        raise ValueError("--train_sampling_strategy group_by_length is not supported: batches are random "
+                         "(forward skips their padding itself, and grouped batches trained a worse model).")
     if cobra_args.init_from and cobra_args.model_overrides:
         raise ValueError(f"--{sorted(cobra_args.model_overrides)[0]}: a model flag does nothing with --init_from "
                          "(the checkpoint's config is kept).")
