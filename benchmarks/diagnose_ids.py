@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training.collator import CobraDataCollator
 from cobra_hf.evaluation import sample_split
-from cobra_hf.training.datasets import index_splits
+from cobra_hf.training.datasets import index_splits, item_slot_counts
 
 
 @torch.no_grad()
@@ -122,6 +122,8 @@ def gradient_shares(model, tokenizer, train_split, batches: int = 4, batch_size:
     order = torch.randperm(len(train_split), generator=generator)[: batches * batch_size].tolist()
     rows = train_split.select(order).to_list()
     params = [p for p in model.model.decoder.parameters() if p.requires_grad]
+    if model.config.dense_logq_correction:  # a training statistic, not saved with the weights
+        model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
     weights = {"sparse_loss": model.config.sparse_loss_weight, "dense_loss": model.config.dense_loss_weight,
                "history_dense_loss": model.config.history_dense_loss_weight}
     norms: dict[str, float] = {}

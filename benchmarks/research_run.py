@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--curve-modes", default="dense,sparse")
     parser.add_argument("--runs", default="runs/research", help="where the trained model is kept (not committed)")
     parser.add_argument("--test", action="store_true", help="also score the test split (final recipes only)")
+    parser.add_argument("--from-model", action="store_true",
+                        help="do not train: score the model already trained under --runs/NAME/model (its curve and "
+                        "training time come from its training_summary.json)")
     args = parser.parse_args()
     generation = {"num_beams": args.num_beams, **parse_generate_args(parser, args.generate_args)}
     model_args = json.loads(args.model_args)
@@ -85,10 +88,15 @@ def main() -> None:
              "True", "--generation", json.dumps(generation), "--eval_modes", ",".join(curve_modes)]
     for name, value in model_args.items():
         flags += [f"--{name}", str(value)]
-    cobra_args, training_args = parse_args(flags + shlex.split(args.train_args))
-    recorder = CurveRecorder()
     start = time.perf_counter()
-    summary = run_training(cobra_args, training_args, callbacks=[recorder])
+    if args.from_model:
+        summary = json.loads((output / "model" / "training_summary.json").read_text(encoding="utf-8"))
+        curve = curve_from_log(summary["log_history"])
+    else:
+        cobra_args, training_args = parse_args(flags + shlex.split(args.train_args))
+        recorder = CurveRecorder()
+        summary = run_training(cobra_args, training_args, callbacks=[recorder])
+        curve = recorder.points
 
     model, tokenizer = load_checkpoint(str(output / "model"))
     splits = index_splits(args.data, tokenizer, max_history=model.config.max_history)
@@ -103,17 +111,36 @@ def main() -> None:
         "config": model.config.to_dict(),
         "train_seconds": summary["train_seconds"],
         "global_step": summary["global_step"],
-        "curve": recorder.points,
+        "curve": curve,
         "validation": score_split(model, tokenizer, splits["validation"], generation, has_history_head),
-        "diagnostics": diagnose(model, tokenizer, args.data),
     }
+    write_report(report, report_path)  # kept even if a diagnostic below fails
+    report["diagnostics"] = diagnose(model, tokenizer, args.data)
     if args.test:
         report["test"] = score_split(model, tokenizer, splits["test"], generation, has_history_head)
     report["total_seconds"] = round(time.perf_counter() - start, 1)
-    partial = report_path.with_suffix(".json.partial")
+    write_report(report, report_path)
+
+
+def write_report(report: dict, path: Path) -> None:
+    partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
-    partial.replace(report_path)
-    print(f"wrote {report_path}")
+    partial.replace(path)
+    print(f"wrote {path}", flush=True)
+
+
+def curve_from_log(log_history: list[dict]) -> list[dict]:
+    """The Trainer's log_history -> the curve CurveRecorder keeps (eval entries of one step merged; no seconds)."""
+    points: list[dict] = []
+    for entry in log_history:
+        values = {k: v for k, v in entry.items() if k.startswith("eval_")}
+        if not values:
+            continue
+        if points and points[-1]["step"] == entry["step"]:
+            points[-1].update(values)
+        else:
+            points.append({"seconds": None, "step": entry["step"], **values})
+    return points
 
 
 if __name__ == "__main__":
