@@ -89,7 +89,8 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     rows = [("validation", point["setting"], point["validation"]) for point in report["grid"]]
     rows.append(("validation", PAPER, report["paper_validation"]))
-    rows += [("test", PAPER, report["test"]["paper"]), ("test", report["best"]["setting"], report["test"]["best"])]
+    if "test" in report:
+        rows += [("test", PAPER, report["test"]["paper"]), ("test", report["best"]["setting"], report["test"]["best"])]
     for split, setting, result in rows:
         lines.append(f"| {split} | {label(setting)} | {result['users']} | "
                      + " | ".join(f"{result[key]:.4f}" for key in METRICS) + f" | {result['seconds']} |")
@@ -106,6 +107,8 @@ def main(argv=None) -> None:
     parser.add_argument("--grid", required=True, help="JSON list of dicts of generate() arguments, or a .json file")
     parser.add_argument("--val-users", type=int, default=5000, help="validation users sampled at random (seed 0)")
     parser.add_argument("--test-users", type=int, default=None, help="cap the test split (smoke runs); default all")
+    parser.add_argument("--no-test", action="store_true",
+                        help="validation only: pick the point, never read the test split (research; test once at the end)")
     parser.add_argument("--select", choices=METRICS, default="recall@10",
                         help="validation metric that picks the grid point tested (default recall@10)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -124,6 +127,8 @@ def main(argv=None) -> None:
     for setting in [*grid, PAPER]:  # a typo in the grid fails now, not after hours of evaluation
         resolve_settings(model.config, model.generation_config, dict(setting))
     splits = load_splits(args, tokenizer, model.config.max_history)
+    if args.no_test:
+        splits.pop("test", None)
     for name, split in splits.items():
         # splits.pt carries no catalog hash: catch at least indices that cannot belong to this catalog
         highest = max(max(split["target"]), max(max(h) for h in split["history"] if h))
@@ -131,7 +136,7 @@ def main(argv=None) -> None:
             raise SystemExit(f"the {name} split holds item index {highest}, the checkpoint's catalog has "
                              f"{model.config.num_items} items: it was made with another catalog.")
     validation = sample(splits["validation"], args.val_users)
-    test = sample(splits["test"], args.test_users)
+    test = None if args.no_test else sample(splits["test"], args.test_users)
 
     points = []
     for setting in grid:
@@ -143,14 +148,15 @@ def main(argv=None) -> None:
     report = {
         "model": args.model[0] if len(args.model) == 1 else args.model, "splits": args.splits, "data": args.data,
         "validation_users": len(validation["target"]), "validation_sample_seed": 0,
-        "test_users": len(test["target"]), "test_capped": args.test_users is not None,
+        "test_users": 0 if test is None else len(test["target"]), "test_capped": args.test_users is not None,
         "generation_config": {key: getattr(model.generation_config, key, default)
                               for key, default in DEFAULT_GENERATION.items()},
         "grid": points, "paper_validation": paper_validation,
         "selected_by": args.select, "best": {"setting": best["setting"], "validation": best["validation"]},
-        "test": {"paper": run(model, tokenizer, test, PAPER, args.batch_size),
-                 "best": run(model, tokenizer, test, best["setting"], args.batch_size)},
     }
+    if test is not None:
+        report["test"] = {"paper": run(model, tokenizer, test, PAPER, args.batch_size),
+                          "best": run(model, tokenizer, test, best["setting"], args.batch_size)}
     report["seconds"] = round(time.perf_counter() - start, 1)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1, default=str))

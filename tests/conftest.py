@@ -225,3 +225,47 @@ def catalog_scientific(tmp_path_factory):
     return build_catalog(data, root / "catalog", num_levels=3, codebook_size=8, rqvae_epochs=3, max_text_tokens=16,
                          embed_max_length=32, cache_dir=root / "cache", show_progress=False,
                          rqvae_overrides={"hidden_dims": [64], "code_dim": 16, "batch_size": 64})
+
+
+# a tiny quantizer and model for catalogs built inside tests (seconds, not minutes)
+COLD_FAST = dict(num_levels=2, codebook_size=8, rqvae_epochs=2, show_progress=False,
+                 rqvae_overrides={"hidden_dims": [32], "code_dim": 8, "batch_size": 64})
+COLD_MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, dropout=0.0, attention_dropout=0.0,
+                  max_history=8)
+
+
+def make_cold_start(root, encoder) -> dict:
+    """A tiny catalog with 10% of the items held out, an untrained model on it and its checkpoint folder (the
+    add-items and cold-start tests' starting point): {"root", "data", "catalog", "checkpoint", "heldout", "encoder"}."""
+    import json
+
+    from cobra_hf.hub.checkpoint import save_checkpoint
+    from cobra_hf.semantic_ids import build_catalog
+    from cobra_hf.training.model_builder import build_model
+
+    data = data_make_folder(root / "data", num_items=60, num_users=40)
+    catalog = build_catalog(data, root / "catalog", encoder=encoder, max_text_tokens=8, holdout_fraction=0.1,
+                            cache_dir=root / "cache", **COLD_FAST)
+    model, tokenizer = build_model(catalog, init_text_embeddings=False, **COLD_MODEL)
+    checkpoint = save_checkpoint(model, tokenizer, root / "model", catalog_dir=catalog)
+    heldout = [json.loads(line) for line in (catalog / "heldout_items.jsonl").read_text().splitlines()]
+    return {"root": root, "data": data, "catalog": catalog, "checkpoint": checkpoint, "heldout": heldout,
+            "encoder": encoder}
+
+
+def move_killer(condition: str) -> str:
+    """A `python -c` script that runs the cobra-hf CLI (argv after the script) and SIGKILLs itself right after the
+    safe_io move for which `condition` (Python, over `args` of the move and `count[0]`, the moves so far) holds:
+    a real interruption at an exact point of a folder swap."""
+    return f"""
+import os, signal, sys
+import cobra_hf.safe_io as safe_io
+real, count = safe_io._move, [0]
+def killing(*args):
+    real(*args); count[0] += 1
+    if {condition}:
+        os.kill(os.getpid(), signal.SIGKILL)
+safe_io._move = killing
+from cobra_hf.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""

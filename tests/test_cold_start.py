@@ -16,10 +16,7 @@ from cobra_hf.semantic_ids import embed_texts, tokenize_with_vocab
 from cobra_hf.semantic_ids.assets import ASSETS_DIR, load_catalog_assets
 from cobra_hf.semantic_ids.embeddings import load_encoder_tokenizer
 
-FAST = dict(num_levels=2, codebook_size=8, rqvae_epochs=2, show_progress=False,
-            rqvae_overrides={"hidden_dims": [32], "code_dim": 8, "batch_size": 64})
-MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, dropout=0.0, attention_dropout=0.0,
-             max_history=8)
+from conftest import COLD_FAST as FAST, COLD_MODEL as MODEL  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,20 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def cold(tmp_path_factory, data_tiny_encoder):
-    """A tiny catalog with 10% of the items held out, an untrained model on it, and its checkpoint folder."""
-    from conftest import data_make_folder
+    """A tiny catalog with 10% of the items held out and an untrained model's checkpoint on it."""
+    from conftest import make_cold_start
 
-    from cobra_hf.semantic_ids import build_catalog
-    from cobra_hf.training.model_builder import build_model
-
-    root = tmp_path_factory.mktemp("cold")
-    data = data_make_folder(root / "data", num_items=60, num_users=40)
-    catalog = build_catalog(data, root / "catalog", encoder=data_tiny_encoder, max_text_tokens=8, holdout_fraction=0.1,
-                            cache_dir=root / "cache", **FAST)
-    model, tokenizer = build_model(catalog, init_text_embeddings=False, **MODEL)
-    checkpoint = save_checkpoint(model, tokenizer, root / "model", catalog_dir=catalog)
-    heldout = [json.loads(line) for line in (catalog / "heldout_items.jsonl").read_text().splitlines()]
-    return {"root": root, "catalog": catalog, "checkpoint": checkpoint, "heldout": heldout, "encoder": data_tiny_encoder}
+    return make_cold_start(tmp_path_factory.mktemp("cold"), data_tiny_encoder)
 
 
 def _load(cold):

@@ -26,10 +26,7 @@ from cobra_hf.safe_io import (
 )
 
 SAFE_IO = Path(__file__).resolve().parents[1] / "src" / "cobra_hf" / "safe_io.py"
-FAST = dict(num_levels=2, codebook_size=8, rqvae_epochs=2, show_progress=False,
-            rqvae_overrides={"hidden_dims": [32], "code_dim": 8, "batch_size": 64})
-MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, dropout=0.0, attention_dropout=0.0,
-             max_history=8)
+from conftest import COLD_FAST as FAST, COLD_MODEL as MODEL, move_killer  # noqa: E402
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "TOKENIZERS_PARALLELISM": "false"}
 
@@ -172,21 +169,9 @@ def test_marker_and_input_checks(tmp_path):
 @pytest.fixture(scope="module")
 def cold(tmp_path_factory, data_tiny_encoder):
     """A tiny catalog with 10% of the items held out and an untrained model's checkpoint on it."""
-    from conftest import data_make_folder
+    from conftest import make_cold_start
 
-    from cobra_hf.hub.checkpoint import save_checkpoint
-    from cobra_hf.semantic_ids import build_catalog
-    from cobra_hf.training.model_builder import build_model
-
-    root = tmp_path_factory.mktemp("safe_io_cold")
-    data = data_make_folder(root / "data", num_items=60, num_users=40)
-    catalog = build_catalog(data, root / "catalog", encoder=data_tiny_encoder, max_text_tokens=8, holdout_fraction=0.1,
-                            cache_dir=root / "cache", **FAST)
-    model, tokenizer = build_model(catalog, init_text_embeddings=False, **MODEL)
-    checkpoint = save_checkpoint(model, tokenizer, root / "model", catalog_dir=catalog)
-    heldout = [json.loads(line) for line in (catalog / "heldout_items.jsonl").read_text().splitlines()]
-    return {"root": root, "data": data, "catalog": catalog, "checkpoint": checkpoint, "heldout": heldout,
-            "encoder": data_tiny_encoder}
+    return make_cold_start(tmp_path_factory.mktemp("safe_io_cold"), data_tiny_encoder)
 
 
 def _user_model(cold, tmp_path: Path) -> Path:
@@ -227,18 +212,7 @@ def test_add_items_in_place_keeps_everything_it_does_not_own(cold, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "new.jsonl"]
 
 
-ADD_ITEMS_KILLER = """
-import os, signal, sys
-import cobra_hf.safe_io as safe_io
-real, count = safe_io._move, [0]
-def killing(*args):
-    real(*args); count[0] += 1
-    if count[0] == 1:
-        os.kill(os.getpid(), signal.SIGKILL)
-safe_io._move = killing
-from cobra_hf.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
+ADD_ITEMS_KILLER = move_killer("count[0] == 1")
 
 
 def test_add_items_killed_between_two_renames_is_repaired_by_the_next_command(cold, tmp_path):
@@ -306,7 +280,7 @@ def test_prepare_overwrite_replaces_only_its_own_files(cold, tmp_path, capsys):
     assert _hidden_leftovers(tmp_path) == []
 
 
-PREPARE_KILLER = ADD_ITEMS_KILLER.replace("count[0] == 1", "args[0].name == 'item_catalog.json'")  # moved away
+PREPARE_KILLER = move_killer("args[0].name == 'item_catalog.json'")  # moved away
 
 
 def test_prepare_overwrite_killed_mid_swap_is_repaired_by_the_next_prepare(cold, tmp_path):

@@ -21,6 +21,7 @@ from cobra_hf import CobraTokenizer
 from cobra_hf.cli.main import main as cli_main
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training.train import resolve_resume_checkpoint
+from conftest import move_killer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -153,18 +154,7 @@ from cobra_hf.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
-SWAP_KILLER = """
-import os, signal, sys
-import cobra_hf.safe_io as safe_io
-real, count = safe_io._move, [0]
-def killing(*args):
-    real(*args); count[0] += 1
-    if count[0] == 3:
-        os.kill(os.getpid(), signal.SIGKILL)
-safe_io._move = killing
-from cobra_hf.cli.main import main
-sys.exit(main(sys.argv[1:]))
-"""
+SWAP_KILLER = move_killer("count[0] == 3")
 
 
 @pytest.mark.parametrize("killer", [FINAL_SAVE_KILLER, SWAP_KILLER], ids=["while-writing", "while-moving-in"])
