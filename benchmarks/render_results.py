@@ -727,6 +727,26 @@ def block_research_summary(r: Renderer, arg=None) -> str:
         " mode ranks each ID's items by an untrained vector. " + r.sources())
 
 
+def block_research_fusion(r: Renderer, arg=None) -> str:
+    """Validation-only fusion grids (`tune_fusion.py --no-test`) of research models."""
+    files = sorted(r.results.glob("research/fusion/*.json"))
+    if not files:
+        return "No fusion grids yet."
+    rows = []
+    for path in files:
+        grid = r.load(path.relative_to(r.results).as_posix())
+        name = f"`{path.stem}`"
+        for point in grid["grid"]:
+            s, v = point["setting"], point["validation"]
+            rows.append([name, f"joint, tau {_num(s['beam_fusion_tau'])}, psi {_num(s['beam_fusion_psi'])}, psi_h "
+                         f"{_num(s['beam_fusion_dense_psi'])}, G {s.get('dense_guided_ids', 0)}",
+                         f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}", str(v["users"])])
+        v = grid["paper_validation"]
+        rows.append([name, "the paper's BeamFusion (tau 0.9, psi 16)", f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}",
+                     str(v["users"])])
+    return table(["model", "fusion", "validation R@10", "N@10", "users (seeded sample)"], rows) + "\n\n" + r.sources()
+
+
 def _pm(result: dict, metric: str) -> str:
     value = result.get(metric)
     if value is None:
@@ -776,7 +796,7 @@ BLOCKS = {
     "excluded": block_excluded, "seeds": block_seeds, "ensembles": block_ensembles, "cold-start": block_cold_start,
     "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
     "research": block_research, "load-checks": block_load_checks, "data-layer": block_data_layer,
-    "research-summary": block_research_summary,
+    "research-summary": block_research_summary, "research-fusion": block_research_fusion,
 }
 
 
