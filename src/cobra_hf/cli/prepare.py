@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "folder cobra-hf did not write, or one holding DATA_DIR, is never replaced)")
     parser.add_argument("--drop-unknown", action="store_true",
                         help="drop sequence items missing from items.jsonl instead of failing")
+    parser.add_argument("--quantizer", choices=("rqvae", "rq-kmeans"), default="rqvae",
+                        help="how item vectors become codes: the paper's RQ-VAE (default) or residual k-means")
+    parser.add_argument("--ids-from", default=None, metavar="MODEL",
+                        help="quantize the item vectors this trained checkpoint learned (collaborative IDs, a second "
+                        "training stage; implies --quantizer rq-kmeans; add-items cannot extend such a catalog)")
     parser.add_argument("--dedup-level", action="store_true",
                         help="TIGER mode: append a collision code so that every item's ID is unique")
     parser.add_argument("--holdout-fraction", type=float, default=0.0, metavar="F",
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         rqvae_epochs=args.epochs,
         holdout_fraction=args.holdout_fraction,
         dedup_level=args.dedup_level,
+        quantizer=args.quantizer,
+        ids_from=args.ids_from,
         max_history=args.max_history,
         max_description_chars=DEFAULT_DESCRIPTION_CHARS if args.max_description_chars is None else args.max_description_chars,
         embed_max_length=args.embed_max_length,

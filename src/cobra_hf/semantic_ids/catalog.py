@@ -7,6 +7,7 @@ items.jsonl, minus held-out items).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -160,6 +161,64 @@ def _swap_into_place(tmp: Path, output: Path) -> None:
     swap_into_place(tmp, output, names)
 
 
+QUANTIZERS = ("rqvae", "rq-kmeans")
+
+
+def learned_item_vectors(model_dir: str | os.PathLike, item_ids: Sequence[str]) -> torch.Tensor:
+    """The dense item vectors Float[N, D] (L2-normalised) that a trained checkpoint gives the items `item_ids`, in
+    that order. Every item must be in the checkpoint's catalog (a ValueError names the missing ones)."""
+    from ..inference import load_checkpoint
+
+    lookup = check_ids_from(model_dir, item_ids)
+    with quiet_progress_bars():
+        model, _ = load_checkpoint(str(model_dir))
+    model.eval()
+    return model.all_item_vectors()[torch.tensor([lookup[item] for item in item_ids])].float().cpu()
+
+
+def check_ids_from(model_dir: str | os.PathLike, item_ids: Sequence[str]) -> dict[str, int]:
+    """The --ids-from checkpoint's item id -> index, after checking (from its tokenizer alone, before any weights are
+    read) that it holds every item of `item_ids`: a wrong model fails at once, in one line."""
+    from ..model_location import locate_model
+    from ..tokenization_cobra import CobraTokenizer
+
+    lookup = CobraTokenizer.from_pretrained(str(locate_model(str(model_dir)))).item_to_index
+    missing = [item for item in item_ids if item not in lookup]
+    if missing:
+        raise ValueError(
+            f"--ids-from {model_dir}: {len(missing)} items of this data are not in that model's catalog (e.g. "
+            f"{', '.join(missing[:5])}); give a model trained on these items."
+        )
+    return lookup
+
+
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """transformers' weight-loading bars off for the block (`prepare --quiet` prints no bar)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def rq_kmeans_codes(vectors: torch.Tensor, num_levels: int, codebook_size: int, dedup_level: bool,
+                    seed: int) -> tuple[torch.Tensor, list[int]]:
+    """Residual k-means codes of L2-normalised vectors Float[N, E] -> (codes Long[N, L (+1)], level sizes)."""
+    from .rq_kmeans import dedup_codes, rq_kmeans
+
+    sizes = [codebook_size] * num_levels
+    codes, _ = rq_kmeans(torch.nn.functional.normalize(vectors.float(), dim=-1), sizes, seed=seed)
+    if dedup_level:
+        codes = dedup_codes(codes)
+        sizes.append(int(codes[:, -1].max()) + 1)
+    return codes, sizes
+
+
 def build_catalog(
     data_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -180,6 +239,8 @@ def build_catalog(
     embed_max_length: int = 64,
     embed_batch_size: int = 64,
     rqvae_overrides: dict[str, Any] | None = None,
+    quantizer: str = "rqvae",
+    ids_from: str | os.PathLike | None = None,
     show_progress: bool = True,
 ) -> Path:
     """Make a catalog folder (semantic IDs, tokenizer, item text tensors) from a dataset folder.
@@ -189,6 +250,12 @@ def build_catalog(
     with `num_levels` x `codebook_size` codes (`dedup_level` appends TIGER's collision code) ->
     codes [N, L] -> `CobraTokenizer` files + `item_text.safetensors` + `items.jsonl` + `quantizer/`
     + `stats.json` + `prepare_args.json`.
+
+    `quantizer="rq-kmeans"` gives residual k-means codes instead of the RQ-VAE's (no training loop). `ids_from`, a
+    checkpoint trained on these items, quantizes the item vectors that model learned instead of the sentence
+    embeddings (collaborative IDs; implies rq-kmeans): IDs that follow what users bought together, which the ID path
+    predicts far better (docs/EXPERIMENTS.md, research runs). Such a catalog has no RQ-VAE, so `add-items` cannot give
+    new items IDs from it.
 
     `holdout_fraction` > 0 leaves a seeded random fraction of the items out of the catalog (written
     to `heldout_items.jsonl`, for cold-start experiments); the sequences are not changed.
@@ -212,6 +279,11 @@ def build_catalog(
     inputs = {"the data folder": data_dir, "the --encoder folder": encoder, "the --cache-dir folder": cache_dir}
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"--quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
+    if ids_from is not None:
+        quantizer = "rq-kmeans"
+        inputs["the --ids-from model"] = ids_from
     encoder_path = resolve_encoder(encoder)
 
     from ..data.loading import load_dataset_folder  # needs `datasets`; reading a catalog does not
@@ -232,27 +304,35 @@ def build_catalog(
         rows = [row for i, row in enumerate(rows) if i not in hold]
     load_seconds = time.perf_counter() - started
 
+    if ids_from is not None:
+        check_ids_from(ids_from, [row["item_id"] for row in rows])  # before minutes of embedding
     texts = [row["text"] for row in rows]
     t0 = time.perf_counter()
-    embeddings = embed_texts(
-        texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
-        show_progress=show_progress, max_length=embed_max_length,
-    )  # [N, E]
+    with contextlib.nullcontext() if show_progress else quiet_progress_bars():
+        embeddings = embed_texts(
+            texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
+            show_progress=show_progress, max_length=embed_max_length,
+        )  # [N, E]
     embed_seconds = time.perf_counter() - t0
 
-    settings = dict(
-        input_dim=int(embeddings.shape[1]), num_levels=num_levels, codebook_size=codebook_size,
-        seed=seed, dedup_level=dedup_level,
-    )
-    if rqvae_epochs is not None:
-        settings["epochs"] = rqvae_epochs
-    settings.update(rqvae_overrides or {})
-    quantizer = RQVAE(RQVAEConfig(**settings))
     t0 = time.perf_counter()
-    history = quantizer.fit(embeddings, show_progress=show_progress)
-    codes = quantizer.encode(embeddings)  # [N, L] (or [N, L + 1] in dedup mode)
+    rqvae, history = None, {}
+    if quantizer == "rqvae":
+        settings = dict(
+            input_dim=int(embeddings.shape[1]), num_levels=num_levels, codebook_size=codebook_size,
+            seed=seed, dedup_level=dedup_level,
+        )
+        if rqvae_epochs is not None:
+            settings["epochs"] = rqvae_epochs
+        settings.update(rqvae_overrides or {})
+        rqvae = RQVAE(RQVAEConfig(**settings))
+        history = rqvae.fit(embeddings, show_progress=show_progress)
+        codes = rqvae.encode(embeddings)  # [N, L] (or [N, L + 1] in dedup mode)
+        level_sizes = rqvae.level_sizes(codes)
+    else:
+        vectors = embeddings if ids_from is None else learned_item_vectors(ids_from, [row["item_id"] for row in rows])
+        codes, level_sizes = rq_kmeans_codes(vectors, num_levels, codebook_size, dedup_level, seed)
     quantizer_seconds = time.perf_counter() - t0
-    level_sizes = quantizer.level_sizes(codes)
 
     token_ids, source_token_ids = compact_text_tokens(texts, load_encoder_tokenizer(encoder_path), max_text_tokens)
 
@@ -277,14 +357,15 @@ def build_catalog(
         _write_jsonl(tmp / "items.jsonl", rows)
         if heldout:
             _write_jsonl(tmp / HELDOUT_FILE, heldout)
-        quantizer.save_pretrained(tmp / QUANTIZER_DIR)
+        if rqvae is not None:
+            rqvae.save_pretrained(tmp / QUANTIZER_DIR)
         stats = {
             **id_stats(codes, level_sizes),
             "num_users": len(sequences),
             "num_heldout_items": len(heldout),
             "text_vocab_size": int(source_token_ids.shape[0]),
             "text_tokens_per_item": int(token_ids.shape[1]),
-            "quantizer_final_loss": {k: history[k][-1] for k in ("loss", "recon", "codebook", "commit") if history[k]},
+            "quantizer_final_loss": {k: history[k][-1] for k in ("loss", "recon", "codebook", "commit") if history.get(k)},
             "timings_s": {
                 "load": round(load_seconds, 3),
                 "embed": round(embed_seconds, 3),
@@ -310,7 +391,9 @@ def build_catalog(
             "max_description_chars": max_description_chars,
             "embed_max_length": embed_max_length,
             "max_history": max_history,
-            "rqvae": quantizer.config.to_dict(),
+            "quantizer": quantizer,
+            "ids_from": None if ids_from is None else str(ids_from),
+            "rqvae": None if rqvae is None else rqvae.config.to_dict(),
             "cobra_hf_version": __version__,
         }
         (tmp / "prepare_args.json").write_text(json.dumps(prepare_args, indent=2) + "\n", encoding="utf-8")
