@@ -716,15 +716,22 @@ def block_research_summary(r: Renderer, arg=None) -> str:
             v = val.get(mode)
             return "-" if not v else f"{v['recall@10']:.4f} / {v['ndcg@10']:.4f}"
         losses = f"{cfg.get('sparse_loss_weight', 1):g} / {cfg.get('dense_loss_weight', 1):g} / {cfg.get('history_dense_loss_weight', 0):g}"
+        test_rel = f"research/test/{path.stem}.json"
+        test = "-"
+        if r.exists(test_rel):
+            t = r.load(test_rel)
+            test = f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
         rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, minutes(run.get("train_seconds")),
                      cell("cobra"), cell("dense"), cell("sparse"), cell("cobra_paper_fusion"),
-                     f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-"])
+                     f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-", test])
     return table(["run", "IDs", "loss weights sparse / dense / ID-free dense", "train min",
                   "COBRA mode R@10 / N@10", "dense only", "sparse only", "COBRA, paper's BeamFusion",
-                  "level-1 code top-1", "target ID in M=20 beams"], rows) + (
+                  "level-1 code top-1", "target ID in M=20 beams", "test, once (R@10 / N@10)"], rows) + (
         "\n\nValidation split, all users (one standard error is about 0.0013 on Recall@10 near 0.04 and 0.002 near"
         " 0.10). COBRA mode uses each run's own fusion; the ID-only runs have no trained dense head, so their COBRA"
-        " mode ranks each ID's items by an untrained vector. " + r.sources())
+        " mode ranks each ID's items by an untrained vector. Test is read once, for a run kept as a recipe"
+        " (`cobra-hf evaluate ... --split test`, all users); TIGER's published test figures are in"
+        " `paper.json`. " + r.sources())
 
 
 def block_research_fusion(r: Renderer, arg=None) -> str:
