@@ -344,7 +344,7 @@ def block_quickstart(r: Renderer, arg=None) -> str:
     rows = [[MODE_NAMES.get(res.get("mode"), res.get("mode")), *cells(res)] for res in results]
     users = results[0].get("users")
     return (table(["mode", *HEADER], rows) +
-            f"\n\nScientific, 2 epochs, the first {users:,} test users (`EVAL_USERS`); a run on another machine differs "
+            f"\n\nScientific, 2 epochs, a seeded random sample of {users:,} test users (`EVAL_USERS`); a run on another machine differs "
             "by a seed's noise.\n\n" + r.sources())
 
 
