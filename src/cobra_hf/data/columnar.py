@@ -54,6 +54,26 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+# pyarrow's CSV reader parses blocks on several threads and then cannot say which row failed; on the error path the
+# file is read again on one thread for a message with the row number (no cost when the file is good)
+_CSV_THREADS = [True]
+
+
+def _single_threaded_error(source, label, wanted, time_col, time_as_text) -> str | None:
+    """The first line of the error a one-thread re-read of `source` gives (it names the CSV row), or None."""
+    _CSV_THREADS[0] = False
+    try:
+        for _ in _source_batches(source, label, wanted, time_col, time_as_text):
+            pass
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        return _first_line(err)
+    except Exception:  # noqa: BLE001 - only a better message was sought; the caller reports the original error
+        return None
+    finally:
+        _CSV_THREADS[0] = True
+    return None
+
+
 def _file_batches(path: Path, wanted: list[str], time_col: str | None, time_as_text: bool) -> Iterator[pa.RecordBatch]:
     """Record batches of `wanted` columns from a CSV/TSV, JSON/JSONL or Parquet file (ids read as text)."""
     suffix = path.suffix.lower()
@@ -70,7 +90,7 @@ def _file_batches(path: Path, wanted: list[str], time_col: str | None, time_as_t
             types[time_col] = pa.string()
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=_CSV_THREADS[0]),
             parse_options=parse,
             convert_options=pcsv.ConvertOptions(column_types=types, include_columns=wanted),
         )
@@ -247,7 +267,8 @@ def read_interactions(source: Any, user_col: str = "user_id", item_col: str = "i
         except _Reread:
             continue
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise ValueError(f"{label}: could not read the interactions ({_first_line(err)})") from None
+            detail = _single_threaded_error(source, label, wanted, time_col, time_as_text) or _first_line(err)
+            raise ValueError(f"{label}: could not read the interactions ({detail})") from None
     user_ids, user_codes, bad_user = _codes(users)
     del users
     item_ids, item_codes, bad_item = _codes(items)
