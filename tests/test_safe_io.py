@@ -322,3 +322,25 @@ def test_add_items_refuses_the_quantizer_of_another_prepare_run(cold, tmp_path, 
     assert "is not the catalog" in capsys.readouterr().err and not (tmp_path / "y").exists()
     assert main(["add-items", str(bare), str(items), "--catalog", str(cold["catalog"]),
                  "--output", str(tmp_path / "z")]) == 0
+
+
+def test_add_items_in_place_keeps_weight_files_cobra_hf_did_not_write(cold, tmp_path):
+    """A pytorch_model.bin the user put in the model folder is another layout's weights, but not ours to delete;
+    one that a cobra-hf save recorded in checksums.json is replaced as stale."""
+    from cobra_hf.cli.main import main
+    from cobra_hf.integrity import read_checksums
+
+    model_dir = _user_model(cold, tmp_path)
+    (model_dir / "pytorch_model.bin").write_bytes(b"the user's own copy")
+    (model_dir / "model.safetensors.index.json").write_text("{}")  # pretend a cobra-hf save wrote this one
+    record = json.loads((model_dir / "checksums.json").read_text())
+    from cobra_hf.integrity import file_sha256
+
+    index = model_dir / "model.safetensors.index.json"
+    record["files"][index.name] = {"size": 2, "sha256": file_sha256(index)}
+    (model_dir / "checksums.json").write_text(json.dumps(record))
+    items = _items(cold, tmp_path, cold["heldout"][:2])
+    assert main(["add-items", str(model_dir), str(items), "--in-place"]) == 0
+    assert (model_dir / "pytorch_model.bin").read_bytes() == b"the user's own copy"
+    assert not (model_dir / "model.safetensors.index.json").exists()
+    assert "model.safetensors.index.json" not in read_checksums(model_dir)

@@ -268,7 +268,7 @@ _WEIGHT_PATTERNS = ("model-*-of-*.safetensors", "model.safetensors.index.json", 
 def checkpoint_entries(staged: str | os.PathLike, target: str | os.PathLike) -> list[str]:
     """The entries of `target` that a checkpoint saved into `staged` replaces: what was saved (minus the staging
     marker, and minus README.md when the one in `target` was written by a person) plus weight files of another
-    layout that the new weights make stale. Everything else in `target` (.git/, checkpoint-N/, ...) stays."""
+    layout that the new weights make stale, when a cobra-hf save recorded them (checksums.json). Everything else in `target` (.git/, checkpoint-N/, ...) stays."""
     from .hub.model_card import is_generated_model_card
 
     staged, target = Path(staged), Path(target)
@@ -276,5 +276,12 @@ def checkpoint_entries(staged: str | os.PathLike, target: str | os.PathLike) -> 
     readme = target / "README.md"
     if readme.is_file() and not is_generated_model_card(readme.read_text(encoding="utf-8", errors="replace")):
         names = [name for name in names if name != "README.md"]
-    stale = {p.name for pattern in _WEIGHT_PATTERNS for p in target.glob(pattern)} - set(names)
+    # only weight files that a cobra-hf save recorded: a .bin or shard the user put there is not ours to remove
+    from .integrity import read_checksums
+
+    try:
+        ours = set(read_checksums(target) or {})
+    except ValueError:  # an unreadable record: treat nothing as ours
+        ours = set()
+    stale = {p.name for pattern in _WEIGHT_PATTERNS for p in target.glob(pattern) if p.name in ours} - set(names)
     return names + sorted(stale)
