@@ -54,27 +54,24 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-# pyarrow's CSV reader parses blocks on several threads and then cannot say which row failed; on the error path the
-# file is read again on one thread for a message with the row number (no cost when the file is good)
-_CSV_THREADS = [True]
-
-
 def _single_threaded_error(source, label, wanted, time_col, time_as_text) -> str | None:
-    """The first line of the error a one-thread re-read of `source` gives (it names the CSV row), or None."""
-    _CSV_THREADS[0] = False
+    """The first line of the error that a one-thread re-read of a file `source` gives, or None. pyarrow's CSV reader
+    parses blocks on several threads and then cannot say which row failed; read on one thread it names the row.
+    Only the error path pays for it."""
+    if not isinstance(source, (str, Path)):
+        return None
     try:
-        for _ in _source_batches(source, label, wanted, time_col, time_as_text):
+        for _ in _file_batches(Path(source), wanted, time_col, time_as_text, use_threads=False):
             pass
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         return _first_line(err)
     except Exception:  # noqa: BLE001 - only a better message was sought; the caller reports the original error
         return None
-    finally:
-        _CSV_THREADS[0] = True
     return None
 
 
-def _file_batches(path: Path, wanted: list[str], time_col: str | None, time_as_text: bool) -> Iterator[pa.RecordBatch]:
+def _file_batches(path: Path, wanted: list[str], time_col: str | None, time_as_text: bool,
+                  use_threads: bool = True) -> Iterator[pa.RecordBatch]:
     """Record batches of `wanted` columns from a CSV/TSV, JSON/JSONL or Parquet file (ids read as text)."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
@@ -90,7 +87,7 @@ def _file_batches(path: Path, wanted: list[str], time_col: str | None, time_as_t
             types[time_col] = pa.string()
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=_CSV_THREADS[0]),
+            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=use_threads),
             parse_options=parse,
             convert_options=pcsv.ConvertOptions(column_types=types, include_columns=wanted),
         )
