@@ -107,7 +107,7 @@ def trained(catalog_scientific, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation") / "model"
     code = cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), "--max_steps", "3",
                      "--per_device_train_batch_size", "16", "--eval_strategy", "no", "--save_strategy", "no",
-                     "--eval_users", "0", *TINY_TRAIN])
+                     "--eval_users", "0", "--recipe", "none", *TINY_TRAIN])  # bare defaults: no ID-free head
     _torch.set_num_threads(before)
     assert code == 0
     data = json.loads((Path(catalog_scientific) / "prepare_args.json").read_text())["data_dir"]

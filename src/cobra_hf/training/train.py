@@ -18,7 +18,9 @@ from ..configuration_cobra import GENERATION_MODES, CobraConfig
 from .collator import CobraDataCollator
 from ..evaluation.sampling import sample_split
 from .datasets import index_splits, item_slot_counts
+from .decoding_selection import plan_decoding, recipe_generation, select_decoding, skip_reason
 from .model_builder import build_model, read_prepare_args
+from .recipes import load_recipe, model_settings, recipe_record, training_flags
 from .resume import CHECKPOINT_COMPLETE_FILES, check_not_finished, check_same_catalog, resolve_resume_checkpoint
 from .trainer import CobraTrainer
 
@@ -41,6 +43,8 @@ class CobraTrainingArguments:
     eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time, see cobra_hf.evaluation.sample_users) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
+    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): joint (default, recommended), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
+    select_decoding: bool = field(default=True, metadata={"help": "after training, evaluate the recipe's decoding_grid on the validation users and save the best by Recall@10 as the generate() defaults (not with --generation)"})
     # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
     model_overrides: dict = field(default_factory=dict, init=False)
 
@@ -145,6 +149,9 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
     if not torch.accelerator.is_available():  # pinned memory only helps copies to an accelerator (and warns without)
         defaults += ["--dataloader_pin_memory", "False"]
     cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
+    recipe_flags = training_flags(load_recipe(cobra_args.recipe))
+    if recipe_flags:  # TRAINING_DEFAULTS < the recipe's training settings < the command line
+        cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + recipe_flags + argv)
     given = {name: value for name, value in asdict(model_args).items() if value is not None}
     cobra_args.model_overrides = {**read_model_config(cobra_args.model_config), **given}
     if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) == "group_by_length":
@@ -199,6 +206,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     if resume:
         check_not_finished(resume, training_args, training_args.output_dir, cobra_args.overwrite)
     generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
+    recipe = load_recipe(cobra_args.recipe)  # None: --recipe none
     extra_modes = parse_eval_modes(cobra_args.eval_modes)
     set_seed(training_args.seed)
     if cobra_args.init_from:
@@ -208,13 +216,17 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         model = CobraForSequentialRecommendation.from_pretrained(cobra_args.init_from)
         tokenizer = CobraTokenizer.from_pretrained(cobra_args.init_from)
         prepare_args = read_prepare_args(cobra_args.catalog)
+        if cobra_args.recipe is not None and recipe is not None and recipe.model:  # said only when asked for
+            logger.warning("--recipe %s: its model settings do not apply with --init_from (the checkpoint's config "
+                           "is kept).", recipe.name)
     else:
         model, tokenizer = build_model(cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings,
-                                       seed=training_args.seed, **cobra_args.model_overrides)
+                                       seed=training_args.seed, **model_settings(recipe, cobra_args.model_overrides))
         prepare_args = read_prepare_args(cobra_args.catalog)
     if resume:
         check_same_catalog(resume, model.config.catalog_hash, cobra_args.catalog)
-    _apply_generation(model, generation)
+    from_recipe, generation_note = recipe_generation(model, recipe)
+    _apply_generation(model, generation, from_recipe, f"--recipe {recipe.name}" if recipe else "--recipe")
     if "dense" in extra_modes and not model.config.history_dense_loss_weight:
         raise ValueError("--eval_modes dense needs the ID-free dense head: train with --history_dense_loss_weight > 0.")
     data_dir = cobra_args.data or prepare_args.get("data_dir")
@@ -230,6 +242,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
     # the same random users for the validation loss and Recall/NDCG, the same ones in every run
     validation = sample_split(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
+    skipped = skip_reason(recipe, cobra_args.select_decoding, bool(cobra_args.generation), recommendation_users)
+    plan = None if skipped else plan_decoding(model, recipe, generation_note)  # checked before training
     callbacks = list(callbacks or [])
     trainer = CobraTrainer(
         model=model,
@@ -257,6 +271,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
                        **cobra_args.model_overrides},
         "log_history": trainer.state.log_history,
     }
+    # before the final save: generate() with no arguments gives the validated best
+    summary["decoding_selection"] = {"skipped": skipped} if skipped else select_decoding(model, tokenizer, validation, plan)
+    summary["recipe"] = recipe_record(recipe, model, training_args, cobra_args.init_from, generation_note)
     # the final model, the catalog assets (for adding items later), the summary and the card appear together
     trainer.final_extras.append(lambda stage: _final_files(stage, cobra_args.catalog, model, summary))
     trainer.save_model(training_args.output_dir)
@@ -272,27 +289,32 @@ def _final_files(stage: Path, catalog: str, model, summary: dict) -> None:
     _write_card(str(stage), model, summary)
 
 
-def _apply_generation(model, generation: dict | None) -> None:
-    """--generation's settings become the model's generate() defaults. A catalog smaller than top_k would train
-    into a checkpoint that cannot be loaded: a top_k asked for with --generation is refused before training, the
-    default one is lowered to the catalog size (with a warning)."""
+def _apply_generation(model, generation: dict | None, from_recipe: dict | None = None, recipe_flag: str = "--recipe") -> None:
+    """The recipe's generation settings, then --generation's over them, become the model's generate() defaults.
+    A catalog smaller than top_k would train into a checkpoint that cannot be loaded: a top_k asked for is refused
+    before training, the default one is lowered to the catalog size (with a warning)."""
     num_items = int(model.config.num_items)
-    asked = (generation or {}).get("top_k", (generation or {}).get("recommend_top_k"))
-    if asked is not None and isinstance(asked, int) and asked > num_items:
-        raise ValueError(
-            f"--generation top_k={asked} asks for more items than the catalog holds ({num_items}); pass a top_k of "
-            f"at most {num_items}."
-        )
-    if generation:
-        try:
-            model.set_generation_defaults(**generation)
-        except ValueError as err:
-            raise ValueError(f"--generation: {err}") from None
+    for flag, settings in ((recipe_flag, from_recipe or {}), ("--generation", generation or {})):
+        asked = settings.get("top_k", settings.get("recommend_top_k"))
+        if asked is not None and isinstance(asked, int) and asked > num_items:
+            raise ValueError(
+                f"{flag} top_k={asked} asks for more items than the catalog holds ({num_items}); pass a top_k of "
+                f"at most {num_items}."
+            )
+    merged = {**(from_recipe or {}), **(generation or {})}
     top_k = int(getattr(model.generation_config, "recommend_top_k", None) or 10)
-    if top_k > num_items:
-        model.set_generation_defaults(top_k=num_items)
+    if "top_k" not in merged and "recommend_top_k" not in merged and top_k > num_items:
+        merged["top_k"] = num_items  # lowered before the other settings are checked against the catalog
         logger.warning("The catalog holds %d items: the saved generation top_k is lowered from %d to %d "
                        "(set it with --generation '{\"top_k\": N}').", num_items, top_k, num_items)
+    if merged:
+        try:
+            model.set_generation_defaults(**merged)
+        except ValueError as err:
+            flag = "--generation" if generation else recipe_flag
+            if generation and from_recipe:
+                flag = f"--generation (over {recipe_flag}'s generation)"
+            raise ValueError(f"{flag}: {err}") from None
 
 
 def _write_card(output_dir: str, model, summary: dict) -> None:
@@ -301,6 +323,8 @@ def _write_card(output_dir: str, model, summary: dict) -> None:
     except ImportError:  # the hub helpers are optional for training
         return
     training_info = {key: summary[key] for key in ("train_sequences", "global_step", "train_seconds", "train_loss", "data_dir")}
+    if summary.get("recipe"):
+        training_info["recipe"] = summary["recipe"]["name"]
     write_model_card(output_dir, config_dict=model.config.to_dict(), training_info=training_info,
                      eval_results=None, dataset_name=Path(summary["data_dir"]).name, repo_id=None)
 
@@ -314,6 +338,10 @@ def main(argv: list[str]) -> int:
              "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
     if evals:
         final.update({key: evals[-1][key] for key in evals[-1] if key.startswith("eval_")})
+    selection = summary.get("decoding_selection", {})
+    if training_args.process_index == 0 and "chosen" in selection:
+        sys.stderr.write(f"cobra-hf train: decoding picked on {selection['users']} validation users by "
+                         f"{selection['metric']}: {selection['chosen']} {json.dumps(selection['chosen_settings'])}\n")
     if training_args.process_index == 0:
         # one write, by one process: under torchrun the other ranks' output shares this stream
         sys.stdout.write(json.dumps(final) + "\n")

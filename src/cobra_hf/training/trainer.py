@@ -11,6 +11,12 @@ from transformers import Trainer
 from ..evaluation import evaluate_split
 
 
+def recommendation_ks(num_items: int) -> tuple[int, ...]:
+    """The K of the Recall@K / NDCG@K a validation reports: (5, 10); a catalog smaller than 10 items has no top 10,
+    so its metrics stop at the catalog size."""
+    return (5, 10) if num_items >= 10 else tuple(k for k in (5,) if k <= num_items) + (num_items,)
+
+
 class CobraTrainer(Trainer):
     """Trainer for COBRA. Extra arguments:
     recommendation_split: a validation split from `index_splits` (rows history_index, target_index); when given,
@@ -85,9 +91,7 @@ class CobraTrainer(Trainer):
         if self.recommendation_split is not None and self.is_world_process_zero():
             model = self.accelerator.unwrap_model(self.model)
             extra = {}
-            # a catalog smaller than 10 items has no top 10: its metrics stop at the catalog size
-            num_items = int(model.config.num_items)
-            ks = (5, 10) if num_items >= 10 else tuple(k for k in (5,) if k <= num_items) + (num_items,)
+            ks = recommendation_ks(int(model.config.num_items))
             for mode in (None, *self.extra_modes):
                 settings = dict(self.generate_kwargs) if mode is None else {**self.generate_kwargs, "mode": mode}
                 settings.setdefault("ks", ks)
