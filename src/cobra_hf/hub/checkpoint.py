@@ -73,6 +73,8 @@ def training_info_from_summary(folder: str | os.PathLike) -> tuple[dict, str | N
     except (OSError, json.JSONDecodeError):
         return {}, None
     info = {card_key: summary[key] for key, card_key in _SUMMARY_KEYS.items() if key in summary}
+    if isinstance(summary.get("recipe"), dict) and summary["recipe"].get("name"):
+        info["recipe"] = summary["recipe"]["name"]  # `cobra-hf train --recipe`
     dataset = Path(summary["data_dir"]).name if summary.get("data_dir") else None
     if dataset:
         info["dataset"] = dataset

@@ -55,6 +55,7 @@ _CONFIG_ROWS = [
 # training_info keys with their labels and formatting.
 _TRAINING_ROWS = [
     ("dataset", "data"),
+    ("recipe", "recipe (`cobra-hf train --recipe`)"),
     ("num_train_sequences", "training sequences"),
     ("num_users", "users"),
     ("epochs", "epochs"),
