@@ -71,7 +71,7 @@ def prepare(args, name: str, dedup: bool) -> Path:
 
 def train(args, catalog: Path, name: str, extra: list[str]) -> tuple[Path, dict]:
     output = Path(args.work) / (name + ("_tiny" if args.tiny else ""))
-    argv = ["--catalog", str(catalog), "--output_dir", str(output), "--overwrite", "True", "--max_steps", str(args.max_steps),
+    argv = ["--recipe", "none", "--catalog", str(catalog), "--output_dir", str(output), "--overwrite", "True", "--max_steps", str(args.max_steps),
             "--eval_strategy", "no", "--save_strategy", "no", "--eval_users", "0", "--use_cpu", "True",
             "--logging_steps", str(max(1, args.max_steps // 10)), "--disable_tqdm", str(args.quiet)]
     if args.tiny:

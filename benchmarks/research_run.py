@@ -84,8 +84,9 @@ def main() -> None:
 
     has_history_head = bool(float(model_args.get("history_dense_loss_weight", 0)))
     curve_modes = [m for m in args.curve_modes.split(",") if m and (m != "dense" or has_history_head)]
-    flags = ["--catalog", args.catalog, "--data", args.data, "--output_dir", str(output / "model"), "--overwrite",
-             "True", "--generation", json.dumps(generation), "--eval_modes", ",".join(curve_modes)]
+    # --recipe none: the run's settings are all in --model-args/--train-args (a --recipe in --train-args wins)
+    flags = ["--recipe", "none", "--catalog", args.catalog, "--data", args.data, "--output_dir", str(output / "model"),
+             "--overwrite", "True", "--generation", json.dumps(generation), "--eval_modes", ",".join(curve_modes)]
     for name, value in model_args.items():
         flags += [f"--{name}", str(value)]
     start = time.perf_counter()

@@ -148,7 +148,8 @@ def main() -> None:
     if not float(model_args.get("history_dense_loss_weight", 0)):
         curve_modes = [mode for mode in curve_modes if mode.strip() != "dense"]
     # the validation curve and the saved checkpoint use the settings the test is evaluated with
-    flags = ["--catalog", catalog, "--data", args.data, "--output_dir", str(out / "model"), "--overwrite", "True",
+    # --recipe none: every setting comes from this script's flags, so past runs stay comparable
+    flags = ["--recipe", "none", "--catalog", catalog, "--data", args.data, "--output_dir", str(out / "model"), "--overwrite", "True",
              "--generation", json.dumps(kwargs), "--eval_modes", ",".join(curve_modes)]
     for name, value in model_args.items():
         flags += [f"--{name}", str(value)]

@@ -22,7 +22,8 @@ echo "== 1/4 prepare: item text -> sentence embeddings -> RQ-VAE semantic IDs"
 cobra-hf prepare "$DATA" --output "$OUT/catalog" --cache-dir "$OUT/cache" --embed-max-length 32 --quiet
 
 echo "== 2/4 train: COBRA with the transformers Trainer ($EPOCHS epochs)"
-cobra-hf train --catalog "$OUT/catalog" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" \
+# --recipe none + these flags: the short configuration whose numbers benchmarks/results/quickstart records
+cobra-hf train --recipe none --catalog "$OUT/catalog" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" \
   --use_item_embeddings True --use_text_embeddings True --history_dense_loss_weight 0.5 \
   --contrastive_temperature 0.07 --learning_rate 2e-3 --eval_users 1000 --disable_tqdm True --logging_steps 20
 
