@@ -1,0 +1,53 @@
+"""Which blocks exist, and how a document is re-rendered: every `<!-- results:NAME [ARG] -->` ...
+`<!-- /results:NAME -->` span is replaced by what block NAME renders.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .commands import block_commands
+from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
+from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
+    block_gpu_sweep_negatives, block_probe, block_runs, block_seeds, block_tune
+from .measurements import block_data_layer, block_load_checks, block_scale, block_semantic_ids, block_speed
+from .readme import block_beauty, block_deviations, block_quickstart, block_scientific
+from .research import block_research, block_research_fusion, block_research_summary
+
+# block name in the docs' markers -> the function that renders it
+BLOCKS = {
+    "beauty": block_beauty, "scientific": block_scientific, "quickstart": block_quickstart,
+    "deviations": block_deviations, "runs": block_runs, "gpu-sweep": block_gpu_sweep,
+    "gpu-sweep-negatives": block_gpu_sweep_negatives, "tune": block_tune, "probe": block_probe,
+    "excluded": block_excluded, "seeds": block_seeds, "ensembles": block_ensembles, "cold-start": block_cold_start,
+    "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
+    "research": block_research, "load-checks": block_load_checks, "data-layer": block_data_layer,
+    "research-summary": block_research_summary, "research-fusion": block_research_fusion,
+}
+
+
+def render_text(text: str, renderer: Renderer) -> str:
+    """`text` with every marked block re-rendered."""
+
+    def replace(match: re.Match) -> str:
+        name, arg = match.group("name"), match.group("arg")
+        if name not in BLOCKS:
+            raise KeyError(f"unknown results block {name!r}; known: {', '.join(sorted(BLOCKS))}")
+        renderer.read = []
+        body = BLOCKS[name](renderer, arg) if arg else BLOCKS[name](renderer)
+        opening = f"<!-- results:{name}{' ' + arg if arg else ''} -->"
+        return f"{opening}\n{body.rstrip()}\n<!-- /results:{name} -->"
+
+    return BLOCK.sub(replace, text)
+
+
+def render_all(root: Path = ROOT, results: Path = RESULTS) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """{doc: (current text, rendered text)} and the set of files read under benchmarks/results."""
+    renderer = Renderer(results)
+    out = {}
+    for doc in DOCS:
+        path = root / doc
+        current = path.read_text(encoding="utf-8")
+        out[doc] = (current, render_text(current, renderer))
+    return out, renderer.all_read

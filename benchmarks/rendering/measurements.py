@@ -1,0 +1,79 @@
+"""Measurements that are not recommendation quality: speed, scale, semantic IDs, load-time checks (docs/ROBUSTNESS.md)
+and the data layer (README). Each reads one JSON written by its benchmarks/bench_*.py script.
+"""
+
+from __future__ import annotations
+
+from .core import Renderer, table
+
+def block_speed(r: Renderer, arg=None) -> str:
+    """Training and generate() throughput against the measured matmul peak (bench_speed.py, speed.json)."""
+    s = r.load("speed.json")
+    rows = [["training, batch " + str(s["train_batch_size"]), f"{s['train_sequences_per_s']:.0f} sequences/s "
+             f"({s['train_fraction_of_peak']:.0%} of the matmul peak in model FLOPs)",
+             f"{s['train_bound_sequences_per_s']:.0f} sequences/s"],
+            ["matmul kernels of a training step", f"{s['matmul_layers_gflops_per_s']:.1f} GFLOP/s = "
+             f"{s['matmul_layers_fraction_of_peak']:.0%} of peak, {s['matmul_share_of_step_time']:.0%} of the step", ""],
+            [f"generate, M = {s['generate_num_beams']}", f"{s['generate_users_per_s']:.0f} users/s, "
+             f"{s['generate_invalid_items']} invalid items", f"{s['generate_bound_users_per_s']:.0f} users/s"],
+            ["peak memory (RSS)", f"{s['peak_rss_gb_after_training']:.2f} GB after training, {s['peak_rss_gb']:.2f} GB "
+             "in all", ""]]
+    return (table(["", "measured", "limit (FLOPs / measured matmul peak)"], rows)
+            + f"\n\nMatmul peak measured in the same run: {s['matmul_peak_gflops']:.0f} GFLOP/s on {s['threads']} threads "
+            "(it differs between sessions by tens of percent). " + r.sources())
+
+
+def block_scale(r: Renderer, arg=None) -> str:
+    """generate() latency per user on a synthetic large catalog, per mode and batch (bench_scale.py,
+    scale.json)."""
+    s = r.load("scale.json")
+    lat = s["latency_ms_per_user"]
+    modes = sorted({k.split("@")[0] for k in lat}, key=lambda m: list(lat).index(f"{m}@batch1"))
+    batches = sorted({k.split("@batch")[1] for k in lat}, key=int)
+    rows = [[f"`{m}`", *(f"{lat[f'{m}@batch{b}']:.1f}" for b in batches)] for m in modes]
+    return (table(["ms per user", *(f"batch {b}" for b in batches)], rows)
+            + f"\n\nA synthetic catalog of {s['items']:,} items ({' x '.join(map(str, s['level_sizes']))} random IDs, "
+            f"{s['distinct_ids']:,} distinct): catalog tensors {s['catalog_tensor_mb']:.0f} MB, ID index "
+            f"{s['id_index_mb']:.0f} MB, peak RSS {s['peak_rss_gb']:.1f} GB. " + r.sources())
+
+
+def block_semantic_ids(r: Renderer, arg=None) -> str:
+    """The semantic-ID catalogs per dataset: codes, distinct IDs, items per ID, time
+    (bench_semantic_ids.py, semantic_ids.json)."""
+    data = r.load("semantic_ids.json")["datasets"]
+    rows = [[name, f"{d['items']:,}", " x ".join(map(str, d["codebook_sizes"])), f"{d['distinct_ids']:,}",
+             f"{d['items_per_id_mean']:.2f}", str(d["items_per_id_max"]), f"{d['shared_id_fraction']:.0%}",
+             f"{d['embed_seconds'] + d['quantizer_seconds']:.0f}"] for name, d in data.items()]
+    return table(["data", "items", "codes", "distinct IDs", "items per ID", "max", "items sharing an ID",
+                  "seconds (embed + RQ-VAE)"], rows) + "\n\n" + r.sources()
+
+
+def block_load_checks(r: Renderer, arg=None) -> str:
+    """What the load-time integrity checks cost per catalog size (bench_load_checks.py,
+    load_checks.json); docs/ROBUSTNESS.md."""
+    data = r.load("load_checks.json")
+    rows = [[f"{x['num_items']:,}", f"{x['hashed_mb']:,.0f}", f"{x['load_without_checks_s']:.3f}",
+             f"{x['load_with_checks_s']:.3f}", f"+{x['extra_s']:.2f}",
+             f"{x['load_without_checks_then_read_every_tensor_s']:.3f}", f"{x['tensor_checks_alone_s']:.3f}"]
+            for x in data["results"]]
+    return (table(["catalog items", "MB hashed", "load, no checks (s)", "load with checks (s)", "extra (s)",
+                   "no checks, then every tensor read once (s)", "tensor scan instead (old checkpoints, s)"], rows)
+            + f"\n\n{data['what']} ({data['cpu']}, torch {data['torch']}, {data['torch_threads']} thread). " + r.sources())
+
+
+def block_data_layer(r: Renderer, arg=None) -> str:
+    """Reading and splitting a large interaction file, per data-layer path (bench_data_layer.py,
+    data_layer.json)."""
+    d = r.load("data_layer.json")
+    res = d["results"]
+    names = [n for n in ("rowwise", "columnar", "pandas") if n in res]
+    def sec(v):
+        return "-" if v is None else f"{v:.1f} s"
+    rows = [["read + 5-core + sort + group into sequences", *(sec(res[n]["load_s"]) for n in names)],
+            ["leave-one-out splits", *(sec(res[n].get("split_s")) for n in names)],
+            ["peak RSS of the process", *(f"{res[n]['peak_rss_gb']:.2f} GB" for n in names)]]
+    scaling = sorted(d.get("columnar_scaling", {}).items(), key=lambda kv: int(kv[0]))
+    note = "; ".join(f"{int(k):,}: {v['load_s']:.0f} s, {v['peak_rss_gb']:.2f} GB" for k, v in scaling)
+    return (table([f"{d['rows']:,} interactions ({d['users']:,} users, {d['items']:,} items), {d['threads']} thread",
+                   *(d["labels"][n] for n in names)], rows)
+            + f"\n\nColumnar path at other sizes (load, peak RSS): {note}. " + r.sources())

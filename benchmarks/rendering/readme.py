@@ -1,0 +1,192 @@
+"""The README's tables: the headline Beauty table (paper rows, the recipe's seeds, the ensemble), Scientific, the
+quickstart's numbers and the table of deviations from the paper with their measured effects.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from .core import HEADER, METRICS, MODE_NAMES, MODES, Renderer, arrow, cells, f4, fusion, mean_sd, minutes, num, \
+    same_setting, table
+from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, epochs, paper_rows, recipe_seeds
+
+def block_beauty(r: Renderer, arg=None) -> str:
+    """The README's headline table: the paper's rows (paper.json), the paper's configuration on older code
+    (gpu_sweep/paper.json), the recipe's three seeds per mode (mean ± sd) and the two-seed ensemble; test split."""
+    seeds = recipe_seeds(r)
+    rows = paper_rows(r, "beauty")
+    sweep = r.load("gpu_sweep/paper.json")
+    rows.append(["cobra-hf, the paper's configuration and decoding on the current code", "not run yet", "-", "-", "-"])
+    rows.append([f"cobra-hf, the paper's configuration on older code ({sweep['config']['epochs']} epochs, GPU; "
+                 "COBRA mode, paper's BeamFusion)", *cells(sweep["test"]["cobra"])])
+    n = len(seeds)
+    for mode in MODES:
+        values = [[s["test"][mode][m] for s in seeds] for m in METRICS]
+        label = f"**cobra-hf recipe, one model, {MODE_NAMES[mode]}**" if mode == "cobra" else \
+            f"cobra-hf recipe, one model, {MODE_NAMES[mode]}"
+        if mode == "cobra":
+            label += f" ({fusion(seeds[0]['setting'])})"
+        rows.append([label + f", {n} seeds", *[mean_sd(v) for v in values]])
+        if mode == "cobra":
+            rows.append(["cobra-hf recipe, one model, COBRA mode with the paper's BeamFusion (seed 0 only)",
+                         *cells(seeds[0]["paper_fusion"])])
+    ens = r.load(f"{ENSEMBLE}/results.json")
+    for mode in ("cobra", "dense"):
+        rows.append([f"cobra-hf recipe, ensemble of seeds 0 + 1, {MODE_NAMES[mode]}", *cells(ens["test"][mode])])
+    users = seeds[0]["test"]["cobra"]["users"]
+    train = statistics.mean(s["train_seconds"] for s in seeds)
+    text = table(["model", *HEADER], rows)
+    text += (f"\n\nTest split, all {users:,} users, full ranking over every item, M = 20 beams, K = 10, history items "
+             f"not excluded. Recipe: {minutes(train)} minutes of training per seed on a 2-core CPU; ± is the standard "
+             f"deviation over seeds 0, 1, 2; the ensemble's members trained {minutes(ens['train_seconds_total'])} "
+             "minutes in all.\n\n" + r.sources())
+    return text
+
+
+def block_scientific(r: Renderer, arg=None) -> str:
+    """Amazon Scientific, one seed (scientific_cpu/results.json and its fusion grid); test split."""
+    run = r.load(f"{SCIENTIFIC}/results.json")
+    tune = r.load(f"{SCIENTIFIC}/tune_fusion.json")
+    rows = [[f"cobra-hf, COBRA mode ({fusion(tune['best']['setting'])}, Beauty's setting, not tuned here)",
+             *cells(tune["test"]["best"])],
+            [f"cobra-hf, COBRA mode ({fusion(run['generation'])})", *cells(run["test"]["cobra"])]]
+    rows += [[f"cobra-hf, {MODE_NAMES[m]}", *cells(run["test"][m])] for m in MODES[1:] if m in run["test"]]
+    text = table(["model (one seed)", *HEADER], rows)
+    text += (f"\n\nTest split, {run['test']['cobra']['users']:,} users. An earlier configuration than Beauty's recipe "
+             f"({changed(run, None)}; {minutes(run['timings']['train_seconds'])} minutes of training); the recipe has "
+             "not been run on Scientific. The paper reports no Scientific numbers.\n\n" + r.sources())
+    return text
+
+
+QUICKSTART = "quickstart/test_metrics.json"
+
+
+def block_quickstart(r: Renderer, arg=None) -> str:
+    """What scripts/quickstart.sh printed, when recorded (quickstart/test_metrics.json)."""
+    if not r.exists(QUICKSTART):
+        return ("Not recorded for the current code yet. To record them: run `bash scripts/quickstart.sh`, copy "
+                "`runs/quickstart/test_metrics.json` to `benchmarks/results/quickstart/test_metrics.json` and run "
+                "`python benchmarks/render_results.py`.")
+    results = r.load(QUICKSTART)
+    results = results if isinstance(results, list) else [results]
+    rows = [[MODE_NAMES.get(res.get("mode"), res.get("mode")), *cells(res)] for res in results]
+    users = results[0].get("users")
+    return (table(["mode", *HEADER], rows) +
+            f"\n\nScientific, 2 epochs, a seeded random sample of {users:,} test users (`EVAL_USERS`); a run on another machine differs "
+            "by a seed's noise.\n\n" + r.sources())
+
+
+def block_deviations(r: Renderer, arg=None) -> str:
+    """Each deviation from the paper, why, its default and its measured effect on Beauty, every number
+    read from the run or grid named in its row."""
+    rows = []
+    seeds = recipe_seeds(r)
+    ids = r.load("semantic_ids.json")["datasets"]["beauty"]
+    s0 = seeds[0]
+    rows.append(["`beam_fusion=\"joint\"`: one softmax over every beam's candidates of "
+                 "tau·phi_k + psi·cos(v_k, a) + psi_h·cos(v_0, a)",
+                 f"with {ids['items_per_id_mean']:.2f} items per ID (3 x 32 codes) the paper's per-beam softmax leaves "
+                 "the beams' sparse order", "off (`\"paper\"`)",
+                 f"recipe seed 0, test COBRA R@10 {arrow(s0['paper_fusion']['recall@10'], s0['test']['cobra']['recall@10'])}, "
+                 f"N@5 {arrow(s0['paper_fusion']['ndcg@5'], s0['test']['cobra']['ndcg@5'])} (`{RECIPE_SEED0_FUSION}`)"])
+    ablation = r.load("beauty_cpu_fast/fusion_ablation.json")
+    best = ablation["best"]
+
+    def point(**change):
+        want = {**best["setting"], **change}
+        return next(p["validation"] for p in ablation["grid"] if same_setting(p["setting"], want))
+
+    no_g, no_h = point(dense_guided_ids=0), point(beam_fusion_dense_psi=0)
+    rows.append(["`dense_guided_ids` (G): the IDs of the G items nearest to v_0 are decoded beside the beams",
+                 "the beams rarely hold the target's ID", "off (0)",
+                 f"validation R@10 without → with: {arrow(no_g['recall@10'], best['validation']['recall@10'])} "
+                 "(`beauty_cpu_fast/fusion_ablation.json`)"])
+    hd = [r.load(f"{name}/results.json") for name in ("beauty_cpu_logq_del02", "beauty_cpu_logq_del02_hd1", RECIPE)]
+    weights = " → ".join(num(run["model_args"]["history_dense_loss_weight"]) for run in hd)
+    rows.append(["`history_dense_loss_weight`: a head predicting the next item's vector v_0 before its ID",
+                 "gives the paper's \"without ID\" ablation (`mode=\"dense\"`) and psi_h", "off (0)",
+                 f"psi_h 0 in the fusion: validation R@10 {arrow(best['validation']['recall@10'], no_h['recall@10'])} "
+                 f"(same file); weight {weights}: test dense N@5 "
+                 + " → ".join(f4(run["test"]["dense"]["ndcg@5"]) for run in hd)
+                 + ", sparse R@10 " + " → ".join(f4(run["test"]["sparse"]["recall@10"]) for run in hd)
+                 + " (`beauty_cpu_logq_del02{,_hd1}/`, `" + RECIPE + "/results.json`"
+                 + ("; the first two on another catalog" if len({run["config"]["catalog_hash"] for run in hd}) > 1 else "")
+                 + ")"])
+    sweep = {name: r.load(f"gpu_sweep/{name}.json") for name in ("paper", "item_emb", "item_text_emb",
+                                                                  "item_text_emb_t007")}
+
+    def sweep_effect(a, b, mode="cobra"):
+        return arrow(sweep[a]["test"][mode]["recall@10"], sweep[b]["test"][mode]["recall@10"])
+
+    rows.append(["`use_item_embeddings`: a learned vector per item added to its text vector",
+                 "Beauty's text is a short title and anonymous attribute ids", "off",
+                 f"COBRA R@10 {sweep_effect('paper', 'item_emb')} (`gpu_sweep/paper.json` → `item_emb.json`; GPU, "
+                 "older code)"])
+    rows.append(["`use_text_embeddings`: the item's frozen sentence embedding, projected, added too",
+                 "a pretrained view of the text", "off",
+                 f"COBRA R@10 {sweep_effect('item_emb', 'item_text_emb')}, with the v_0 head at 0.5 "
+                 "(`gpu_sweep/item_emb.json` → `item_text_emb.json`)"])
+    rows.append(["`contrastive_temperature` 0.07 in the recipe",
+                 "the paper gives no temperature; 0.2 (reimplementations) is the default", "0.2",
+                 f"dense R@10 {sweep_effect('item_text_emb', 'item_text_emb_t007', 'dense')}, COBRA "
+                 f"{sweep_effect('item_text_emb', 'item_text_emb_t007')} (`gpu_sweep/item_text_emb_t007.json`)"])
+    fast, fast_tune = r.load("beauty_cpu_fast/results.json"), r.load("beauty_cpu_fast/tune_fusion.json")
+    logq = r.load("beauty_cpu_logq/results.json")
+    assert same_setting(fast_tune["best"]["setting"], logq["generation"])
+    rows.append(["`dense_logq_correction`: log Q(item) subtracted in the in-batch InfoNCE",
+                 "in-batch negatives are drawn by popularity", "off",
+                 f"test dense R@10 {arrow(fast['test']['dense']['recall@10'], logq['test']['dense']['recall@10'])}, "
+                 f"COBRA {arrow(fast_tune['test']['best']['recall@10'], logq['test']['cobra']['recall@10'])} at the same "
+                 "fusion (`beauty_cpu_fast/` → `beauty_cpu_logq/`)"])
+    del03 = r.load("beauty_cpu_logq_del03_e20/results.json")
+    rows.append(["`item_deletion`: each training item dropped with this chance in every forward",
+                 "other subsequences each epoch", "off (0)",
+                 f"20 epochs, 0.3: test dense R@10 {arrow(logq['test']['dense']['recall@10'], del03['test']['dense']['recall@10'])}"
+                 f", sparse {arrow(logq['test']['sparse']['recall@10'], del03['test']['sparse']['recall@10'])} "
+                 "(`beauty_cpu_logq/` → `beauty_cpu_logq_del03_e20/`)"])
+    base, neg = r.load("beauty_cpu/results.json"), r.load("beauty_cpu_negatives/results.json")
+    rows.append(["`num_dense_negatives`: uniform catalog items as extra InfoNCE negatives",
+                 "more negatives than a batch holds", "off (0)",
+                 f"test dense R@10 {arrow(base['test']['dense']['recall@10'], neg['test']['dense']['recall@10'])}, COBRA "
+                 f"{arrow(base['test']['cobra']['recall@10'], neg['test']['cobra']['recall@10'])}, {epochs(base)} → "
+                 f"{epochs(neg)} epochs in the same time (`beauty_cpu/` → `beauty_cpu_negatives/`)"])
+    cat = r.load("beauty_cpu_catalog/results.json")
+    rows.append(["`catalog_dense_loss_weight`: an InfoNCE against every catalog item (a refreshed bank)",
+                 "the full softmax instead of in-batch", "removed (no gain)",
+                 f"test dense R@10 {arrow(logq['test']['dense']['recall@10'], cat['test']['dense']['recall@10'])}, "
+                 f"sparse {arrow(logq['test']['sparse']['recall@10'], cat['test']['sparse']['recall@10'])}, "
+                 f"{epochs(logq)} → {epochs(cat)} epochs in the same time (`beauty_cpu_catalog/`)"])
+    ema = r.load(f"{RECIPE}_ema998/results.json")
+    assert same_setting(ema["generation"], s0["setting"])
+    rows.append(["`--weight_average_decay`: a moving average of the weights", "smoother end point", "removed (no gain)",
+                 f"test COBRA R@10 {arrow(s0['test']['cobra']['recall@10'], ema['test']['cobra']['recall@10'])}, "
+                 f"N@5 {arrow(s0['test']['cobra']['ndcg@5'], ema['test']['cobra']['ndcg@5'])} (`{RECIPE}_ema998/`)"])
+    ens = r.load(f"{ENSEMBLE}/results.json")
+    pair = seeds[:2]
+    rows.append(["`CobraEnsemble`: checkpoints of one catalog decode as one model (mean log-probs and cosines)",
+                 "independent seeds' errors average out", "opt-in",
+                 "test COBRA R@10 "
+                 + arrow(statistics.mean(s["test"]["cobra"]["recall@10"] for s in pair), ens["test"]["cobra"]["recall@10"])
+                 + ", N@5 "
+                 + arrow(statistics.mean(s["test"]["cobra"]["ndcg@5"] for s in pair), ens["test"]["cobra"]["ndcg@5"])
+                 + f" (members' mean → `{ENSEMBLE}/`), at twice the decoding cost"])
+    hd1 = hd[1]
+    excl = r.load("beauty_cpu_logq_del02_hd1/test_cobra_exclude_history.json")
+    rows.append(["`exclude_history=True`: items of the history are never recommended",
+                 "a deployed recommender would; the paper's protocol does not say", "off",
+                 f"test COBRA R@10 {arrow(hd1['test']['cobra']['recall@10'], excl['recall@10'])} "
+                 "(`beauty_cpu_logq_del02_hd1/test_cobra_exclude_history.json`); not used in the tables above"])
+    before, after = r.load("beauty_cpu_logq/results.json"), r.load("beauty_cpu_logq_e40/results.json")
+
+    def per_step(run):
+        return run["timings"]["train_seconds"] / run["train_summary"]["global_step"]
+
+    rows.append(["`length_buckets` (8): each batch decoded in groups of rows of similar length",
+                 "most of a padded batch is padding; same losses and gradients (tests/test_modeling.py)", "on",
+                 f"seconds per training step incl. validation {arrow(per_step(before), per_step(after), 2)} "
+                 "(`beauty_cpu_logq/` → `beauty_cpu_logq_e40/`, different sessions)"])
+    rows.append(["top-up: when the beams hold fewer than K items, the catalog items nearest to the best beam's "
+                 "vector fill the list", "K real items always come back", "on",
+                 "none on Beauty's tables (M x N ≥ K)"])
+    return (table(["what", "why", "default", "measured effect (Beauty)"], rows) + "\n\nFiles under `benchmarks/results/`: "
+            + ", ".join(f"`{rel}`" for rel in r.read) + ".")

@@ -1,0 +1,133 @@
+"""The research tables of docs/EXPERIMENTS.md (issue 21): one summary row and one section per run of
+benchmarks/research_run.py (benchmarks/results/research/*.json, picked up as they appear), and the validation-only
+fusion grids of research models (research/fusion/*.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core import HEADER, METRICS, MODE_NAMES, Renderer, f4, minutes, num, table
+
+def block_research(r: Renderer, arg=None) -> str:
+    """One section per research run (research/*.json): its command, scores per split and mode with
+    standard errors, and its ID-path diagnostics."""
+    files = sorted(r.results.glob("research/*.json"))
+    if not files:
+        return "No runs yet."
+    out = []
+    for path in files:
+        rel = path.relative_to(r.results).as_posix()
+        run = r.load(rel)
+        out.append(render_research_run(run, rel))
+    return "\n\n".join(out)
+
+
+def _id_kind(run: dict) -> str:
+    """Which semantic IDs a research run used: the catalog's level sizes and how they were made."""
+    sizes = run.get("config", {}).get("level_sizes") or []
+    catalog = str(run.get("catalog", ""))
+    kind = "RQ-KMeans of learned item vectors" if "collab" in catalog else (
+        "RQ-KMeans of text" if "rqk" in catalog else "RQ-VAE of text")
+    return f"{'x'.join(map(str, sizes))} {kind}"
+
+
+def block_research_summary(r: Renderer, arg=None) -> str:
+    """One row per research run (research/*.json): IDs, loss weights, validation R@10 / N@10 per
+    mode, ID-path diagnostics, and the test numbers read once (research/test/NAME.json) where a run became a recipe."""
+    files = sorted(r.results.glob("research/*.json"))
+    if not files:
+        return "No runs yet."
+    rows = []
+    for path in files:
+        run = r.load(path.relative_to(r.results).as_posix())
+        cfg = run.get("config", {})
+        val = run.get("validation", {})
+        diag = run.get("diagnostics", {})
+        tf = diag.get("teacher_forced", {}).get("top1_valid") or []
+        hits = diag.get("beam_search", {}).get("id_hit_rate", {})
+
+        def cell(mode):
+            v = val.get(mode)
+            return "-" if not v else f"{v['recall@10']:.4f} / {v['ndcg@10']:.4f}"
+        losses = f"{cfg.get('sparse_loss_weight', 1):g} / {cfg.get('dense_loss_weight', 1):g} / {cfg.get('history_dense_loss_weight', 0):g}"
+        test_rel = f"research/test/{path.stem}.json"
+        test = "-"
+        if r.exists(test_rel):
+            t = r.load(test_rel)
+            test = f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
+        rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, minutes(run.get("train_seconds")),
+                     cell("cobra"), cell("dense"), cell("sparse"), cell("cobra_paper_fusion"),
+                     f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-", test])
+    return table(["run", "IDs", "loss weights sparse / dense / ID-free dense", "train min",
+                  "COBRA mode R@10 / N@10", "dense only", "sparse only", "COBRA, paper's BeamFusion",
+                  "level-1 code top-1", "target ID in M=20 beams", "test, once (R@10 / N@10)"], rows) + (
+        "\n\nValidation split, all users (one standard error is about 0.0013 on Recall@10 near 0.04 and 0.002 near"
+        " 0.10). COBRA mode uses each run's own fusion; the ID-only runs have no trained dense head, so their COBRA"
+        " mode ranks each ID's items by an untrained vector. Test is read once, for a run kept as a recipe"
+        " (`cobra-hf evaluate ... --split test`, all users); TIGER's published test figures are in"
+        " `paper.json`. " + r.sources())
+
+
+def block_research_fusion(r: Renderer, arg=None) -> str:
+    """Validation-only fusion grids (`tune_fusion.py --no-test`) of research models."""
+    files = sorted(r.results.glob("research/fusion/*.json"))
+    if not files:
+        return "No fusion grids yet."
+    rows = []
+    for path in files:
+        grid = r.load(path.relative_to(r.results).as_posix())
+        name = f"`{path.stem}`"
+        for point in grid["grid"]:
+            s, v = point["setting"], point["validation"]
+            rows.append([name, f"joint, tau {num(s['beam_fusion_tau'])}, psi {num(s['beam_fusion_psi'])}, psi_h "
+                         f"{num(s['beam_fusion_dense_psi'])}, G {s.get('dense_guided_ids', 0)}",
+                         f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}", str(v["users"])])
+        v = grid["paper_validation"]
+        rows.append([name, "the paper's BeamFusion (tau 0.9, psi 16)", f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}",
+                     str(v["users"])])
+    return table(["model", "fusion", "validation R@10", "N@10", "users (seeded sample)"], rows) + "\n\n" + r.sources()
+
+
+def _pm(result: dict, metric: str) -> str:
+    """'value ± se' when the result records a standard error."""
+    value = result.get(metric)
+    if value is None:
+        return "n/a"
+    se = result.get(f"se_{metric}")
+    return f4(value) + (f" ± {float(se):.4f}" if se is not None else "")
+
+
+def render_research_run(run: dict, rel: str) -> str:
+    """The section of one research run: heading, command, a table per split, diagnostics."""
+    name = run.get("name") or Path(rel).stem
+    lines = [f"#### `{name}`", "", f"`benchmarks/results/{rel}`; training {minutes(run.get('train_seconds'))} minutes, "
+             f"{run.get('global_step', 'n/a')} steps.", "", "```bash", run.get("command", "(no command recorded)"), "```"]
+    for split in ("validation", "test"):
+        scores = run.get(split)
+        if not scores:
+            continue
+        rows = []
+        for mode, result in scores.items():
+            rows.append([MODE_NAMES.get(mode, "COBRA mode, the paper's BeamFusion" if mode == "cobra_paper_fusion" else mode),
+                         *(_pm(result, m) for m in METRICS), str(result.get("users", "n/a"))])
+        lines += ["", table([f"{split} (± one standard error)", *HEADER, "users"], rows)]
+    diag = run.get("diagnostics")
+    if diag:
+        tf = diag.get("teacher_forced", {})
+        beam = diag.get("beam_search", {})
+        grads = (diag.get("gradients") or {}).get("share", {})
+        items = []
+        if tf.get("top1_valid"):
+            items.append("teacher-forced top-1 per level (true prefix, valid codes): "
+                         + " / ".join(f"{v:.3f}" for v in tf["top1_valid"]))
+        if tf.get("all_levels_top1_true_prefix") is not None:
+            items.append(f"all levels right: {tf['all_levels_top1_true_prefix']:.3f}")
+        if beam.get("id_hit_rate"):
+            items.append("target ID among the beams at M = " + ", ".join(
+                f"{m}: {v:.3f}" for m, v in beam["id_hit_rate"].items()))
+        if grads:
+            items.append("decoder gradient share: " + ", ".join(f"{k} {v:.0%}" for k, v in grads.items()))
+        if items:
+            lines += ["", "Diagnostics (validation): " + "; ".join(items) + "."]
+    return "\n".join(lines)
