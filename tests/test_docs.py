@@ -1,4 +1,5 @@
-"""The README and docs/EXPERIMENTS.md against the files they are rendered from (benchmarks/render_results.py).
+"""The README, docs/EXPERIMENTS.md and docs/ROBUSTNESS.md against the files they are rendered from
+(benchmarks/render_results.py, whose blocks live in benchmarks/rendering/).
 
 A table that no longer matches its JSON, a cited JSON that is missing, a kept run that nothing cites, or a README
 over 20 KB fails here.
@@ -16,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
+ROBUSTNESS = ROOT / "docs" / "ROBUSTNESS.md"
 RESULTS = ROOT / "benchmarks" / "results"
 PAPER_MD = ROOT.parent / "shared" / "PAPER.md"
 
@@ -42,14 +44,16 @@ def test_rendered_tables_are_not_stale(rendered):
 
 
 def test_every_marker_is_a_closed_known_block():
-    for path in (README, EXPERIMENTS):
+    for path in (README, EXPERIMENTS, ROBUSTNESS):
         text = path.read_text(encoding="utf-8")
         openings = re.findall(r"<!-- results:([\w-]+)(?: [^\s>]+)? -->", text)
         blocks = list(render.BLOCK.finditer(text))
         assert len(openings) == len(blocks), f"{path.name}: a results marker is not closed"
         assert {m.group("name") for m in blocks} <= set(render.BLOCKS), path.name
     assert "<!-- results:beauty -->" in README.read_text(encoding="utf-8")
-    assert "<!-- results:research -->" in EXPERIMENTS.read_text(encoding="utf-8")
+    for name in ("research", "complementarity", "rank-fusion-probe"):
+        assert f"<!-- results:{name} -->" in EXPERIMENTS.read_text(encoding="utf-8"), name
+    assert "<!-- results:load-checks -->" in ROBUSTNESS.read_text(encoding="utf-8")
 
 
 def test_readme_is_at_most_20_kb():
@@ -127,6 +131,44 @@ def test_research_runs_are_picked_up_generically(tmp_path):
     assert "0.210 / 0.340 / 0.500" in text and "20: 0.048" in text and "history_dense_loss 40%" in text
     assert "#### `no_diagnostics`" in text  # a partial file still renders
     assert "research/ids_only_3x32.json" in renderer.read
+
+
+def test_cascade_research_files_are_picked_up_generically(tmp_path):
+    """complementarity.py and rank_fusion_probe.py outputs render as they appear; other probes in the folder do not."""
+    renderer = render.Renderer(tmp_path)
+    assert render.BLOCKS["complementarity"](renderer) == "No complementarity files yet."
+    assert render.BLOCKS["rank-fusion-probe"](renderer) == "No rank-fusion probes yet."
+    folder = tmp_path / "research" / "complementarity"
+    folder.mkdir(parents=True)
+
+    def share(rate, se=0.004):
+        return {"rate": rate, "se": se}
+
+    (folder / "a.json").write_text(json.dumps({
+        "dense_model": "runs/research/joint/model", "sparse_model": "runs/research/ids_only/model", "users": 5000,
+        "k": 10, "num_beams": 20, "recall": {"dense": share(0.0984), "sparse": share(0.0782)},
+        "either_dense_or_sparse": share(0.1206), "both": share(0.0404), "sparse_only_hits": share(0.0222),
+        "dense_only_hits": share(0.058), "list_overlap_mean": 0.2603}))
+    grid = [{"fusion": "dense", "recall@10": 0.1, "ndcg@10": 0.05},
+            {"fusion": "sparse", "recall@10": 0.06, "ndcg@10": 0.03},
+            {"fusion": "rrf", "w": 0.7, "c": 60.0, "recall@10": 0.103, "ndcg@10": 0.06},
+            {"fusion": "rrf", "w": 0.6, "c": 60.0, "recall@10": 0.103, "ndcg@10": 0.061},
+            {"fusion": "rrf", "w": 0.9, "c": 1.0, "recall@10": 0.101, "ndcg@10": 0.07}]
+    (folder / "rank_probe_joint.json").write_text(json.dumps(
+        {"model": "runs/research/joint/model", "sparse_model": "runs/research/joint/model", "users": 5000,
+         "length": 50, "grid": grid}))
+    (folder / "prefix_prior_joint.json").write_text(json.dumps(
+        {"model": "runs/research/joint/model", "grid": [{"tau": 0.0, "recall@10": 0.1, "ndcg@10": 0.05}]}))
+    text = render.BLOCKS["complementarity"](renderer)
+    assert ("| dense `joint`, sparse `ids_only` | 5000 | 0.0984 ± 0.0040 | 0.0782 ± 0.0040 | 0.1206 ± 0.0040 | "
+            "0.0404 ± 0.0040 | 0.0222 ± 0.0040 | 0.0580 ± 0.0040 | 0.2603 | - |") in text
+    assert renderer.read == ["research/complementarity/a.json"]
+    renderer.read = []
+    text = render.BLOCKS["rank-fusion-probe"](renderer)
+    # the best RRF row by R@10, the tie broken by N@10; its gain over the dense half
+    assert "| `joint` | 5000 | 0.1000 / 0.0500 | 0.0600 / 0.0300 | 0.6 | 60 | 0.1030 / 0.0610 | +3.0% |" in text
+    assert "best of 3 RRF settings" in text and "lists of length 50" in text
+    assert renderer.read == ["research/complementarity/rank_probe_joint.json"]
 
 
 def test_paper_rows_match_the_paper_notes():

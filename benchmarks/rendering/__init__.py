@@ -5,6 +5,7 @@
 - readme: the README's headline, Scientific, quickstart and deviations tables
 - experiments: the tables of docs/EXPERIMENTS.md's log (run overview, sweeps, fusion grids, seeds, ensembles)
 - research: the issue-21 research runs (research/*.json) and their validation fusion grids
+- cascade: the dense/sparse complementarity and the offline rank-fusion probe (research/complementarity/)
 - measurements: speed, scale, semantic IDs, load-time checks and the data layer
 - commands: the commands that reproduce every cited run
 - documents: the block registry and the re-rendering of a document

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .cascade import block_complementarity, block_rank_fusion_probe
 from .commands import block_commands
 from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
 from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
@@ -24,6 +25,7 @@ BLOCKS = {
     "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
     "research": block_research, "load-checks": block_load_checks, "data-layer": block_data_layer,
     "research-summary": block_research_summary, "research-fusion": block_research_fusion,
+    "complementarity": block_complementarity, "rank-fusion-probe": block_rank_fusion_probe,
 }
 
 

@@ -1,0 +1,127 @@
+"""The research tables on the dense/sparse cascade (issue 21), validation only, picked up as files appear:
+
+- "complementarity": benchmarks/complementarity.py (research/complementarity/*.json with `either_dense_or_sparse`):
+  per user, whether the dense-only and the sparse-only top K hold the target; "either" is an oracle union, not a method.
+- "rank-fusion-probe": benchmarks/rank_fusion_probe.py (research/complementarity/rank_probe_*.json, told apart by
+  their `grid` of `rrf` rows): offline reciprocal-rank fusions of the two lists over a grid of w and c, not a
+  generate() mode.
+
+Files of other probes in that folder are left to their own blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .core import Renderer, f4, num, table
+from .runs import member_name
+
+
+def _kind(path: Path) -> str | None:
+    """Which script wrote a file of research/complementarity/, told by its content (other probes share the folder)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        return None
+    if "either_dense_or_sparse" in data:
+        return "complementarity"
+    if any(isinstance(row, dict) and row.get("fusion") == "rrf" for row in data.get("grid") or []):
+        return "rank-fusion-probe"
+    return None
+
+
+def _files(r: Renderer, kind: str) -> list[str]:
+    """The files of one kind under research/complementarity/, sorted by name (read here, cited once loaded)."""
+    paths = sorted(r.results.glob("research/complementarity/*.json"))
+    return [p.relative_to(r.results).as_posix() for p in paths if _kind(p) == kind]
+
+
+def _models(dense: str | None, sparse: str | None) -> str:
+    """'`run`' when one model gave both lists, else 'dense `a`, sparse `b`'."""
+    dense_name, sparse_name = member_name(dense or "?"), member_name(sparse or dense or "?")
+    return f"`{dense_name}`" if dense_name == sparse_name else f"dense `{dense_name}`, sparse `{sparse_name}`"
+
+
+def _share(value: dict | None) -> str:
+    """A share of users, 'rate ± se' (one standard error), '-' when the file lacks it."""
+    if not value:
+        return "-"
+    return f4(value["rate"]) + (f" ± {float(value['se']):.4f}" if value.get("se") is not None else "")
+
+
+def block_complementarity(r: Renderer, arg=None) -> str:
+    """One row per complementarity file: the share of validation users whose target the dense-only and the
+    sparse-only top K hold, either (the oracle union), both, only one of them, the lists' mean overlap, and, where
+    the file has them, COBRA mode's Recall and its hits outside / lost from the dense list."""
+    files = _files(r, "complementarity")
+    if not files:
+        return "No complementarity files yet."
+    rows, ks, beams = [], set(), set()
+    for rel in files:
+        d = r.load(rel)
+        ks.add(d.get("k"))
+        beams.add(d.get("num_beams"))
+        recall = d.get("recall", {})
+        overlap = d.get("list_overlap_mean")
+        cobra = "-" if "cobra" not in recall else (
+            f"{_share(recall['cobra'])}; {_share(d.get('cobra_hits_outside_dense'))} / "
+            f"{_share(d.get('dense_hits_lost_by_cobra'))}")
+        rows.append([_models(d.get("dense_model"), d.get("sparse_model")), str(d.get("users", "n/a")),
+                     _share(recall.get("dense")), _share(recall.get("sparse")), _share(d.get("either_dense_or_sparse")),
+                     _share(d.get("both")), _share(d.get("sparse_only_hits")), _share(d.get("dense_only_hits")),
+                     "-" if overlap is None else f"{overlap:.4f}", cobra])
+    k = f"@{num(next(iter(ks)))}" if len(ks) == 1 and None not in ks else "@K"
+    text = table(["model(s)", "users", f"dense R{k}", f"sparse R{k}", "either (oracle union)", "both",
+                  "sparse-only hits", "dense-only hits", "list overlap",
+                  f"COBRA mode R{k}; its hits outside the dense list / dense hits it loses"], rows)
+    return (text + f"\n\nValidation split, a seeded sample of users; top {_values(ks)}, "
+            f"sparse lists from M = {_values(beams)} beams. Every cell is a share of the users "
+            "(± one standard error); list overlap is the mean share of the dense top K that is also in the sparse "
+            "top K. " + r.sources())
+
+
+def _values(values: set) -> str:
+    """The distinct settings the files recorded, '1, 2'; '?' when none did."""
+    return ", ".join(num(v) for v in sorted(v for v in values if v is not None)) or "?"
+
+
+def _pair(row: dict | None) -> str:
+    return "-" if not row else f"{f4(row['recall@10'])} / {f4(row['ndcg@10'])}"
+
+
+def _best_rrf(grid: list[dict]) -> dict | None:
+    """The RRF row with the highest validation Recall@10 (ties: the higher NDCG@10, then the first)."""
+    rows = [row for row in grid if row.get("fusion") == "rrf"]
+    return max(rows, key=lambda row: (row["recall@10"], row["ndcg@10"])) if rows else None
+
+
+def block_rank_fusion_probe(r: Renderer, arg=None) -> str:
+    """One row per rank-fusion probe file: each half alone and the RRF setting of its grid with the best validation
+    Recall@10, with its gain over the dense half."""
+    files = _files(r, "rank-fusion-probe")
+    if not files:
+        return "No rank-fusion probes yet."
+    rows, sizes, lengths = [], set(), set()
+    for rel in files:
+        d = r.load(rel)
+        grid = d.get("grid", [])
+        half = {row["fusion"]: row for row in grid if row.get("fusion") in ("dense", "sparse")}
+        dense, sparse, best = half.get("dense"), half.get("sparse"), _best_rrf(grid)
+        sizes.add(sum(row.get("fusion") == "rrf" for row in grid))
+        lengths.add(d.get("length"))
+        gain = "-" if not (best and dense and dense["recall@10"]) else \
+            f"{(best['recall@10'] / dense['recall@10'] - 1) * 100:+.1f}%"
+        rows.append([_models(d.get("model"), d.get("sparse_model")), str(d.get("users", "n/a")), _pair(dense),
+                     _pair(sparse), "-" if not best else num(best["w"]), "-" if not best else num(best["c"]),
+                     _pair(best), gain])
+    text = table(["model(s)", "users", "dense R@10 / N@10", "sparse R@10 / N@10", "best RRF: w", "c",
+                  "R@10 / N@10", "R@10 vs dense"], rows)
+    first = r.load(files[0])
+    dense_first = next((row for row in first.get("grid", []) if row.get("fusion") == "dense"), None)
+    se = "" if not dense_first or not first.get("users") else (
+        f" One standard error of a Recall@10 near the dense half's at {first['users']:,} users is "
+        f"{math.sqrt(dense_first['recall@10'] * (1 - dense_first['recall@10']) / first['users']):.4f}.")
+    return (text + f"\n\nValidation split, a seeded sample of users; lists of length {_values(lengths)} fused. "
+            f"The best of {' or '.join(str(n) for n in sorted(sizes))} RRF settings is picked and scored on the same users, so "
+            f"its gain is an optimistic estimate.{se} " + r.sources())
