@@ -5,6 +5,8 @@
 - "rank-fusion-probe": benchmarks/rank_fusion_probe.py (research/complementarity/rank_probe_*.json, told apart by
   their `grid` of `rrf` rows): offline reciprocal-rank fusions of the two lists over a grid of w and c, not a
   generate() mode.
+- "whole-catalog-probes": benchmarks/prefix_prior_probe.py (`first_code_top10`) and benchmarks/mixture_probe.py
+  (`dense_only` + a grid of tau/psi/psi_h): ID-path signals added to the dense half over every catalog item.
 
 Files of other probes in that folder are left to their own blocks.
 """
@@ -26,6 +28,10 @@ def _kind(path: Path) -> str | None:
         return None
     if "either_dense_or_sparse" in data:
         return "complementarity"
+    if "first_code_top10" in data:
+        return "prefix-prior"
+    if "dense_only" in data and "num_beams" in data:
+        return "mixture"
     if any(isinstance(row, dict) and row.get("fusion") == "rrf" for row in data.get("grid") or []):
         return "rank-fusion-probe"
     return None
@@ -125,3 +131,37 @@ def block_rank_fusion_probe(r: Renderer, arg=None) -> str:
     return (text + f"\n\nValidation split, a seeded sample of users; lists of length {_values(lengths)} fused. "
             f"The best of {' or '.join(str(n) for n in sorted(sizes))} RRF settings is picked and scored on the same users, so "
             f"its gain is an optimistic estimate.{se} " + r.sources())
+
+
+def _settings(row: dict, names: tuple[str, ...]) -> str:
+    return ", ".join(f"{name} {num(row[name])}" for name in names if name in row)
+
+
+def block_whole_catalog_probes(r: Renderer, arg=None) -> str:
+    """One row per prefix-prior or mixture probe file: the dense-only point of its grid (tau = 0, or psi = 0), the
+    grid's best point by validation Recall@10 and its gain over dense only."""
+    files = [(kind, rel) for kind in ("prefix-prior", "mixture") for rel in _files(r, kind)]
+    if not files:
+        return "No whole-catalog probes yet."
+    rows = []
+    for kind, rel in files:
+        d = r.load(rel)
+        grid = d.get("grid", [])
+        if kind == "prefix-prior":
+            dense = next((row for row in grid if row.get("tau") == 0), None)
+            names, what = ("tau",), f"psi_h {num(d.get('psi_h'))} cos(v0, a) + tau log P(c1(a))"
+        else:
+            dense = d.get("dense_only")
+            names, what = ("tau", "psi", "psi_h"), (f"logsumexp over {d.get('num_beams')} beams of tau phi_k + psi "
+                                                    "cos(v_k, a), + psi_h cos(v0, a)")
+        others = [row for row in grid if row is not dense and row != dense]
+        best = max(others, key=lambda row: (row["recall@10"], row["ndcg@10"])) if others else None
+        gain = "-" if not (best and dense and dense["recall@10"]) else \
+            f"{(best['recall@10'] / dense['recall@10'] - 1) * 100:+.1f}%"
+        rows.append([f"`{member_name(d.get('model') or '?')}`", what, str(d.get("users", "n/a")), _pair(dense),
+                     "-" if not best else _settings(best, names), _pair(best), gain, str(len(grid))])
+    text = table(["model", "score of item a", "users", "dense only R@10 / N@10", "best other point",
+                  "R@10 / N@10", "R@10 vs dense", "grid points"], rows)
+    return (text + "\n\nValidation split, a seeded sample of users; every catalog item is scored (no beam prunes the "
+            "candidates). The best point is picked and scored on the same users, an optimistic estimate. "
+            + r.sources())
