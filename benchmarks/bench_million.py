@@ -14,7 +14,7 @@ peak resident memory (the child's own `wait4` rusage, ru_maxrss) are measured on
   encoder_probe  the real sentence encoder (all-MiniLM-L6-v2) on --probe-texts of the same texts: texts/s, from
                  which the real embedding time of the catalog is extrapolated (recorded as an extrapolation).
   prepare        cobra-hf prepare --levels 3 --codebook-size 256 --dedup-level --cache-dir ...  (embeddings from
-                 the cache, RQ-VAE training, IDs, tokenizer, item text tensors)
+                 the cache, RQ-VAE training or --quantizer rq-kmeans, IDs, tokenizer, item text tensors)
   train          cobra-hf train --recipe none + the joint recipe's model flags written out, one epoch (or
                  --max-steps), no validation, no intermediate checkpoints
   evaluate       cobra-hf evaluate --all-modes --max-users E: generate in every mode (cobra, dense, sparse,
@@ -414,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every step (default: all cores)")
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--codebook-size", type=int, default=256)
+    parser.add_argument("--quantizer", choices=("rqvae", "rq-kmeans"), default="rqvae",
+                        help="prepare's --quantizer (default rqvae, prepare's own default)")
     parser.add_argument("--rqvae-epochs", type=int, default=None, help="RQ-VAE epochs (default: prepare's)")
     parser.add_argument("--batch-size", type=int, default=256, help="training batch size (default 256)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps (default: one epoch)")
@@ -467,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                str(EMBED_MAX_LENGTH), "--seed", str(args.seed), "--quiet"]
     if args.rqvae_epochs is not None:
         prepare += ["--epochs", str(args.rqvae_epochs)]
+    if args.quantizer != "rqvae":
+        prepare += ["--quantizer", args.quantizer]
     command("prepare", prepare)
     stats = json.loads((catalog / "stats.json").read_text())
     outputs["prepare"] = {key: stats.get(key) for key in ("num_items", "num_users", "distinct_ids", "items_per_id_max",
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "benchmarks/bench_million.py", *(argv if argv is not None else sys.argv[1:])]),
         "config": {"items": args.items, "users": args.users, "new_items": args.new_items, "eval_users": args.eval_users,
                    "threads": args.threads, "levels": args.levels, "codebook_size": args.codebook_size,
-                   "dedup_level": True, "rqvae_epochs": "prepare's default" if args.rqvae_epochs is None else args.rqvae_epochs,
+                   "dedup_level": True, "quantizer": args.quantizer, "rqvae_epochs": "prepare's default" if args.rqvae_epochs is None else args.rqvae_epochs,
                    "batch_size": args.batch_size, "max_steps": args.max_steps, "zipf": args.zipf, "seed": args.seed,
                    "model_flags": MODEL_FLAGS, "generation": GENERATION, "embed_max_length": EMBED_MAX_LENGTH},
         "embeddings": {
