@@ -64,7 +64,7 @@ def test_registry_holds_the_papers_recipe_and_the_joint_one():
 
     joint = RECIPES["joint"]
     assert joint.model["history_dense_loss_weight"] == 2.0 and joint.model["text_embedding_dim"] == -1
-    assert joint.training == {"num_train_epochs": 16, "learning_rate": 2e-3}
+    assert joint.training == {"num_train_epochs": 32, "learning_rate": 2e-3}
     assert joint.generation["beam_fusion"] == "joint" and joint.generation["dense_guided_ids"] == 50
     assert 4 <= len(joint.decoding_grid) + 1 <= 6 and joint.generation not in joint.decoding_grid
     assert any(point["beam_fusion"] == "paper" and point["beam_fusion_tau"] == 0.9 for point in joint.decoding_grid)
@@ -74,12 +74,12 @@ def test_registry_holds_the_papers_recipe_and_the_joint_one():
 # ------------------------------------------------------------------------------------------------ precedence
 def test_training_settings_defaults_then_recipe_then_command_line():
     _, args = parse_args(BASE)  # the CLI's default recipe is joint
-    assert (args.num_train_epochs, args.learning_rate) == (16, 2e-3)
+    assert (args.num_train_epochs, args.learning_rate) == (32, 2e-3)
     assert args.weight_decay == 0.01 and args.lr_scheduler_type.value == "cosine"  # TRAINING_DEFAULTS stay under it
     _, args = parse_args([*BASE, "--num_train_epochs", "3"])
     assert (args.num_train_epochs, args.learning_rate) == (3, 2e-3)
     _, args = parse_args([*BASE, "--learning_rate=5e-4", "--recipe", "joint"])
-    assert (args.num_train_epochs, args.learning_rate) == (16, 5e-4)
+    assert (args.num_train_epochs, args.learning_rate) == (32, 5e-4)
     for name in ("none", "paper"):  # no training settings: TRAINING_DEFAULTS
         _, args = parse_args([*BASE, "--recipe", name])
         assert (args.num_train_epochs, args.learning_rate) == (10, 1e-3)
