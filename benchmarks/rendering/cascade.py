@@ -5,6 +5,7 @@
 - "rank-fusion-probe": benchmarks/rank_fusion_probe.py (research/complementarity/rank_probe_*.json, told apart by
   their `grid` of `rrf` rows): offline reciprocal-rank fusions of the two lists over a grid of w and c, not a
   generate() mode.
+- "learned-fusion": benchmarks/learned_fusion_probe.py: a linear listwise fusion of the two lists, cross-fitted.
 - "whole-catalog-probes": benchmarks/prefix_prior_probe.py (`first_code_top10`) and benchmarks/mixture_probe.py
   (`dense_only` + a grid of tau/psi/psi_h): ID-path signals added to the dense half over every catalog item.
 
@@ -28,6 +29,8 @@ def _kind(path: Path) -> str | None:
         return None
     if "either_dense_or_sparse" in data:
         return "complementarity"
+    if "learned" in data and "weights_per_fold" in data:
+        return "learned-fusion"
     if "first_code_top10" in data:
         return "prefix-prior"
     if "dense_only" in data and "num_beams" in data:
@@ -165,3 +168,23 @@ def block_whole_catalog_probes(r: Renderer, arg=None) -> str:
     return (text + "\n\nValidation split, a seeded sample of users; every catalog item is scored (no beam prunes the "
             "candidates). The best point is picked and scored on the same users, an optimistic estimate. "
             + r.sources())
+
+
+def block_learned_fusion(r: Renderer, arg=None) -> str:
+    """One row per learned-fusion file: each half alone, the union's recall (an oracle ceiling) and the cross-fitted
+    linear fusion's out-of-sample Recall/NDCG@10 with its gain over the dense half."""
+    files = _files(r, "learned-fusion")
+    if not files:
+        return "No learned-fusion probes yet."
+    rows = []
+    for rel in files:
+        d = r.load(rel)
+        dense, learned = d.get("dense"), d.get("learned")
+        gain = "-" if not (dense and learned and dense["recall@10"]) else \
+            f"{(learned['recall@10'] / dense['recall@10'] - 1) * 100:+.1f}%"
+        rows.append([_models(d.get("model"), d.get("sparse_model")), str(d.get("users", "n/a")), _pair(dense),
+                     _pair(d.get("sparse")), f4(d.get("union_recall")), _pair(learned), gain])
+    text = table(["model(s)", "users", "dense R@10 / N@10", "sparse R@10 / N@10", "union of the two top-L lists holds "
+                  "the target", "learned fusion R@10 / N@10", "R@10 vs dense"], rows)
+    return (text + "\n\nValidation split, a seeded sample of users split in two halves; the weights learned on one "
+            "half rank the other (two-fold cross-fitting), so the fusion's numbers are out of sample. " + r.sources())
