@@ -82,6 +82,7 @@ def main() -> None:
     report_path = RESULTS / f"{args.name}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
 
+    # a --recipe in --train-args may set the head too; the trained model's config decides below
     has_history_head = bool(float(model_args.get("history_dense_loss_weight", 0)))
     curve_modes = [m for m in args.curve_modes.split(",") if m and (m != "dense" or has_history_head)]
     # --recipe none: the run's settings are all in --model-args/--train-args (a --recipe in --train-args wins)
@@ -100,6 +101,7 @@ def main() -> None:
         curve = recorder.points
 
     model, tokenizer = load_checkpoint(str(output / "model"))
+    has_history_head = bool(float(model.config.history_dense_loss_weight))
     splits = index_splits(args.data, tokenizer, max_history=model.config.max_history)
     report = {
         "name": args.name,
