@@ -10,13 +10,26 @@ from .core import HEADER, METRICS, MODE_NAMES, MODES, Renderer, arrow, cells, f4
     same_setting, table
 from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, epochs, paper_rows, recipe_seeds
 
+# the paper's recipe on the current code, and the ID-only unique-ID model (issue 21), test read once each
+PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
+ID_ONLY_TESTS = "research/test/ids_only_collab3x256d_e16*.json"
+
+
 def block_beauty(r: Renderer, arg=None) -> str:
     """The README's headline table: the paper's rows (paper.json), the paper's configuration on older code
     (gpu_sweep/paper.json), the recipe's three seeds per mode (mean ± sd) and the two-seed ensemble; test split."""
     seeds = recipe_seeds(r)
     rows = paper_rows(r, "beauty")
     sweep = r.load("gpu_sweep/paper.json")
-    rows.append(["cobra-hf, the paper's configuration and decoding on the current code", "not run yet", "-", "-", "-"])
+    paper_test = PAPER_RECIPE_TEST if (r.results / PAPER_RECIPE_TEST).is_file() else None
+    if paper_test is None:
+        rows.append(["cobra-hf, the paper's configuration and decoding on the current code", "not run yet", "-", "-", "-"])
+    else:
+        by_mode = {entry["mode"]: entry for entry in r.load(paper_test)}
+        for mode in ("cobra", "sparse"):
+            if mode in by_mode:
+                rows.append([f"cobra-hf `--recipe paper` (the paper's configuration and decoding, current code), "
+                             f"{MODE_NAMES[mode]}", *cells(by_mode[mode])])
     rows.append([f"cobra-hf, the paper's configuration on older code ({sweep['config']['epochs']} epochs, GPU; "
                  "COBRA mode, paper's BeamFusion)", *cells(sweep["test"]["cobra"])])
     n = len(seeds)
@@ -33,6 +46,13 @@ def block_beauty(r: Renderer, arg=None) -> str:
     ens = r.load(f"{ENSEMBLE}/results.json")
     for mode in ("cobra", "dense"):
         rows.append([f"cobra-hf recipe, ensemble of seeds 0 + 1, {MODE_NAMES[mode]}", *cells(ens["test"][mode])])
+    id_only = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(ID_ONLY_TESTS))
+    if id_only:
+        runs = [r.load(rel) for rel in id_only]
+        label = ("cobra-hf ID-only model (unique collaborative IDs, 3 x 256 codes + a de-duplication code; dense "
+                 f"losses off), sparse mode, {len(runs)} seed{'s' * (len(runs) > 1)}")
+        cell = (lambda m: mean_sd([run[m] for run in runs])) if len(runs) > 1 else (lambda m: f4(runs[0][m]))
+        rows.append([label, *[cell(m) for m in METRICS]])
     users = seeds[0]["test"]["cobra"]["users"]
     train = statistics.mean(s["train_seconds"] for s in seeds)
     text = table(["model", *HEADER], rows)
