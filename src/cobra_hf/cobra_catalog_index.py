@@ -6,7 +6,7 @@ Shapes: I items, L levels, D vector width, P items per ID (padded).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -90,59 +90,98 @@ class SemanticIdIndex:
         return torch.where(valid, items, torch.full_like(items, -1)), valid
 
 
+def tensor_state(tensors) -> tuple:
+    """What says whether tensors still hold what they held, without reading them: each one's storage address,
+    in-place version counter (copy_ and most in-place ops bump it, a fused optimizer step does not), dtype, device
+    and shape. Inference tensors carry no version counter: their address alone counts."""
+    state = []
+    for tensor in tensors:
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference-mode tensor
+            version = None
+        state.append((tensor.data_ptr(), version, tensor.dtype, tensor.device, tuple(tensor.shape)))
+    return tuple(state)
+
+
 class CatalogIndex:
     """The catalog's derived data: item vectors (raw and L2-normalised) Float[I, D], the `SemanticIdIndex` of the
     item codes Long[I, L] and a faiss inner-product index over the normalised vectors.
 
-    Each part is built on first use from the callables it was given, and all of them are dropped together by
-    `invalidate()`: the one rule is that whoever changes the weights or the catalog calls it (the model does on
-    load_state_dict, set_catalog and train()), so no part can outlive the others.
+    Each part is built on first use from the callables it was given and kept until `invalidate()` drops them all
+    (whoever changes the weights or the catalog calls it: the model does on load_state_dict and set_catalog, and
+    train() drops all but the ID index), so an eval-mode model builds them once for any number of generate() calls
+    and evaluations. Besides, a part is rebuilt when what it was built from no longer has the `tensor_state` it
+    had: the vectors (and faiss) when a tensor of `weights()` moved (`.to(device)`, `.to(torch.bfloat16)`: cached
+    CPU vectors are never served to a model on the GPU) or was edited in place (most in-place ops bump the version
+    counter; fused optimizer steps and edits through `.data` do not, hence the explicit rule), the ID index when the
+    item codes did.
 
     encode: () -> Float[I, D], every catalog item's dense vector under the current weights (no gradients);
     item_codes: () -> Long[I, L]; level_sizes: codes per level; unit_vectors: encode already gives unit rows (an
-    ensemble's joined vectors), used as they are.
+    ensemble's joined vectors), used as they are; weights: () -> the tensors `encode` reads (None: the vectors are
+    kept until `invalidate()`).
     """
 
     def __init__(self, encode: Callable[[], torch.Tensor], item_codes: Callable[[], torch.Tensor], level_sizes,
-                 unit_vectors: bool = False):
+                 unit_vectors: bool = False, weights: Callable[[], Iterable[torch.Tensor]] | None = None):
         self._encode = encode
         self._unit = unit_vectors
         self._item_codes = item_codes
+        self._weights = weights
         self.level_sizes = [int(size) for size in level_sizes]
+        self.builds = {"vectors": 0, "ids": 0, "faiss": 0}  # how often each part was built (tests, benchmarks)
         self.invalidate()
 
-    def invalidate(self) -> None:
+    def invalidate(self, keep_ids: bool = False) -> None:
+        """Drops the vectors and faiss, and the ID index unless keep_ids (new weights leave the codes as they are)."""
         self._vectors: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._ids: SemanticIdIndex | None = None
+        self._vectors_state: tuple | None = None
         self._faiss = None
+        if not keep_ids:
+            self._ids: SemanticIdIndex | None = None
+            self._ids_state: tuple | None = None
+
+    def _weights_state(self) -> tuple | None:
+        return None if self._weights is None else tensor_state(self._weights())
 
     def item_vectors(self, normalized: bool = True) -> torch.Tensor:
         """Float[I, D]: the catalog's dense vectors, L2-normalised unless normalized=False."""
-        if self._vectors is None:
+        state = self._weights_state()
+        if self._vectors is None or state != self._vectors_state:
             raw = self._encode()
             self._vectors = (raw, raw if self._unit else F.normalize(raw, dim=-1))
+            self._vectors_state, self._faiss = state, None
+            self.builds["vectors"] += 1
         return self._vectors[1 if normalized else 0]
 
     def set_item_vectors(self, raw: torch.Tensor) -> None:
-        """Installs precomputed vectors Float[I, D] (e.g. a benchmark's stand-ins); the faiss index follows them."""
+        """Installs precomputed vectors Float[I, D] (e.g. a benchmark's stand-ins), kept until the weights change;
+        the faiss index follows them."""
         self._vectors, self._faiss = (raw, F.normalize(raw, dim=-1)), None
+        self._vectors_state = self._weights_state()
 
     @property
     def ids(self) -> SemanticIdIndex:
-        if self._ids is None:
-            codes = self._item_codes()
+        codes = self._item_codes()
+        state = tensor_state([codes])
+        if self._ids is None or state != self._ids_state:
             self._ids = SemanticIdIndex(codes, self.level_sizes).to(codes.device)
+            self._ids_state = state
+            self.builds["ids"] += 1
         return self._ids
 
     def faiss(self):
         """A faiss IndexFlatIP over the normalised item vectors (exact inner-product search on the CPU)."""
+        vectors = self.item_vectors()  # new weights drop the index built from the old vectors
         if self._faiss is None:
             try:
                 import faiss
             except ImportError:
                 raise ImportError("use_faiss=True needs faiss: pip install faiss-cpu (or, in a cobra-hf checkout, "
                                   "pip install -e '.[faiss]').") from None
-            vectors = self.item_vectors().cpu().contiguous().numpy()
+            vectors = vectors.float().cpu().contiguous().numpy()
             self._faiss = faiss.IndexFlatIP(vectors.shape[1])
             self._faiss.add(vectors)
+            self.builds["faiss"] += 1
         return self._faiss

@@ -6,10 +6,20 @@ Shapes: B users, M beams, N candidates per beam, C candidates per user, H histor
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 import torch.nn.functional as F
+
+
+def full_precision(device: torch.device):
+    """A context with autocast off on `device` (a no-op outside autocast). Scores that rank items are computed in
+    fp32 inside it: bf16 keeps 8 bits of mantissa, so cosines near 0.5 would round to steps of ~0.004 and many
+    catalog items would tie; an InfoNCE logit divided by a temperature of 0.07 magnifies that rounding 14 times."""
+    if not torch.is_autocast_enabled(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
 
 
 def beam_fusion(
@@ -92,7 +102,8 @@ def nearest_items(
     if faiss_index is not None:
         cos, items = faiss_index.search(queries.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(items).long().to(queries.device), torch.from_numpy(cos).to(queries.device)
-    cos = queries @ item_vectors.T
+    with full_precision(queries.device):  # a half-precision matmul would rank by rounded cosines (many ties)
+        cos = queries.float() @ item_vectors.float().T
     best = torch.topk(cos, k, dim=-1)
     return best.indices, best.values
 

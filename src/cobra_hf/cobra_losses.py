@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .cobra_fusion import full_precision
+
 
 def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float,
              log_q: torch.Tensor | None = None, chunk_elements: int = 1 << 22):
@@ -18,18 +20,22 @@ def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch
     column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss.
     The [P, C] logits are built chunk_elements at a time: glibc serves each allocation above 32 MB with a fresh
     mmap, and a whole-catalog logit matrix that is mapped and faulted in every step spent as long in the kernel as
-    in the matmul."""
-    # the temperature scales the [P, D] queries, not the [P, C] logits: one pass over C columns fewer
-    queries = F.normalize(predicted, dim=-1) / temperature
-    columns = F.normalize(item_vectors, dim=-1)
-    rows = max(1, chunk_elements // max(1, columns.shape[0]))
-    total = predicted.new_zeros(())
-    for query, target in zip(queries.split(rows), targets.split(rows)):
-        logits = query @ columns.T
-        if log_q is not None:
-            logits = logits - log_q
-        total = total + F.cross_entropy(logits, target, reduction="sum")
-    return total / predicted.shape[0]
+    in the matmul.
+    Computed in fp32 whatever the inputs' dtype or an autocast around it (mixed-precision training): the cosines
+    are divided by the temperature (0.07 makes them 14 times larger), and bf16 logits would carry that rounding
+    into the softmax."""
+    with full_precision(predicted.device):
+        # the temperature scales the [P, D] queries, not the [P, C] logits: one pass over C columns fewer
+        queries = F.normalize(predicted.float(), dim=-1) / temperature
+        columns = F.normalize(item_vectors.float(), dim=-1)
+        rows = max(1, chunk_elements // max(1, columns.shape[0]))
+        total = queries.new_zeros(())
+        for query, target in zip(queries.split(rows), targets.split(rows)):
+            logits = query @ columns.T
+            if log_q is not None:
+                logits = logits - log_q.float()
+            total = total + F.cross_entropy(logits, target, reduction="sum")
+        return total / predicted.shape[0]
 
 
 def catalog_columns(config, training: bool) -> bool:

@@ -90,9 +90,11 @@ def add_items(
     assets: CatalogAssets | str | os.PathLike,
     encoder: str | os.PathLike | None = None,
     on_dedup_overflow: str = "share",
-    embed_batch_size: int = 64,
+    embed_batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     item_embeddings: str = "id_neighbours",
+    embed_device: str = "auto",
+    embed_dtype: str = "auto",
 ) -> list[int]:
     """Appends new items to a trained model's catalog and to its tokenizer; returns their catalog indices.
 
@@ -100,6 +102,8 @@ def add_items(
     used when present). assets: a `CatalogAssets`, or the checkpoint folder (its `catalog/`) or catalog folder to
     read them from. encoder: the sentence encoder's folder when the recorded one is not on this machine.
     item_embeddings: "id_neighbours" or "zeros", the new rows of a model with `use_item_embeddings` (see above).
+    embed_device, embed_dtype, embed_batch_size: how the sentence encoder runs (`embeddings.embed_texts`: "auto" =
+    a CUDA GPU in fp16 when there is one, else the CPU in fp32).
 
     Steps: text (`data.item_text`) -> sentence embedding (`embed_texts`, the catalog's encoder and max length) ->
     semantic ID (`quantizer.encode`; with a dedup level, the next free collision code) -> text tokens in the
@@ -116,7 +120,8 @@ def add_items(
     encoder_path = str(encoder) if encoder is not None else assets.encoder_path()
     texts = [item_text(dict(item), max_description_chars=assets.max_description_chars) for item in items]
     embeddings = embed_texts(texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
-                             show_progress=False, max_length=assets.embed_max_length)  # [n, E]
+                             show_progress=False, max_length=assets.embed_max_length, device=embed_device,
+                             dtype=embed_dtype)  # [n, E]
     if embeddings.shape[1] != assets.quantizer.config.input_dim:
         raise ValueError(
             f"The encoder {encoder_path} gives {embeddings.shape[1]}-d embeddings; the quantizer reads "

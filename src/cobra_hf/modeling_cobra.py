@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 
 from .checkpoint_files import CheckpointFilesMixin
 from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
+from .cobra_fusion import full_precision
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
@@ -170,11 +171,14 @@ class CobraModel(CobraPreTrainedModel):
 
     @torch.no_grad()
     def encode_catalog(self, batch_size: int = 4096) -> torch.Tensor:
-        """Every catalog item through the item encoder without dropout or gradients -> Float[I, D]."""
+        """Every catalog item through the item encoder without dropout or gradients -> Float[I, D] (fp32). Run with
+        autocast off, so that the cached catalog is the same whichever context first asks for it (an evaluation
+        inside the Trainer's bf16 autocast, or a generate() outside it); a model cast to bf16 computes in bf16."""
         was_training = self.item_encoder.training
         self.item_encoder.eval()
         index = torch.arange(self.item_codes.shape[0], device=self.item_codes.device)
-        raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
+        with full_precision(self.item_codes.device):
+            raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
         self.item_encoder.train(was_training)
         return raw
 
@@ -219,7 +223,8 @@ class CobraModel(CobraPreTrainedModel):
         batch, length = item_mask.shape
         levels = self.config.num_levels
         codes = self.code_embed(input_ids).view(batch, length, levels, -1)
-        dense = self.dense_in(item_vectors)[:, :, None]
+        # the cached catalog vectors are fp32 (encode_catalog) and a model cast to bf16/fp16 reads its own dtype
+        dense = self.dense_in(item_vectors.to(self.dense_in.weight.dtype))[:, :, None]
         x = torch.cat([codes, dense], dim=2) + self.type_embed.weight[None, None]
         positions = (item_mask.long().cumsum(1) - 1).clamp(0, self.config.max_history)
         x = x + self.position_embed(positions)[:, :, None]
@@ -288,7 +293,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.dense_head = nn.Linear(width, width)
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
-        self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes)
+        # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
+        # makes them) moves (.to) or is edited in place
+        self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
+                                          weights=lambda: [*self.model.parameters(), *self.model.buffers()])
         # share of the training item slots each item fills, Float[I] (set_item_frequencies; training only, not saved)
         self._item_frequency: torch.Tensor | None = None
         # the tokenizer's [PAD] is the config's pad_token_id; the Trainer warns and rewrites both when the generation
@@ -329,12 +337,16 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.invalidate_caches()
 
     def invalidate_caches(self) -> None:
-        """The weights or the catalog changed: the item vectors, ID index and faiss index are rebuilt on next use."""
+        """The weights or the catalog changed: the item vectors, ID index and faiss index are rebuilt on next use.
+        Called by load_state_dict, set_catalog and train(); `.to()` and in-place edits in eval mode are noticed too
+        (see CatalogIndex), an edit through `.data` is not."""
         self.catalog_index.invalidate()
 
     def train(self, mode: bool = True):
-        if mode:  # weights are about to change; model.eval() keeps the caches for repeated evaluations
-            self.invalidate_caches()
+        # weights are about to change (a fused optimizer step leaves no trace CatalogIndex could see): the item
+        # vectors go, the ID index stays (it follows the codes); model.eval() keeps both for repeated evaluations
+        if mode:
+            self.catalog_index.invalidate(keep_ids=True)
         return super().train(mode)
 
     @property
@@ -416,9 +428,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if not bool(target_valid.any()):
             raise ValueError("No item to predict in this batch: every sequence needs at least 2 items.")
         targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
-        # mean cross-entropy over every predicted code (levels may have different sizes)
+        # mean cross-entropy over every predicted code (levels may have different sizes); in fp32 when the heads ran
+        # in half precision (autocast or a cast model): a bf16 log-softmax loses the small probabilities
         output.sparse_loss = sum(
-            F.cross_entropy(logits[target_valid], targets[..., level][target_valid], reduction="sum")
+            F.cross_entropy(logits[target_valid].float(), targets[..., level][target_valid], reduction="sum")
             for level, logits in enumerate(sparse_logits)
         ) / (target_valid.sum() * levels)
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
@@ -445,17 +458,20 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         return self.model.step(codes, level, positions, cache)
 
     def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, D] -> Float[B, D]."""
-        return F.normalize(self.history_dense_head(last_hidden), dim=-1)
+        """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, D] -> Float[B, D] (fp32: it ranks items)."""
+        return F.normalize(self.history_dense_head(last_hidden).float(), dim=-1)
 
     def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of level `level`'s codes over the allowed ones: hidden Float[..., D], allowed
-        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed)."""
-        return torch.log_softmax(self.sparse_head[level](hidden).masked_fill(~allowed, float("-inf")), dim=-1)
+        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed). In fp32 whatever the model's dtype: the beam
+        search sums these over levels and ranks by them, and bf16 would round close beams into ties."""
+        logits = self.sparse_head[level](hidden).float()
+        return torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The dense vector predicted for a completed ID: hidden Float[..., D] (output at its last code) -> Float[..., D]."""
-        return self.dense_head(hidden)
+        """The dense vector predicted for a completed ID: hidden Float[..., D] (output at its last code) -> Float[..., D]
+        (fp32: its cosines with the catalog rank items)."""
+        return self.dense_head(hidden).float()
 
     def generate(self, input_ids: torch.Tensor, item_index: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  generation_config: GenerationConfig | None = None, **kwargs) -> CobraGenerationOutput:

@@ -6,6 +6,8 @@ import argparse
 import shutil
 from pathlib import Path
 
+from .embedding_flags import add_embedding_flags, check_embedding_flags
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "old items sharing the longest ID prefix, or zero")
     parser.add_argument("--dedup-overflow", choices=("share", "error"), default="share",
                         help="a TIGER collision code beyond the trained ones: share the last code (default) or fail")
+    add_embedding_flags(parser)
     return parser
 
 
@@ -99,6 +102,7 @@ def main(argv: list[str]) -> int:
     from ..semantic_ids.assets import load_catalog_assets
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    device, dtype = check_embedding_flags(args)  # a device this machine lacks: one line, before any work
     model_dir = Path(args.model_dir)
     repair_interrupted(model_dir)  # a swap that an earlier run left half-done is undone first
     if not model_dir.is_dir():
@@ -111,7 +115,8 @@ def main(argv: list[str]) -> int:
     if args.catalog:
         check_assets_match(model_dir, tokenizer, assets, assets_source, flag="--catalog")
     indices = add_items(model, tokenizer, items, assets, encoder=args.encoder, on_dedup_overflow=args.dedup_overflow,
-                        item_embeddings=args.item_embeddings)
+                        item_embeddings=args.item_embeddings, embed_batch_size=args.embed_batch_size,
+                        embed_device=device, embed_dtype=dtype)
     check_compatible(model, tokenizer)
     _write(args, model, tokenizer, model_dir, output, assets_source)
     added = [tokenizer.item_ids[index] for index in indices]

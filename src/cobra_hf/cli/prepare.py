@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from .embedding_flags import add_embedding_flags, check_embedding_flags
+
 EXAMPLE = """example:
   cobra-hf prepare data/beauty --output runs/beauty/catalog --levels 3 --codebook-size 32 --cache-dir ~/.cache/cobra-hf
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="RQ-VAE training epochs (default: RQVAEConfig's)")
     parser.add_argument("--max-history", type=int, default=20, help="history length stored in the tokenizer (default 20)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_embedding_flags(parser)
     return parser
 
 
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.item_text import DEFAULT_DESCRIPTION_CHARS
     from ..semantic_ids.catalog import build_catalog
 
+    device, dtype = check_embedding_flags(args)  # a device this machine lacks: one line, before any work
     started = time.perf_counter()
     output = build_catalog(
         args.data_dir,
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         max_history=args.max_history,
         max_description_chars=DEFAULT_DESCRIPTION_CHARS if args.max_description_chars is None else args.max_description_chars,
         embed_max_length=args.embed_max_length,
+        embed_batch_size=args.embed_batch_size,
+        embed_device=device,
+        embed_dtype=dtype,
         show_progress=not args.quiet,
     )
     stats = json.loads((output / "stats.json").read_text(encoding="utf-8"))
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"codes used per level: {usage}")
     print(
-        f"time: {time.perf_counter() - started:.1f}s (embedding {timings['embed']:.1f}s, "
+        f"time: {time.perf_counter() - started:.1f}s (embedding {timings['embed']:.1f}s on {device} in {dtype}, "
         f"quantizer {timings['quantizer']:.1f}s)"
     )
     return 0

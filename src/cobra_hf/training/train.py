@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -133,6 +134,24 @@ TRAINING_DEFAULTS = [
 ]
 
 
+PRECISION_FLAGS = ("--bf16", "--fp16")
+
+
+def gives_precision(flags: list[str]) -> bool:
+    """Whether these command-line flags choose the training precision (--bf16 / --fp16, with or without a value)."""
+    return any(flag.split("=", 1)[0] in PRECISION_FLAGS for flag in flags)
+
+
+def cuda_bf16_default(flags: list[str], use_cpu: bool) -> list[str]:
+    """["--bf16", "True"] when a CUDA GPU that supports bf16 will train (not `use_cpu`) and `flags` (the recipe's
+    and the command line's) choose no precision; else []. bf16 autocast is the default on such GPUs: the weights,
+    the optimizer and the saved checkpoint stay fp32, and the scores that rank items and the losses' softmaxes are
+    computed in fp32 (modeling_cobra, cobra_losses); `--bf16 False` trains in fp32."""
+    if use_cpu or gives_precision(flags) or not torch.cuda.is_available() or not torch.cuda.is_bf16_supported():
+        return []
+    return ["--bf16", "True"]
+
+
 def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArguments]:
     """The command line -> (run arguments with the model's CobraConfig fields in `model_overrides`, TrainingArguments)."""
     parser = HfArgumentParser((CobraTrainingArguments, model_arguments(), TrainingArguments))
@@ -150,11 +169,17 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
         defaults += ["--dataloader_pin_memory", "False"]
     cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + argv)
     recipe_flags = training_flags(load_recipe(cobra_args.recipe))
-    if recipe_flags:  # TRAINING_DEFAULTS < the recipe's training settings < the command line
-        cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(args=defaults + recipe_flags + argv)
+    precision = cuda_bf16_default(recipe_flags + argv, training_args.use_cpu)
+    if precision and os.environ.get("LOCAL_RANK", "0") == "0":  # said once per machine under torchrun
+        logger.warning("cobra-hf train: this CUDA GPU supports bf16: training under bf16 autocast (fp32 weights); "
+                       "--bf16 False trains in fp32.")
+    if recipe_flags or precision:  # TRAINING_DEFAULTS < bf16 on a GPU < the recipe's training settings < the command line
+        cobra_args, model_args, training_args = parser.parse_args_into_dataclasses(
+            args=defaults + precision + recipe_flags + argv)
     given = {name: value for name, value in asdict(model_args).items() if value is not None}
     cobra_args.model_overrides = {**read_model_config(cobra_args.model_config), **given}
-    if str(getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)) == "group_by_length":
+    sampling = getattr(training_args, "train_sampling_strategy", None)  # (a TrainingArguments field since transformers 5.x)
+    if str(getattr(sampling, "value", sampling)) == "group_by_length":
         # measured: length-grouped batches train a worse model on every path (docs/EXPERIMENTS.md, section 4), and
         # forward already skips most padding (decode_by_length); the training rows carry no length column for it
         raise ValueError("--train_sampling_strategy group_by_length is not supported: batches are random "
@@ -264,6 +289,10 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         "global_step": result.global_step,
         "train_seconds": round(seconds, 1),
         "train_loss": round(result.training_loss, 4),
+        # how it trained: bf16/fp16 autocast or fp32 (the weights are fp32 either way), on which device, how many processes
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        "device": str(training_args.device),
+        "world_size": training_args.world_size,
         "data_dir": str(data_dir),
         "catalog": str(cobra_args.catalog),
         # the run's flags, model fields beside the others (the layout of summaries before model_overrides)
