@@ -12,7 +12,8 @@ from .commands import block_commands
 from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
 from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
     block_gpu_sweep_negatives, block_probe, block_runs, block_seeds, block_tune
-from .measurements import block_data_layer, block_load_checks, block_scale, block_semantic_ids, block_speed
+from .measurements import (block_data_layer, block_load_checks, block_scale, block_scale_million,
+                           block_scale_million_steps, block_semantic_ids, block_speed)
 from .readme import block_beauty, block_deviations, block_quickstart, block_scientific
 from .research import block_research, block_research_fusion, block_research_summary
 
@@ -24,6 +25,7 @@ BLOCKS = {
     "excluded": block_excluded, "seeds": block_seeds, "ensembles": block_ensembles, "cold-start": block_cold_start,
     "speed": block_speed, "scale": block_scale, "semantic-ids": block_semantic_ids, "commands": block_commands,
     "research": block_research, "load-checks": block_load_checks, "data-layer": block_data_layer,
+    "scale-million": block_scale_million, "scale-million-steps": block_scale_million_steps,
     "research-summary": block_research_summary, "research-fusion": block_research_fusion,
     "complementarity": block_complementarity, "rank-fusion-probe": block_rank_fusion_probe,
     "learned-fusion": block_learned_fusion,

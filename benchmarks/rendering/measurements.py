@@ -77,3 +77,48 @@ def block_data_layer(r: Renderer, arg=None) -> str:
     return (table([f"{d['rows']:,} interactions ({d['users']:,} users, {d['items']:,} items), {d['threads']} thread",
                    *(d["labels"][n] for n in names)], rows)
             + f"\n\nColumnar path at other sizes (load, peak RSS): {note}. " + r.sources())
+
+
+MILLION = "scale_million.json"
+MILLION_STEPS = (("synthesize", "write the synthetic catalog and log, fill the embedding cache"),
+                 ("encoder_probe", "the real sentence encoder on a sample of the texts"),
+                 ("prepare", "`cobra-hf prepare` (embeddings from the cache, quantizer, IDs, tokenizer)"),
+                 ("train", "`cobra-hf train`, one epoch"),
+                 ("evaluate", "`cobra-hf evaluate --all-modes` (every mode)"),
+                 ("add_items", "`cobra-hf add-items` (new items through the real encoder)"),
+                 ("recommend", "load the grown checkpoint, recommend in every mode"))
+
+
+def _million(r: Renderer) -> dict | None:
+    return r.load(MILLION) if (r.results / MILLION).is_file() else None
+
+
+def block_scale_million(r: Renderer, arg=None) -> str:
+    """The README's line on a million items (bench_million.py, scale_million.json): minutes per step, peak memory."""
+    m = _million(r)
+    if m is None:
+        return "The end-to-end run at a million items (`benchmarks/bench_million.py`) has not been run yet."
+    c, steps, emb = m["config"], m["steps"], m["embeddings"]
+    minutes = lambda name: f"{steps[name]['seconds'] / 60:.0f} min"
+    return (f"A million items end to end on this machine ({c['threads']} thread, {c['users']:,} users, "
+            f"{c.get('quantizer', 'rqvae')} IDs): prepare {minutes('prepare')} from cached embeddings (the real "
+            f"encoder would add about {emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h on the CPU, "
+            f"minutes on a GPU), one training epoch {minutes('train')}, evaluation of {c['eval_users']:,} users in "
+            f"every mode {minutes('evaluate')}, add-items of {c['new_items']:,} {minutes('add_items')}; peak memory "
+            f"{m['max_peak_rss_gb']:.1f} GB. Steps and commands: docs/EXPERIMENTS.md, section 14. " + r.sources())
+
+
+def block_scale_million_steps(r: Renderer, arg=None) -> str:
+    """Every step of the million-item run: wall and CPU seconds, peak RSS (bench_million.py, scale_million.json)."""
+    m = _million(r)
+    if m is None:
+        return "Not run yet: `python benchmarks/bench_million.py --work runs/million --threads 1 --quantizer rq-kmeans`."
+    rows = [[name, what, f"{m['steps'][name]['seconds']:.0f}", f"{m['steps'][name]['cpu_seconds']:.0f}",
+             f"{m['steps'][name]['peak_rss_gb']:.2f}"] for name, what in MILLION_STEPS if name in m["steps"]]
+    c = m["config"]
+    return (table(["step", "what", "seconds", "CPU seconds", "peak RSS GB"], rows)
+            + f"\n\n{c['items']:,} synthetic items, {c['users']:,} users, {c['threads']} torch thread(s), "
+            f"{c.get('quantizer', 'rqvae')} with {c['levels']} x {c['codebook_size']} codes and a de-duplication code. "
+            f"Load average before / after: {m['machine'].get('load_average_before')} / "
+            f"{m['machine'].get('load_average_after')}. {m['embeddings']['catalog']}. `{m['command']}`. "
+            + r.sources())
