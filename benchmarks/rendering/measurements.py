@@ -100,7 +100,7 @@ def block_scale_million(r: Renderer, arg=None) -> str:
         return "The end-to-end run at a million items (`benchmarks/bench_million.py`) has not been run yet."
     c, steps, emb = m["config"], m["steps"], m["embeddings"]
     minutes = lambda name: f"{steps[name]['seconds'] / 60:.0f} min"
-    return (f"A million items end to end on this machine ({c['threads']} thread, {c['users']:,} users, "
+    return (f"{c['items']:,} items end to end on this machine ({c['threads']} torch thread(s), {c['users']:,} users, "
             f"{c.get('quantizer', 'rqvae')} IDs): prepare {minutes('prepare')} from cached embeddings (the real "
             f"encoder would add about {emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h on the CPU, "
             f"minutes on a GPU), one training epoch {minutes('train')}, evaluation of {c['eval_users']:,} users in "
