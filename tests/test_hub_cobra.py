@@ -131,3 +131,15 @@ def test_trainer_push_to_hub_writes_the_cobra_card(hub_patched, tmp_path):
     card = files["README.md"].decode() if isinstance(files["README.md"], bytes) else files["README.md"]
     assert is_cobra_model_card(card) and "optimizer steps | 2" in card
     assert not any(name.startswith("checkpoint-") for name in files)
+
+
+def test_save_pretrained_with_push_to_hub_uploads_the_complete_save(checkpoint, hub_patched, tmp_path):
+    """model.save_pretrained(push_to_hub=True): transformers' own push runs inside save_pretrained, before cobra-hf
+    writes checksums.json and catalog/; the upload must hold every file of the local save."""
+    _, model, *_ = checkpoint
+    repo = hub_patched.repo_id("cobra-save-push")
+    folder = tmp_path / "cobra-save-push"
+    model.save_pretrained(folder, push_to_hub=True, repo_id=repo, commit_message="save and push")
+    local = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    assert "checksums.json" in local
+    assert local <= set(hub_patched.server.files(repo))

@@ -6,9 +6,15 @@ Saved with every checkpoint for trust_remote_code (modeling_cobra imports it), s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .catalog_files import assets_from_source, loaded_assets, write_assets
 from .integrity import (changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums,
                         tensors_pass, verify_files, weights_verified)
+
+
+# save_pretrained(push_to_hub=True, ...) keyword arguments that belong to the upload, not to the save
+HUB_ARGUMENTS = ("repo_id", "commit_message", "private", "token", "create_pr", "revision", "commit_description")
 
 
 class CheckpointFilesMixin:
@@ -46,16 +52,25 @@ class CheckpointFilesMixin:
         model.catalog_assets = loaded_assets(pretrained_model_name_or_path, folder, kwargs)
         return (model, *info) if info else model
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
         """transformers' save_pretrained, plus the catalog/ assets the model keeps (what add-items needs, see
-        catalog_files.py) and checksums.json (size and sha256 of each file written, checked by from_pretrained)."""
+        catalog_files.py) and checksums.json (size and sha256 of each file written, checked by from_pretrained).
+
+        push_to_hub=True uploads only after those files are written (transformers' own push inside save_pretrained
+        would upload before them, leaving a Hub repo without catalog/ and checksums.json): the folder is saved, then
+        `push_to_hub` (repo_id: kwargs' or the folder's name, as transformers does) uploads a complete save."""
+        hub_kwargs = {name: kwargs.pop(name) for name in HUB_ARGUMENTS if name in kwargs}
         before = file_states(save_directory)
         super().save_pretrained(save_directory, *args, **kwargs)
-        if (args[0] if args else kwargs.get("is_main_process", True)):
+        main_process = args[0] if args else kwargs.get("is_main_process", True)
+        if main_process:
             written = write_assets(getattr(self, "catalog_assets", None), save_directory)
             # what was written passed the tensor checks: a load that matches the sha256 need not scan it again
             clean = tensors_pass(kwargs.get("state_dict") or self.state_dict(), self.config)
             record_checksums(save_directory, sorted(set(changed_files(save_directory, before) + written)), clean)
+        if push_to_hub and main_process:
+            repo_id = hub_kwargs.pop("repo_id", None) or Path(save_directory).name
+            self.push_to_hub(repo_id, **hub_kwargs)
 
     def keep_catalog_assets(self, source) -> None:
         """Keeps the catalog/ assets of `source` (a `cobra-hf prepare` catalog folder, or a checkpoint that has
