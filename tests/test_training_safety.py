@@ -186,3 +186,18 @@ def test_a_finished_epoch_budget_is_recognised(tmp_path):
     with pytest.raises(ValueError, match="already reached --num_train_epochs 3"):
         check_not_finished(str(folder), SimpleNamespace(max_steps=-1, num_train_epochs=3.0), str(tmp_path), False)
     check_not_finished(str(folder), SimpleNamespace(max_steps=-1, num_train_epochs=5.0), str(tmp_path), False)
+
+
+def test_resume_refuses_weights_changed_inside_and_last_skips_them(tmp_path, caplog):
+    """Bytes flipped inside a checkpoint's model.safetensors keep its size and header: only checksums.json tells.
+    The Trainer loads checkpoint weights itself (not through from_pretrained's check), so resume must check."""
+    _, out = _damaged_run(tmp_path)
+    weights = out / "checkpoint-6" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = b"\xff" * 64  # inside the last tensor's data: NaNs, same size, same header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checkpoint-6.*model.safetensors is corrupted.*sha256"):
+        resolve_resume_checkpoint(str(out / "checkpoint-6"), str(out))
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint("last", str(out)) == str(out / "checkpoint-4")
+    assert "checkpoint-6" in caplog.text

@@ -3,7 +3,9 @@
 A checkpoint-N folder is resumable when the files the Trainer reads are whole: `trainer_state.json` parses,
 `model.safetensors` holds as many bytes as its header says, and the torch files (`optimizer.pt`, `scheduler.pt`,
 `rng_state*.pth`, `training_args.bin`) are complete zip archives (a truncated one has lost its central directory,
-which sits at the end). The checks read headers and file ends only (milliseconds, whatever the model size).
+which sits at the end). Those checks read headers and file ends only; where the save recorded checksums.json (every
+cobra-hf save does), each file it lists is also hashed once (a byte flipped inside the weights keeps the size and
+the header: only its sha256 tells; about a second per GB).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     for path in sorted(p for p in folder.iterdir() if p.name in TORCH_FILES or p.name.startswith("rng_state")):
         if not zipfile.is_zipfile(path):
             return f"{path.name} is truncated or damaged"
+    from ..integrity import verify_files  # the Trainer loads checkpoint weights itself, past from_pretrained's check
+
+    try:
+        verify_files(folder)
+    except ValueError as err:
+        return str(err).split(". Re-save")[0].replace(f"{folder}/", "")  # "model.safetensors is corrupted ..."
     return None
 
 
