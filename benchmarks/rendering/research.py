@@ -54,8 +54,10 @@ def block_research_summary(r: Renderer, arg=None) -> str:
         test_rel = f"research/test/{path.stem}.json"
         test = "-"
         if r.exists(test_rel):
-            t = r.load(test_rel)
-            test = f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
+            # one mode (cobra-hf evaluate --mode M) or a list of every mode (--all-modes)
+            tests = r.load(test_rel)
+            test = "; ".join(f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
+                             for t in (tests if isinstance(tests, list) else [tests]))
         rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, minutes(run.get("train_seconds")),
                      cell("cobra"), cell("dense"), cell("sparse"), cell("cobra_paper_fusion"),
                      f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-", test])
