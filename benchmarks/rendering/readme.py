@@ -12,6 +12,7 @@ from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, ep
 
 # the paper's recipe on the current code, and the ID-only unique-ID model (issue 21), test read once each
 PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
+SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 ID_ONLY_TESTS = "research/test/ids_only_collab3x256d_e16*.json"
 
 
@@ -71,6 +72,10 @@ def block_scientific(r: Renderer, arg=None) -> str:
              *cells(tune["test"]["best"])],
             [f"cobra-hf, COBRA mode ({fusion(run['generation'])})", *cells(run["test"]["cobra"])]]
     rows += [[f"cobra-hf, {MODE_NAMES[m]}", *cells(run["test"][m])] for m in MODES[1:] if m in run["test"]]
+    if (r.results / SCIENTIFIC_PAPER_TEST).is_file():
+        by_mode = {entry["mode"]: entry for entry in r.load(SCIENTIFIC_PAPER_TEST)}
+        rows += [[f"cobra-hf `--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",
+                  *cells(by_mode[m])] for m in ("cobra", "sparse") if m in by_mode]
     text = table(["model (one seed)", *HEADER], rows)
     text += (f"\n\nTest split, {run['test']['cobra']['users']:,} users. An earlier configuration than Beauty's recipe "
              f"({changed(run, None)}; {minutes(run['timings']['train_seconds'])} minutes of training); the recipe has "
