@@ -87,7 +87,10 @@ def main() -> None:
     curve_modes = [m for m in args.curve_modes.split(",") if m and (m != "dense" or has_history_head)]
     # --recipe none: the run's settings are all in --model-args/--train-args (a --recipe in --train-args wins)
     flags = ["--recipe", "none", "--catalog", args.catalog, "--data", args.data, "--output_dir", str(output / "model"),
-             "--overwrite", "True", "--generation", json.dumps(generation), "--eval_modes", ",".join(curve_modes)]
+             "--overwrite", "True", "--eval_modes", ",".join(curve_modes)]
+    if not (args.generate_args.strip() in ("", "{}") and "--recipe" in args.train_args):
+        # a named recipe without --generate-args keeps its own decoding and picks it on validation at the end
+        flags += ["--generation", json.dumps(generation)]
     for name, value in model_args.items():
         flags += [f"--{name}", str(value)]
     start = time.perf_counter()
