@@ -100,12 +100,12 @@ def block_scale_million(r: Renderer, arg=None) -> str:
         return "The end-to-end run at a million items (`benchmarks/bench_million.py`) has not been run yet."
     c, steps, emb = m["config"], m["steps"], m["embeddings"]
     minutes = lambda name: f"{steps[name]['seconds'] / 60:.0f} min"
-    return (f"{c['items']:,} items end to end on this machine ({c['threads']} torch thread(s), {c['users']:,} users, "
-            f"{c.get('quantizer', 'rqvae')} IDs): prepare {minutes('prepare')} from cached embeddings (the real "
-            f"encoder would add about {emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h on the CPU, "
-            f"minutes on a GPU), one training epoch {minutes('train')}, evaluation of {c['eval_users']:,} users in "
-            f"every mode {minutes('evaluate')}, add-items of {c['new_items']:,} {minutes('add_items')}; peak memory "
-            f"{m['max_peak_rss_gb']:.1f} GB. Steps and commands: docs/EXPERIMENTS.md, section 14. " + r.sources())
+    return (f"{c['items']:,} synthetic items end to end here ({c['threads']} thread(s), {c['users']:,} users, "
+            f"{c.get('quantizer', 'rqvae')}): prepare {minutes('prepare')} from cached embeddings (the real encoder: "
+            f"about {emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h on CPU), an epoch "
+            f"{minutes('train')}, every mode for {c['eval_users']:,} users {minutes('evaluate')}, add-items of "
+            f"{c['new_items']:,} {minutes('add_items')}; peak {m['max_peak_rss_gb']:.1f} GB (EXPERIMENTS, section "
+            "14). " + r.sources())
 
 
 def block_scale_million_steps(r: Renderer, arg=None) -> str:

@@ -50,8 +50,8 @@ def block_beauty(r: Renderer, arg=None) -> str:
     id_only = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(ID_ONLY_TESTS))
     if id_only:
         runs = [r.load(rel) for rel in id_only]
-        label = ("cobra-hf ID-only model (unique collaborative IDs, 3 x 256 codes + a de-duplication code; dense "
-                 f"losses off), sparse mode, {len(runs)} seed{'s' * (len(runs) > 1)}")
+        label = (f"cobra-hf ID-only model (unique collaborative IDs: 3 x 256 codes + a dedup code), {len(runs)} "
+                 f"seed{'s' * (len(runs) > 1)}")
         cell = (lambda m: mean_sd([run[m] for run in runs])) if len(runs) > 1 else (lambda m: f4(runs[0][m]))
         rows.append([label, *[cell(m) for m in METRICS]])
     users = seeds[0]["test"]["cobra"]["users"]
