@@ -31,6 +31,7 @@ from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, genera
 from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
 from .cobra_losses import catalog_columns, column_log_q, contrastive_items, delete_items, info_nce, item_frequencies
 from .configuration_cobra import CobraConfig
+from .legacy_keys import rename_legacy_keys
 
 # The "cobra-recommendation" pipeline (pipeline_cobra.py) travels with every checkpoint: config.json's
 # custom_pipelines tells `transformers.pipeline` where it is, and save_pretrained copies the file because this module
@@ -38,9 +39,6 @@ from .configuration_cobra import CobraConfig
 CUSTOM_PIPELINES = {
     "cobra-recommendation": {"impl": "pipeline_cobra.CobraRecommendationPipeline", "pt": ["AutoModel"], "type": "text"}
 }
-# the backbone's attributes: checkpoints saved before the backbone/head split hold them at the top level
-BACKBONE_ATTRIBUTES = ("item_encoder", "item_embed", "code_embed", "dense_in", "type_embed", "position_embed",
-                       "embed_norm", "decoder", "item_codes", "item_text_ids", "item_text_embeddings")
 __all__ = ["CobraForSequentialRecommendation", "CobraGenerationOutput", "CobraModel", "CobraModelOutput", "CobraOutput",
            "CobraPreTrainedModel", "DEFAULT_GENERATION", "info_nce"]
 
@@ -69,20 +67,6 @@ class CobraOutput(ModelOutput):
     dense_predictions: torch.Tensor | None = None
     item_vectors: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
-
-
-def legacy_key(key: str) -> str:
-    """A state-dict key of a checkpoint saved before the backbone/head split -> today's key (others unchanged)."""
-    return f"model.{key}" if key.split(".", 1)[0] in BACKBONE_ATTRIBUTES else key
-
-
-def _rename_legacy_keys(state_dict, prefix, *args) -> None:
-    """load_state_dict pre-hook: old top-level backbone keys (e.g. `item_codes`) load into `model.` (from_pretrained
-    does the same through base_model_prefix)."""
-    for key in [key for key in state_dict if key.startswith(prefix)]:
-        new = prefix + legacy_key(key[len(prefix):])
-        if new != key and new not in state_dict:
-            state_dict[new] = state_dict.pop(key)
 
 
 class CobraPreTrainedModel(CheckpointFilesMixin, PreTrainedModel):
@@ -306,7 +290,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
         self.post_init()
         self.model._defer_init = False
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+        self._register_load_state_dict_pre_hook(rename_legacy_keys)
         # new weights or catalog buffers make the catalog index stale
         self.register_load_state_dict_post_hook(lambda module, keys: module.invalidate_caches())
 
