@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-from cobra_hf.evaluation import sample_split
 from cobra_hf.inference import load_checkpoint
-from cobra_hf.training.datasets import index_splits
+from probe_common import validation_users
 
 
 @torch.no_grad()
@@ -58,9 +57,7 @@ def main() -> None:
         # item indices are the catalog's: two catalogs of one dataset share them only if built from the same items
         if sparse_model.config.num_items != dense_model.config.num_items:
             raise SystemExit("the two models' catalogs hold different items; use models of one dataset")
-    splits = index_splits(args.data, tokenizer, max_history=dense_model.config.max_history)
-    rows = sample_split(splits["validation"], None if args.users < 0 else args.users)
-    histories, targets = list(rows["history_index"]), torch.tensor(list(rows["target_index"]))
+    histories, targets = validation_users(dense_model, tokenizer, args.data, args.users)
     lists = {
         "dense": ranked_lists(dense_model, tokenizer, histories, args.k, mode="dense"),
         "sparse": ranked_lists(sparse_model, sparse_tok, histories, args.k, mode="sparse", num_beams=args.num_beams),

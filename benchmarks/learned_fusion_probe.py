@@ -15,17 +15,14 @@ usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from cobra_hf.evaluation import sample_split
 from cobra_hf.evaluation.metrics import ranking_metrics
-from cobra_hf.inference import load_checkpoint
-from cobra_hf.training.datasets import index_splits
+from probe_common import load_models, probe_parser, validation_users
 
 FEATURES = ("dense_cos", "log_dense_rank", "sparse_logp", "log_sparse_rank", "in_dense", "in_sparse")
 
@@ -90,20 +87,12 @@ def fit(feats, cand, targets, steps: int = 300):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--sparse-model")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--users", type=int, default=5000)
+    parser = probe_parser(__doc__, sparse_model=True)
     parser.add_argument("--length", type=int, default=50)
-    parser.add_argument("--output", required=True)
     args = parser.parse_args()
     start = time.perf_counter()
-    model, tok = load_checkpoint(args.model)
-    smodel, stok = (model, tok) if not args.sparse_model else load_checkpoint(args.sparse_model)
-    splits = index_splits(args.data, tok, max_history=model.config.max_history)
-    rows = sample_split(splits["validation"], None if args.users < 0 else args.users)
-    histories, targets = list(rows["history_index"]), torch.tensor(list(rows["target_index"]))
+    model, tok, smodel, stok = load_models(args)
+    histories, targets = validation_users(model, tok, args.data, args.users)
     d_items, d_scores = lists(model, tok, histories, args.length, "dense")
     s_items, s_scores = lists(smodel, stok, histories, args.length, "sparse")
     cand, feats = candidate_features(d_items, d_scores, s_items, s_scores, args.length)

@@ -15,7 +15,6 @@ usage:
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import time
@@ -24,10 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cobra_hf.evaluation import sample_split
 from cobra_hf.evaluation.metrics import ranking_metrics
-from cobra_hf.inference import load_checkpoint
-from cobra_hf.training.datasets import index_splits
+from probe_common import load_models, probe_parser, validation_users
 
 GRID_TAU = (0.0, 0.3, 1.0)
 GRID_PSI = (4.0, 8.0, 16.0)
@@ -36,19 +33,13 @@ GRID_PSI_H = (0.0, 8.0, 16.0)
 
 @torch.no_grad()
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--users", type=int, default=5000)
+    parser = probe_parser(__doc__)
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--output", required=True)
     args = parser.parse_args()
     start = time.perf_counter()
-    model, tok = load_checkpoint(args.model)
-    splits = index_splits(args.data, tok, max_history=model.config.max_history)
-    rows = sample_split(splits["validation"], None if args.users < 0 else args.users)
-    histories, targets = list(rows["history_index"]), torch.tensor(list(rows["target_index"]))
+    model, tok, _, _ = load_models(args)
+    histories, targets = validation_users(model, tok, args.data, args.users)
     catalog = model.all_item_vectors()  # [I, D], unit norm
     has_v0 = bool(model.config.history_dense_loss_weight)
     points = [p for p in itertools.product(GRID_TAU, GRID_PSI, GRID_PSI_H if has_v0 else (0.0,))]

@@ -14,7 +14,6 @@ usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -22,10 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cobra_hf.evaluation import sample_split
 from cobra_hf.evaluation.metrics import ranking_metrics
-from cobra_hf.inference import load_checkpoint
-from cobra_hf.training.datasets import index_splits
+from probe_common import load_models, probe_parser, validation_users
 
 
 @torch.no_grad()
@@ -44,18 +41,12 @@ def halves(model, tok, histories, batch_size: int = 256):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--users", type=int, default=5000)
+    parser = probe_parser(__doc__)
     parser.add_argument("--psi-h", type=float, default=16.0)
-    parser.add_argument("--output", required=True)
     args = parser.parse_args()
     start = time.perf_counter()
-    model, tok = load_checkpoint(args.model)
-    splits = index_splits(args.data, tok, max_history=model.config.max_history)
-    rows = sample_split(splits["validation"], None if args.users < 0 else args.users)
-    histories, targets = list(rows["history_index"]), torch.tensor(list(rows["target_index"]))
+    model, tok, _, _ = load_models(args)
+    histories, targets = validation_users(model, tok, args.data, args.users)
     cos, logp1 = halves(model, tok, histories)
     first = model.item_codes[:, 0]  # [I] first code of every item
     prior = logp1[:, first]  # [U, I]
