@@ -44,3 +44,22 @@ def test_dedup_codes_make_ids_unique_and_number_collisions_in_catalog_order():
     assert out[:, :2].tolist() == codes.tolist()
     assert out[:, 2].tolist() == [0, 0, 1, 2, 0]
     assert torch.unique(out, dim=0).shape[0] == len(out)
+
+
+def test_large_sets_are_seeded_from_a_sample_and_still_cluster(monkeypatch):
+    """Above SEED_POINTS_PER_CLUSTER * k points, k-means++ seeds from a seeded sample (one pass per centroid over a
+    million items was most of prepare's time); Lloyd's iterations still use every point."""
+    import cobra_hf.semantic_ids.rq_kmeans as rqk
+
+    x, labels = planted(clusters=4, per=50)
+    full_centroids, full = kmeans(x, 4, seed=1)
+    monkeypatch.setattr(rqk, "SEED_POINTS_PER_CLUSTER", 5)  # 20 seeding points for 200 items
+    seen = []
+    real_randperm = torch.randperm
+    monkeypatch.setattr(torch, "randperm", lambda n, **kw: seen.append(n) or real_randperm(n, **kw))
+    centroids, sampled = kmeans(x, 4, seed=1)
+    assert seen == [200]  # the sample was drawn
+    pairs = set(zip(labels.tolist(), sampled.tolist()))
+    assert len(pairs) == 4 and len({a for _, a in pairs}) == 4  # the planted partition all the same
+    again, sampled2 = kmeans(x, 4, seed=1)
+    assert torch.equal(sampled, sampled2) and torch.equal(centroids, again)
