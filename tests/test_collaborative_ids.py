@@ -40,7 +40,7 @@ def test_ids_from_a_model_are_the_rq_kmeans_codes_of_its_item_vectors(stage_one)
     tokenizer = CobraTokenizer.from_pretrained(str(out))
     model, source = load_checkpoint(str(stage_one["checkpoint"]))
     order = torch.tensor([source.item_to_index[item] for item in tokenizer.item_ids])
-    expected, sizes = rq_kmeans_codes(model.all_item_vectors()[order], 2, 4, True, seed=0)
+    expected, sizes, _ = rq_kmeans_codes(model.all_item_vectors()[order], 2, 4, True, seed=0)
     assert tokenizer.level_sizes == sizes and sizes[:2] == [4, 4]
     codes = torch.tensor([tokenizer.semantic_id(item) for item in tokenizer.item_ids])
     assert torch.equal(codes, expected)
@@ -60,6 +60,47 @@ def test_rq_kmeans_over_text_and_the_cli(stage_one, capsys):
                      "--levels", "2", "--codebook-size", "8", "--max-text-tokens", "8", "--quiet"]) == 0
     stats = json.loads((root / "rqk" / "stats.json").read_text())
     assert stats["codebook_sizes"] == [8, 8] and stats["codes_used"] == [8, 8]
+
+
+def test_rq_kmeans_catalog_takes_new_items(stage_one, tmp_path, capsys):
+    """A text rq-kmeans catalog keeps its codebooks (catalog/quantizer), so add-items gives new items the IDs the
+    catalog's own items would get: an item added again under a new id gets its twin's first codes."""
+    from cobra_hf.semantic_ids.rq_kmeans import RQKMeans
+
+    root = stage_one["root"]
+    catalog = build_catalog(stage_one["data"], tmp_path / "rqk", encoder=stage_one["encoder"], max_text_tokens=8,
+                            cache_dir=root / "cache", num_levels=2, codebook_size=4, dedup_level=True,
+                            quantizer="rq-kmeans", **FAST)
+    model, tokenizer = build_model(catalog, init_text_embeddings=False, **COLD_MODEL)
+    checkpoint = save_checkpoint(model, tokenizer, tmp_path / "model", catalog_dir=catalog)
+    from cobra_hf.semantic_ids.assets import load_catalog_assets
+
+    assert isinstance(load_catalog_assets(checkpoint).quantizer, RQKMeans)
+    rows = [json.loads(line) for line in (catalog / "items.jsonl").read_text().splitlines()[:3]]
+    twins = [{**row, "item_id": row["item_id"] + "-twin"} for row in rows]
+    items = tmp_path / "new.jsonl"
+    items.write_text("".join(json.dumps(row) + "\n" for row in twins))
+    assert cli_main(["add-items", str(checkpoint), str(items), "--output", str(tmp_path / "grown")]) == 0
+    _, grown = load_checkpoint(str(tmp_path / "grown"))
+    for row in rows:
+        old, new = grown.semantic_id(row["item_id"]), grown.semantic_id(row["item_id"] + "-twin")
+        assert new[:2] == old[:2] and new[2] > old[2]  # same codes, the next free collision code
+
+
+def test_ids_from_catalog_refuses_new_items_in_one_line(stage_one, tmp_path, capsys):
+    root = stage_one["root"]
+    catalog = build_catalog(stage_one["data"], tmp_path / "collab", encoder=stage_one["encoder"], max_text_tokens=8,
+                            cache_dir=root / "cache", num_levels=2, codebook_size=4, dedup_level=True,
+                            ids_from=stage_one["checkpoint"], **FAST)
+    model, tokenizer = build_model(catalog, init_text_embeddings=False, **COLD_MODEL)
+    checkpoint = save_checkpoint(model, tokenizer, tmp_path / "model")  # as training saves it
+    items = tmp_path / "new.jsonl"
+    items.write_text(json.dumps({"item_id": "fresh", "title": "a new thing"}) + "\n")
+    capsys.readouterr()
+    assert cli_main(["add-items", str(checkpoint), str(items), "--output", str(tmp_path / "grown")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--ids-from" in err and "learned item vectors" in err
+    assert not (tmp_path / "grown").exists()
 
 
 def test_ids_from_a_model_of_other_items_is_refused(stage_one, tmp_path, capsys):

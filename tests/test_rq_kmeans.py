@@ -63,3 +63,47 @@ def test_large_sets_are_seeded_from_a_sample_and_still_cluster(monkeypatch):
     assert len(pairs) == 4 and len({a for _, a in pairs}) == 4  # the planted partition all the same
     again, sampled2 = kmeans(x, 4, seed=1)
     assert torch.equal(sampled, sampled2) and torch.equal(centroids, again)
+
+
+def test_fitted_quantizer_encodes_its_catalog_bit_for_bit_after_save_and_load(tmp_path):
+    from cobra_hf.semantic_ids.rq_kmeans import RQKMeans, load_quantizer
+
+    x = torch.randn(400, 12, generator=torch.Generator().manual_seed(5)) * 3
+    quantizer, codes = RQKMeans.fit(x, [8, 8], dedup_level=True, seed=2)
+    plain, _ = rq_kmeans(torch.nn.functional.normalize(x, dim=-1), [8, 8], seed=2)
+    assert torch.equal(codes, dedup_codes(plain))  # the same codes the catalog builder always made
+    quantizer.save_pretrained(tmp_path / "q")
+    loaded = load_quantizer(tmp_path / "q")
+    assert isinstance(loaded, RQKMeans) and loaded.config == quantizer.config
+    assert torch.equal(loaded.encode(x), codes)
+    # a new vector near an item takes that item's first codes (scale does not matter: vectors are normalised)
+    near = 5 * x[:3] + 1e-4 * torch.randn(3, 12, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(loaded.encode(near)[:, :2], codes[:3, :2])
+
+
+def test_small_catalog_keeps_as_many_codes_as_items(tmp_path):
+    from cobra_hf.semantic_ids.rq_kmeans import RQKMeans, load_quantizer
+
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    quantizer, codes = RQKMeans.fit(x, [8, 8])
+    assert quantizer.config.level_sizes == [5, 5] and int(codes.max()) < 5
+    quantizer.save_pretrained(tmp_path / "q")
+    assert torch.equal(load_quantizer(tmp_path / "q").encode(x), codes)
+
+
+def test_load_quantizer_reads_an_rqvae_and_refuses_an_unknown_kind(tmp_path):
+    import json
+
+    import pytest
+
+    from cobra_hf.semantic_ids import RQVAE, RQVAEConfig
+    from cobra_hf.semantic_ids.rq_kmeans import load_quantizer
+
+    RQVAE(RQVAEConfig(input_dim=4, hidden_dims=[8], code_dim=2, codebook_size=2)).save_pretrained(tmp_path / "vae")
+    assert isinstance(load_quantizer(tmp_path / "vae"), RQVAE)
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    (tmp_path / "vae" / "config.json").write_text(json.dumps({**config, "model_type": "pq"}))
+    with pytest.raises(ValueError, match="model_type 'pq'"):
+        load_quantizer(tmp_path / "vae")
+    with pytest.raises(FileNotFoundError, match="not a saved quantizer"):
+        load_quantizer(tmp_path / "missing")

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how item vectors become codes: the paper's RQ-VAE (default) or residual k-means")
     parser.add_argument("--ids-from", default=None, metavar="MODEL",
                         help="quantize the item vectors this trained checkpoint learned (collaborative IDs, a second "
-                        "training stage; implies --quantizer rq-kmeans; add-items cannot extend such a catalog)")
+                        "training stage; implies --quantizer rq-kmeans; new items have no learned vector, so add-items cannot "
+                        "extend such a catalog)")
     parser.add_argument("--dedup-level", action="store_true",
                         help="TIGER mode: append a collision code so that every item's ID is unique")
     parser.add_argument("--holdout-fraction", type=float, default=0.0, metavar="F",

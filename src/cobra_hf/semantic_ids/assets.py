@@ -1,7 +1,8 @@
 """What a checkpoint keeps of its catalog so that new items can get IDs and text tokens later (cold start).
 
 A checkpoint's `catalog/` subfolder (documented in docs/ARCHITECTURE.md):
-    catalog/quantizer/config.json + model.safetensors   the RQ-VAE that made the semantic IDs
+    catalog/quantizer/config.json + model.safetensors   the quantizer that made the semantic IDs (RQ-VAE or
+                                                         RQ-KMeans codebooks; `rq_kmeans.load_quantizer`)
     catalog/item_text_vocab.json                         compact text vocabulary (compact id -> source
                                                          word-piece id), the sentence encoder and the
                                                          text settings (max tokens, description length)
@@ -25,6 +26,7 @@ import torch
 
 from .catalog import ITEM_TEXT_FILE, QUANTIZER_DIR
 from .embeddings import DEFAULT_ENCODER_NAME, default_encoder_path
+from .rq_kmeans import RQKMeans, load_quantizer
 from .rqvae import RQVAE
 
 logger = logging.getLogger(__name__)
@@ -36,11 +38,11 @@ ASSETS_FORMAT_VERSION = 1
 
 @dataclass
 class CatalogAssets:
-    """quantizer: the fitted RQ-VAE; source_token_ids Long[V]: compact text id -> source word-piece id;
+    """quantizer: the fitted RQ-VAE or RQ-KMeans; source_token_ids Long[V]: compact text id -> source word-piece id;
     encoder: sentence encoder folder (None = the default all-MiniLM-L6-v2 package); the text settings the
     catalog was made with; fingerprint: `assets_fingerprint` of the quantizer and vocabulary (which prepare run)."""
 
-    quantizer: RQVAE
+    quantizer: RQVAE | RQKMeans
     source_token_ids: torch.Tensor
     encoder: str | None
     encoder_name: str
@@ -123,7 +125,7 @@ def copy_catalog_assets(
     return target
 
 
-def assets_fingerprint(quantizer: RQVAE, source_token_ids: torch.Tensor) -> str:
+def assets_fingerprint(quantizer: RQVAE | RQKMeans, source_token_ids: torch.Tensor) -> str:
     """sha256 of the quantizer's weights and config and of the compact text vocabulary: equal for the copies of one
     `cobra-hf prepare` run (its catalog folder and every checkpoint trained on it), different for any other run."""
     digest = hashlib.sha256(json.dumps(quantizer.config.to_dict(), sort_keys=True, default=str).encode())
@@ -146,12 +148,14 @@ def load_catalog_assets(folder: str | os.PathLike) -> CatalogAssets:
     else:
         raise FileNotFoundError(
             f"{folder} has no {ASSETS_DIR}/{VOCAB_FILE} (the quantizer and text vocabulary new items need): "
-            "checkpoints saved by older cobra-hf versions, or built from a catalog without a quantizer, lack it; pass "
-            "the catalog folder the model was trained on (--catalog)."
+            "a model trained on a `cobra-hf prepare --ids-from` catalog never has one (its IDs quantize learned item "
+            "vectors, which new items do not have: prepare the new items into a fresh catalog and train again); "
+            "checkpoints and rq-kmeans catalogs written by earlier cobra-hf versions lack it too (run `cobra-hf "
+            "prepare` again for the catalog; pass an RQ-VAE catalog the model was trained on with --catalog)."
         )
     if payload.get("format_version", 1) > ASSETS_FORMAT_VERSION:
         raise ValueError(f"{base / VOCAB_FILE} has format_version {payload['format_version']}; upgrade cobra-hf.")
-    quantizer = RQVAE.from_pretrained(base / QUANTIZER_DIR)
+    quantizer = load_quantizer(base / QUANTIZER_DIR)
     source_token_ids = torch.tensor(payload["source_token_ids"], dtype=torch.long)
     return CatalogAssets(
         quantizer=quantizer,

@@ -208,16 +208,16 @@ def quiet_progress_bars():
 
 
 def rq_kmeans_codes(vectors: torch.Tensor, num_levels: int, codebook_size: int, dedup_level: bool,
-                    seed: int) -> tuple[torch.Tensor, list[int]]:
-    """Residual k-means codes of L2-normalised vectors Float[N, E] -> (codes Long[N, L (+1)], level sizes)."""
-    from .rq_kmeans import dedup_codes, rq_kmeans
+                    seed: int) -> tuple[torch.Tensor, list[int], "RQKMeans"]:
+    """Residual k-means codes of L2-normalised vectors Float[N, E] -> (codes Long[N, L (+1)], level sizes, the fitted
+    quantizer, whose `encode` gives new vectors their codes)."""
+    from .rq_kmeans import RQKMeans
 
     sizes = [codebook_size] * num_levels
-    codes, _ = rq_kmeans(torch.nn.functional.normalize(vectors.float(), dim=-1), sizes, seed=seed)
+    quantizer, codes = RQKMeans.fit(vectors, sizes, dedup_level=dedup_level, seed=seed)
     if dedup_level:
-        codes = dedup_codes(codes)
         sizes.append(int(codes[:, -1].max()) + 1)
-    return codes, sizes
+    return codes, sizes, quantizer
 
 
 def build_catalog(
@@ -325,7 +325,7 @@ def build_catalog(
     embed_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    rqvae, history = None, {}
+    rqvae, history, saved_quantizer = None, {}, None
     if quantizer == "rqvae":
         settings = dict(
             input_dim=int(embeddings.shape[1]), num_levels=num_levels, codebook_size=codebook_size,
@@ -338,9 +338,12 @@ def build_catalog(
         history = rqvae.fit(embeddings, show_progress=show_progress)
         codes = rqvae.encode(embeddings)  # [N, L] (or [N, L + 1] in dedup mode)
         level_sizes = rqvae.level_sizes(codes)
+        saved_quantizer = rqvae
     else:
         vectors = embeddings if ids_from is None else learned_item_vectors(ids_from, [row["item_id"] for row in rows])
-        codes, level_sizes = rq_kmeans_codes(vectors, num_levels, codebook_size, dedup_level, seed)
+        codes, level_sizes, fitted = rq_kmeans_codes(vectors, num_levels, codebook_size, dedup_level, seed)
+        # collaborative IDs quantize vectors that new items do not have: no quantizer, so add-items refuses them
+        saved_quantizer = fitted if ids_from is None else None
     quantizer_seconds = time.perf_counter() - t0
 
     token_ids, source_token_ids = compact_text_tokens(texts, load_encoder_tokenizer(encoder_path), max_text_tokens)
@@ -366,8 +369,8 @@ def build_catalog(
         _write_jsonl(tmp / "items.jsonl", rows)
         if heldout:
             _write_jsonl(tmp / HELDOUT_FILE, heldout)
-        if rqvae is not None:
-            rqvae.save_pretrained(tmp / QUANTIZER_DIR)
+        if saved_quantizer is not None:
+            saved_quantizer.save_pretrained(tmp / QUANTIZER_DIR)
         stats = {
             **id_stats(codes, level_sizes),
             "num_users": len(sequences),

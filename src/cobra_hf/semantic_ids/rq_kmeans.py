@@ -5,12 +5,23 @@ centroids of levels 1..l-1. GRID (Snap, arXiv 2507.22224) finds these IDs at lea
 `dedup_level=True` a last level numbers the items that share an ID (0, 1, ...), so every item's ID is unique
 (TIGER's collision code).
 
+`RQKMeans` keeps the codebooks of a fit, so that new items (`cobra-hf add-items`) get their IDs the way the catalog's
+items did: L2-normalise, nearest centroid per level on the residual. It is saved as `config.json` (model_type
+"rq-kmeans") + `model.safetensors`, next to the RQ-VAE's format, and `load_quantizer` reads either.
+
 Shapes: N items, E vector width, L levels, K codes per level.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import torch
+from torch import nn
 
 SEED_POINTS_PER_CLUSTER = 256
 
@@ -84,3 +95,105 @@ def dedup_codes(codes: torch.Tensor) -> torch.Tensor:
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order)) - group_start
     return torch.cat([codes, rank[:, None]], 1)
+
+
+@dataclass
+class RQKMeansConfig:
+    """input_dim E; level_sizes K_l (the codes each level has: min(K, N) when the catalog is smaller than K);
+    dedup_level: a collision code follows the L k-means codes; seed: of the fit (a record: encoding draws nothing)."""
+
+    input_dim: int = 384
+    level_sizes: list[int] = field(default_factory=lambda: [32, 32, 32])
+    dedup_level: bool = False
+    seed: int = 0
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_sizes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RQKMeansConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known - {"model_type", "format_version"})
+        if unknown:
+            raise ValueError(f"unknown RQKMeansConfig field(s): {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class RQKMeans(nn.Module):
+    """Residual k-means with its codebooks kept (buffers `codebook_{l}` Float[K_l, E])."""
+
+    model_type = "rq-kmeans"
+
+    def __init__(self, config: RQKMeansConfig):
+        super().__init__()
+        self.config = config
+        for level, size in enumerate(config.level_sizes):
+            self.register_buffer(f"codebook_{level}", torch.zeros(int(size), config.input_dim))
+
+    @classmethod
+    def fit(cls, vectors: torch.Tensor, level_sizes: list[int], dedup_level: bool = False, seed: int = 0,
+            iters: int = 25) -> tuple["RQKMeans", torch.Tensor]:
+        """Fits on vectors Float[N, E] (L2-normalised first) -> (quantizer, codes Long[N, L (+1)]); the quantizer's
+        `encode(vectors)` gives these codes again, bit for bit."""
+        codes, books = rq_kmeans(torch.nn.functional.normalize(vectors.float(), dim=-1), list(level_sizes), iters, seed)
+        model = cls(RQKMeansConfig(int(vectors.shape[1]), [len(b) for b in books], dedup_level, seed))
+        for level, book in enumerate(books):
+            getattr(model, f"codebook_{level}").copy_(book)
+        return model, dedup_codes(codes) if dedup_level else codes
+
+    @torch.no_grad()
+    def encode(self, embeddings: torch.Tensor, chunk: int = 65536) -> torch.LongTensor:
+        """Codes of embeddings Float[N, E] -> Long[N, L], or [N, L + 1] with `dedup_level` (the collision code is the
+        rank among the given rows, meaningful for a whole catalog only; add-items numbers new items after the
+        catalog's own)."""
+        residual = torch.nn.functional.normalize(torch.as_tensor(embeddings).detach().float().cpu(), dim=-1)
+        codes = []
+        for level in range(self.config.num_levels):
+            book = getattr(self, f"codebook_{level}")
+            assignment, _ = _assign(residual, book, chunk)
+            residual = residual - book[assignment]
+            codes.append(assignment)
+        out = torch.stack(codes, 1) if codes else torch.zeros(len(residual), 0, dtype=torch.long)
+        return dedup_codes(out) if self.config.dedup_level else out
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Writes `config.json` and `model.safetensors` (the codebooks)."""
+        from safetensors.torch import save_file
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"model_type": self.model_type, "format_version": 1, **self.config.to_dict()}
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"),
+                  metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "RQKMeans":
+        from safetensors.torch import load_file
+
+        folder = Path(directory)
+        config = RQKMeansConfig.from_dict(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        model = cls(config)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        return model
+
+
+def load_quantizer(directory: str | os.PathLike):
+    """A saved quantizer folder -> `RQVAE` or `RQKMeans`, by the `model_type` of its config.json."""
+    from .rqvae import RQVAE
+
+    folder = Path(directory)
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} has no {name} (not a saved quantizer)")
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "rqvae")
+    if model_type == RQKMeans.model_type:
+        return RQKMeans.from_pretrained(folder)
+    if model_type == "rqvae":
+        return RQVAE.from_pretrained(folder)
+    raise ValueError(f"{folder / 'config.json'} has model_type {model_type!r}; this cobra-hf reads 'rqvae' and "
+                     "'rq-kmeans' quantizers (upgrade cobra-hf).")
