@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--curve-modes", default="dense,sparse")
     parser.add_argument("--runs", default="runs/research", help="where the trained model is kept (not committed)")
     parser.add_argument("--test", action="store_true", help="also score the test split (final recipes only)")
+    parser.add_argument("--expected", default="",
+                        help="what the run is expected to show, written down before it starts (kept in the JSON)")
     parser.add_argument("--from-model", action="store_true",
                         help="do not train: score the model already trained under --runs/NAME/model (its curve and "
                         "training time come from its training_summary.json)")
@@ -111,6 +113,7 @@ def main() -> None:
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "data": args.data,
         "catalog": args.catalog,
+        "expected": args.expected,
         "model_args": model_args,
         "train_args": args.train_args,
         "generation": generation,

@@ -8,6 +8,8 @@
 - "learned-fusion": benchmarks/learned_fusion_probe.py: a linear listwise fusion of the two lists, cross-fitted.
 - "whole-catalog-probes": benchmarks/prefix_prior_probe.py (`first_code_top10`) and benchmarks/mixture_probe.py
   (`dense_only` + a grid of tau/psi/psi_h): ID-path signals added to the dense half over every catalog item.
+- "popularity-buckets": benchmarks/popularity_probe.py (`"probe": "popularity"`): each mode's recall by how often the
+  target item occurs in training.
 
 Files of other probes in that folder are left to their own blocks.
 """
@@ -27,6 +29,8 @@ def _kind(path: Path) -> str | None:
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         return None
+    if data.get("probe") == "popularity":
+        return "popularity"
     if "either_dense_or_sparse" in data:
         return "complementarity"
     if "learned" in data and "weights_per_fold" in data:
@@ -188,3 +192,39 @@ def block_learned_fusion(r: Renderer, arg=None) -> str:
                   "the target", "learned fusion R@10 / N@10", "R@10 vs dense"], rows)
     return (text + "\n\nValidation split, a seeded sample of users split in two halves; the weights learned on one "
             "half rank the other (two-fold cross-fitting), so the fusion's numbers are out of sample. " + r.sources())
+
+
+def block_popularity_buckets(r: Renderer, arg=None) -> str:
+    """One table per popularity probe file: per bucket of the target's training occurrences, the users in it and the
+    Recall@K of the dense, sparse and cobra lists (and of a second model's sparse list), with the sparse-only hits."""
+    files = _files(r, "popularity")
+    if not files:
+        return "No popularity probes yet."
+    parts = []
+    for rel in files:
+        d = r.load(rel)
+        second = d.get("sparse_model")
+        head = ["target's training occurrences", "users (share)", "dense", "sparse", "cobra", "cobra - dense",
+                "sparse-only hits"]
+        if second:
+            head[5:5] = [f"sparse of `{member_name(second)}`"]
+            head.append(f"`{member_name(second)}` sparse-only hits")
+        rows = []
+        for name, row in [*d["buckets"].items(), ("all", None)]:
+            if row is None:
+                recall = d["recall"]
+                cells = [name, f"{d['users']} (1.0)", *(_share(recall.get(m)) for m in ("dense", "sparse", "cobra"))]
+                cells += [_share(recall.get("second_sparse"))] if second else []
+                cells += [f"{recall['cobra']['rate'] - recall['dense']['rate']:+.4f}", "", *([""] if second else [])]
+            else:
+                cells = [name, f"{row['users']} ({row['user_share']:.2f})",
+                         *(_share(row.get(f"recall_{m}")) for m in ("dense", "sparse", "cobra"))]
+                cells += [_share(row.get("recall_second_sparse"))] if second else []
+                cells += [f"{row['cobra_minus_dense']:+.4f}", _share(row.get("sparse_only_hits"))]
+                cells += [_share(row.get("second_sparse_only_hits"))] if second else []
+            rows.append(cells)
+        parts.append(f"Model `{member_name(d.get('model') or '?')}`, {d['users']:,} validation users, Recall@"
+                     f"{num(d.get('k'))}, M = {num(d.get('num_beams'))} beams:\n\n" + table(head, rows))
+    return ("\n\n".join(parts) + "\n\nValidation split, a seeded sample of users, bucketed by the "
+            + (r.load(files[0]).get("bucket_by") or "target's training occurrences")
+            + "; each cell ± one standard error. " + r.sources())
