@@ -49,8 +49,10 @@ def test_tiny_run_measures_every_step_and_every_mode_recommends(tmp_path):
     recommend = result["outputs"]["recommend"]
     assert recommend["catalog_items"] == 2020  # the 20 new items were added
     assert set(recommend["modes"]) == set(bench.MODES)
+    assert recommend["first_call_seconds"] > 0
     for mode, row in recommend["modes"].items():
         assert row["lists_of_10"] == row["users"] == 4, mode
+        assert row["batch_users"] > 4 and row["batch_ms_per_user"] > 0, mode
         assert len(set(row["first_user_top_10"])) == 10, mode
     assert "peak RSS GB" in done.stdout and f"written {output}" in done.stdout  # the table was printed
 
