@@ -8,6 +8,8 @@
 - "learned-fusion": benchmarks/learned_fusion_probe.py: a linear listwise fusion of the two lists, cross-fitted.
 - "whole-catalog-probes": benchmarks/prefix_prior_probe.py (`first_code_top10`) and benchmarks/mixture_probe.py
   (`dense_only` + a grid of tau/psi/psi_h): ID-path signals added to the dense half over every catalog item.
+- "cascade-decomposition": benchmarks/cascade_decomposition_probe.py (`"probe": "cascade-decomposition"`): which cell,
+  then which item inside it, each factor by the ID path and by the ID-free v_0.
 - "popularity-buckets": benchmarks/popularity_probe.py (`"probe": "popularity"`): each mode's recall by how often the
   target item occurs in training.
 
@@ -31,6 +33,8 @@ def _kind(path: Path) -> str | None:
         return None
     if data.get("probe") == "popularity":
         return "popularity"
+    if data.get("probe") == "cascade-decomposition":
+        return "cascade-decomposition"
     if "either_dense_or_sparse" in data:
         return "complementarity"
     if "learned" in data and "weights_per_fold" in data:
@@ -228,3 +232,27 @@ def block_popularity_buckets(r: Renderer, arg=None) -> str:
     return ("\n\n".join(parts) + "\n\nValidation split, a seeded sample of users, bucketed by the "
             + (r.load(files[0]).get("bucket_by") or "target's training occurrences")
             + "; each cell ± one standard error. " + r.sources())
+
+
+def block_cascade_decomposition(r: Renderer, arg=None) -> str:
+    """One row per decomposition file: the target cell among the ID path's best beams vs among v_0's first cells, and
+    the target's within-cell top-1 by v_k of its true ID vs by v_0."""
+    files = _files(r, "cascade-decomposition")
+    if not files:
+        return "No decomposition probes yet."
+    rows, users = [], set()
+    for rel in files:
+        d = r.load(rel)
+        users.add(d["users"])
+        hit, within = d["cell_hit"], d["within_cell_when_shared"]
+        rows.append([f"`{member_name(d.get('model') or '?')}`", f"{d['cells']:,}",
+                     f"{d['target_cell_size']['mean']:.1f}",
+                     *(f"{_share(hit['id_path_beams'][k])} / {_share(hit['dense_v0_cells'][k])}" for k in ("1", "20")),
+                     f"{within['users']:,}", _share(within["top1_vk_true_id"]), _share(within["top1_v0"]),
+                     "-" if within.get("random_top1") is None else f4(within["random_top1"])])
+    text = table(["model", "cells (IDs)", "target's cell: items", "target cell first: ID path / v_0",
+                  "among 20: ID path / v_0", "users whose cell is shared", "within-cell top-1: v_k of the true ID",
+                  "v_0", "random"], rows)
+    return (text + f"\n\nValidation split, a seeded sample of {_values(users)} users; ± one standard error. v_0's cells are "
+            "ranked by their best item's cosine with v_0; v_k is decoded for the target's own ID (a forced row), so it "
+            "exists even where the beams miss the cell. " + r.sources())

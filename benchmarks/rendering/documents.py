@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .cascade import (block_complementarity, block_learned_fusion, block_popularity_buckets, block_rank_fusion_probe,
-                      block_whole_catalog_probes)
+from .cascade import (block_cascade_decomposition, block_complementarity, block_learned_fusion,
+                      block_popularity_buckets, block_rank_fusion_probe, block_whole_catalog_probes)
 from .commands import block_commands
 from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
 from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
@@ -31,6 +31,7 @@ BLOCKS = {
     "complementarity": block_complementarity, "rank-fusion-probe": block_rank_fusion_probe,
     "learned-fusion": block_learned_fusion,
     "whole-catalog-probes": block_whole_catalog_probes, "popularity-buckets": block_popularity_buckets,
+    "cascade-decomposition": block_cascade_decomposition,
 }
 
 
