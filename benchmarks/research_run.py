@@ -51,7 +51,9 @@ def score_split(model, tokenizer, split, generation: dict, has_history_head: boo
             continue
         scores[mode] = with_errors(evaluate_split(model, tokenizer, split, mode=mode, show_progress=False, **generation))
         print(json.dumps({"mode": mode, **scores[mode]}), flush=True)
-    if generation.get("beam_fusion", "paper") != "paper" or generation.get("dense_guided_ids"):
+    # the run's decoding: its --generate-args over the checkpoint's defaults (a recipe's, picked on validation)
+    own = lambda name, default: generation.get(name, getattr(model.generation_config, name, default))  # noqa: E731
+    if own("beam_fusion", "paper") != "paper" or own("dense_guided_ids", 0):
         settings = {**generation, **PAPER_FUSION}
         scores["cobra_paper_fusion"] = with_errors(
             evaluate_split(model, tokenizer, split, mode="cobra", show_progress=False, **settings)
