@@ -94,18 +94,26 @@ def _million(r: Renderer) -> dict | None:
 
 
 def block_scale_million(r: Renderer, arg=None) -> str:
-    """The README's line on a million items (bench_million.py, scale_million.json): minutes per step, peak memory."""
+    """The README's line on a million items (bench_million.py, scale_million.json): minutes per step, peak memory,
+    and the serving cost once the catalog's vectors are built."""
     m = _million(r)
     if m is None:
         return "The end-to-end run at a million items (`benchmarks/bench_million.py`) has not been run yet."
     c, steps, emb = m["config"], m["steps"], m["embeddings"]
-    minutes = lambda name: f"{steps[name]['seconds'] / 60:.0f} min"
-    return (f"{c['items']:,} synthetic items end to end here ({c['threads']} thread(s), {c['users']:,} users, "
-            f"{c.get('quantizer', 'rqvae')}): prepare {minutes('prepare')} from cached embeddings (the real encoder: "
-            f"about {emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h on CPU), an epoch "
-            f"{minutes('train')}, every mode for {c['eval_users']:,} users {minutes('evaluate')}, add-items of "
-            f"{c['new_items']:,} {minutes('add_items')}; peak {m['max_peak_rss_gb']:.1f} GB (EXPERIMENTS, section "
-            "14). " + r.sources())
+    minutes = lambda name: f"{steps[name]['seconds'] / 60:.0f} min"  # noqa: E731
+    rec = m["outputs"].get("recommend", {})
+    serving = ""
+    if "first_call_seconds" in rec:
+        modes = rec["modes"]
+        serving = (f"; after a {rec['first_call_seconds']:.0f} s first call that encodes the catalog, COBRA "
+                   f"{modes['cobra']['batch_ms_per_user']:.0f} ms and dense {modes['dense']['batch_ms_per_user']:.0f} "
+                   f"ms per user (batches of {modes['cobra']['batch_users']})")
+    threads = "one thread" if c["threads"] == 1 else f"{c['threads']} threads"
+    return (f"A million items (synthetic; {c['users']:,} users; {threads}; {c.get('quantizer', 'rqvae')} IDs): "
+            f"prepare {minutes('prepare')} from cached embeddings (the encoder: about "
+            f"{emb['real_catalog_embedding_seconds_extrapolated'] / 3600:.1f} h here; on a GPU, `--device cuda`), "
+            f"one epoch {minutes('train')}, add-items of {c['new_items']:,} {minutes('add_items')}, peak "
+            f"{m['max_peak_rss_gb']:.1f} GB{serving}. EXPERIMENTS section 14. " + r.sources())
 
 
 def block_scale_million_steps(r: Renderer, arg=None) -> str:
@@ -119,6 +127,18 @@ def block_scale_million_steps(r: Renderer, arg=None) -> str:
     return (table(["step", "what", "seconds", "CPU seconds", "peak RSS GB"], rows)
             + f"\n\n{c['items']:,} synthetic items, {c['users']:,} users, {c['threads']} torch thread(s), "
             f"{c.get('quantizer', 'rqvae')} with {c['levels']} x {c['codebook_size']} codes and a de-duplication code. "
+            + _serving(m) +
             f"Load average before / after: {m['machine'].get('load_average_before')} / "
             f"{m['machine'].get('load_average_after')}. {m['embeddings']['catalog']}. `{m['command']}`. "
             + r.sources())
+
+
+def _serving(m: dict) -> str:
+    """The recommend step's timings: the first call and each mode warm, per user (empty for older files)."""
+    rec = m["outputs"].get("recommend", {})
+    if "first_call_seconds" not in rec:
+        return ""
+    modes = ", ".join(f"{mode} {row['batch_ms_per_user']:.1f} ms" for mode, row in rec["modes"].items())
+    return (f"Serving the grown catalog ({rec['catalog_items']:,} items): loading {rec['load_seconds']:.0f} s, the "
+            f"first call {rec['first_call_seconds']:.0f} s (every item's vector and the ID index, once per weights), "
+            f"then per user in a batch of {next(iter(rec['modes'].values()))['batch_users']}: {modes}. ")
