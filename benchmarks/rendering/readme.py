@@ -14,6 +14,8 @@ from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, ep
 PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
 SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 ID_ONLY_TESTS = "research/test/ids_only_collab3x256d_e16*.json"
+# the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
+SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
 
 
 def block_beauty(r: Renderer, arg=None) -> str:
@@ -64,22 +66,56 @@ def block_beauty(r: Renderer, arg=None) -> str:
     return text
 
 
-def block_scientific(r: Renderer, arg=None) -> str:
-    """Amazon Scientific, one seed (scientific_cpu/results.json and its fusion grid); test split."""
+def _scientific_earlier(r: Renderer) -> tuple[list[list[str]], str]:
+    """The one-seed run of an earlier configuration (scientific_cpu/): its rows and how it was trained."""
     run = r.load(f"{SCIENTIFIC}/results.json")
     tune = r.load(f"{SCIENTIFIC}/tune_fusion.json")
     rows = [[f"cobra-hf, COBRA mode ({fusion(tune['best']['setting'])}, Beauty's setting, not tuned here)",
              *cells(tune["test"]["best"])],
             [f"cobra-hf, COBRA mode ({fusion(run['generation'])})", *cells(run["test"]["cobra"])]]
     rows += [[f"cobra-hf, {MODE_NAMES[m]}", *cells(run["test"][m])] for m in MODES[1:] if m in run["test"]]
-    if (r.results / SCIENTIFIC_PAPER_TEST).is_file():
+    how = f"{changed(run, None)}; {minutes(run['timings']['train_seconds'])} minutes of training"
+    return rows, how
+
+
+def _scientific_recipe(r: Renderer) -> tuple[list[list[str]], str]:
+    """The named recipe's seeds on Scientific (research_run.py --test): mean ± sd per mode, and how they trained."""
+    runs = [r.load(rel) for rel in sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(SCIENTIFIC_RECIPE))]
+    runs = [run for run in runs if "test" in run]
+    if not runs:
+        return [], ""
+    n, rows = len(runs), []
+    for mode in ("cobra", "cobra_paper_fusion", *MODES[1:]):
+        if all(mode in run["test"] for run in runs):
+            name = ("COBRA mode, the paper's BeamFusion (tau 0.9, psi 16)" if mode == "cobra_paper_fusion" else
+                    "COBRA mode (joint BeamFusion picked on validation)" if mode == "cobra" else MODE_NAMES[mode])
+            label = f"cobra-hf `--recipe joint`, {name}, {n} seed{'s' * (n > 1)}"
+            rows.append([f"**{label}**" if mode == "cobra" else label,
+                         *[mean_sd([run["test"][mode][m] for run in runs]) for m in METRICS]])
+    train = statistics.mean(run["train_seconds"] for run in runs)
+    how = (f"Beauty's recipe unchanged, {minutes(train)} minutes of training per seed, ± the standard deviation over "
+           f"{n} seed{'s' * (n > 1)}, each seed's decoding picked on its own validation users")
+    return rows, how
+
+
+def block_scientific(r: Renderer, arg=None) -> str:
+    """Amazon Scientific, test split: the named recipe's seeds and the paper's configuration (README); with arg
+    "earlier", or while the recipe has no seeds, the one-seed run of an earlier configuration."""
+    recipe, how = _scientific_recipe(r)
+    earlier = arg == "earlier" or not recipe
+    rows, how = _scientific_earlier(r) if earlier else (recipe, how)
+    sources_paper = []
+    if not arg and (r.results / SCIENTIFIC_PAPER_TEST).is_file():
         by_mode = {entry["mode"]: entry for entry in r.load(SCIENTIFIC_PAPER_TEST)}
         rows += [[f"cobra-hf `--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",
                   *cells(by_mode[m])] for m in ("cobra", "sparse") if m in by_mode]
-    text = table(["model (one seed)", *HEADER], rows)
-    text += (f"\n\nTest split, {run['test']['cobra']['users']:,} users. An earlier configuration than Beauty's recipe "
-             f"({changed(run, None)}; {minutes(run['timings']['train_seconds'])} minutes of training); the recipe has "
-             "not been run on Scientific. The paper reports no Scientific numbers.\n\n" + r.sources())
+        sources_paper.append(SCIENTIFIC_PAPER_TEST)
+    users = r.load(f"{SCIENTIFIC}/results.json")["test"]["cobra"]["users"]
+    text = table(["model", *HEADER], rows)
+    what = (f"one seed of an earlier configuration ({how})" if earlier else f"the `--recipe joint` rows: {how}")
+    more = "" if arg or earlier else " An earlier one-seed configuration: docs/EXPERIMENTS.md, section 12."
+    text += (f"\n\nTest split, {users:,} users; {what}.{more} The paper reports no Scientific numbers.\n\n"
+             + r.sources())
     return text
 
 
