@@ -14,7 +14,6 @@ Shapes: N items, E vector width, L levels, K codes per level.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .config_dict import DictConfig
 
 SEED_POINTS_PER_CLUSTER = 256
 
@@ -98,7 +99,7 @@ def dedup_codes(codes: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class RQKMeansConfig:
+class RQKMeansConfig(DictConfig):
     """input_dim E; level_sizes K_l (the codes each level has: min(K, N) when the catalog is smaller than K);
     dedup_level: a collision code follows the L k-means codes; seed: of the fit (a record: encoding draws nothing)."""
 
@@ -110,17 +111,6 @@ class RQKMeansConfig:
     @property
     def num_levels(self) -> int:
         return len(self.level_sizes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RQKMeansConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"model_type", "format_version"})
-        if unknown:
-            raise ValueError(f"unknown RQKMeansConfig field(s): {unknown}")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class RQKMeans(nn.Module):

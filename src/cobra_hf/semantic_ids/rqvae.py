@@ -9,7 +9,6 @@ during an epoch are re-seeded from random current residuals. Everything is seede
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .config_dict import DictConfig
 from torch.nn import functional as F
 
 CONFIG_NAME = "config.json"
@@ -26,7 +27,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
-class RQVAEConfig:
+class RQVAEConfig(DictConfig):
     """Settings of the quantizer and of its training.
 
     Shapes: input_dim E (sentence embedding size) -> hidden_dims -> code_dim D; num_levels L
@@ -68,17 +69,6 @@ class RQVAEConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"RQVAEConfig.{name} has an invalid value {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RQVAEConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"model_type", "format_version"})
-        if unknown:
-            raise ValueError(f"unknown RQVAEConfig field(s): {unknown}")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _mlp(dims: list[int]) -> nn.Sequential:
