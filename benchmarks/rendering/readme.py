@@ -78,42 +78,43 @@ def _scientific_earlier(r: Renderer) -> tuple[list[list[str]], str]:
     return rows, how
 
 
-def _scientific_recipe(r: Renderer) -> tuple[list[list[str]], str]:
+def _scientific_recipe(r: Renderer) -> tuple[list[list[str]], str, int]:
     """The named recipe's seeds on Scientific (research_run.py --test): mean ± sd per mode, and how they trained."""
     runs = [r.load(rel) for rel in sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(SCIENTIFIC_RECIPE))]
     runs = [run for run in runs if "test" in run]
     if not runs:
-        return [], ""
+        return [], "", 0
     n, rows = len(runs), []
     for mode in ("cobra", "cobra_paper_fusion", *MODES[1:]):
         if all(mode in run["test"] for run in runs):
             name = ("COBRA mode, the paper's BeamFusion (tau 0.9, psi 16)" if mode == "cobra_paper_fusion" else
                     "COBRA mode (joint BeamFusion picked on validation)" if mode == "cobra" else MODE_NAMES[mode])
-            label = f"cobra-hf `--recipe joint`, {name}, {n} seed{'s' * (n > 1)}"
+            label = f"`--recipe joint`, {name}, {n} seed{'s' * (n > 1)}"
             rows.append([f"**{label}**" if mode == "cobra" else label,
                          *[mean_sd([run["test"][mode][m] for run in runs]) for m in METRICS]])
     train = statistics.mean(run["train_seconds"] for run in runs)
-    how = (f"Beauty's recipe unchanged, {minutes(train)} minutes of training per seed, ± the standard deviation over "
-           f"{n} seed{'s' * (n > 1)}, each seed's decoding picked on its own validation users")
-    return rows, how
+    how = (f"Beauty's recipe unchanged, {minutes(train)} minutes of training per seed, ± the sd over {n} "
+           f"seed{'s' * (n > 1)}, decoding picked per seed on validation")
+    return rows, how, runs[0]["test"]["cobra"]["users"]
 
 
 def block_scientific(r: Renderer, arg=None) -> str:
     """Amazon Scientific, test split: the named recipe's seeds and the paper's configuration (README); with arg
     "earlier", or while the recipe has no seeds, the one-seed run of an earlier configuration."""
-    recipe, how = _scientific_recipe(r)
+    recipe, how, users = _scientific_recipe(r)
     earlier = arg == "earlier" or not recipe
     rows, how = _scientific_earlier(r) if earlier else (recipe, how)
     sources_paper = []
     if not arg and (r.results / SCIENTIFIC_PAPER_TEST).is_file():
         by_mode = {entry["mode"]: entry for entry in r.load(SCIENTIFIC_PAPER_TEST)}
-        rows += [[f"cobra-hf `--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",
+        rows += [[f"`--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",
                   *cells(by_mode[m])] for m in ("cobra", "sparse") if m in by_mode]
         sources_paper.append(SCIENTIFIC_PAPER_TEST)
-    users = r.load(f"{SCIENTIFIC}/results.json")["test"]["cobra"]["users"]
-    text = table(["model", *HEADER], rows)
-    what = (f"one seed of an earlier configuration ({how})" if earlier else f"the `--recipe joint` rows: {how}")
-    more = "" if arg or earlier else " An earlier one-seed configuration: docs/EXPERIMENTS.md, section 12."
+    if earlier:
+        users = r.load(f"{SCIENTIFIC}/results.json")["test"]["cobra"]["users"]
+    text = table(["cobra-hf", *HEADER], rows)
+    what = (f"one seed of an earlier configuration ({how})" if earlier else f"`--recipe joint`: {how}")
+    more = "" if arg or earlier else " An earlier configuration: EXPERIMENTS section 12."
     text += (f"\n\nTest split, {users:,} users; {what}.{more} The paper reports no Scientific numbers.\n\n"
              + r.sources())
     return text
