@@ -3,8 +3,9 @@
 Issue 21's probes found the ID path's extra hits to be different mistakes, not a signal the dense half lacks. One place
 a sparse half could still know more is the long tail: an item seen a few times in training has a poorly trained dense
 vector but shares its ID prefix with popular neighbours. This splits the validation users by how often their target
-item occurs in the training part of all sequences (every item but each user's last two) and reports each mode's
-recall per bucket, with its standard error, and the users the sparse list finds that the dense list misses.
+item occurs in what the model trained on (the item slots it fills in the training sequences: `item_slot_counts`, the
+counts of `dense_logq_correction`) and reports each mode's recall per bucket, with its standard error, and the users
+the sparse list finds that the dense list misses.
 
 usage:
   python benchmarks/popularity_probe.py --model MODEL [--sparse-model MODEL2] --data ../shared/data/beauty \
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -23,20 +23,9 @@ import torch
 from complementarity import ranked_lists, share
 from probe_common import load_models, probe_parser, validation_users
 
-from cobra_hf.data import load_dataset_folder
+from cobra_hf.training.datasets import index_splits, item_slot_counts
 
 EDGES = (0, 5, 10, 20, 50)  # bucket b holds training counts in [EDGES[b], EDGES[b + 1])
-
-
-def training_counts(data: str, item_to_index: dict) -> torch.Tensor:
-    """Long[I]: occurrences of each catalog item in the training part of the sequences (all but the last two)."""
-    sequences, _ = load_dataset_folder(data, drop_unknown=True)
-    counts = Counter(item for items in sequences["item_ids"] for item in items[:-2])
-    out = torch.zeros(len(item_to_index), dtype=torch.long)
-    for item, count in counts.items():
-        if item in item_to_index:
-            out[item_to_index[item]] = count
-    return out
 
 
 def bucket_names() -> list[str]:
@@ -60,7 +49,9 @@ def main() -> None:
         lists["second_sparse"] = ranked_lists(sparse_model, sparse_tok, histories, args.k, mode="sparse",
                                               num_beams=args.num_beams)
     hit = {name: (ranked == targets[:, None]).any(1) for name, ranked in lists.items()}
-    popularity = training_counts(args.data, tokenizer.item_to_index)[targets]
+    # the popularity the model trained on: item slots of its training sequences (as for dense_logq_correction)
+    train = index_splits(args.data, tokenizer, max_history=model.config.max_history)["train"]
+    popularity = item_slot_counts(train, tokenizer.num_items)[targets]
     bucket = torch.bucketize(popularity, torch.tensor(EDGES[1:]), right=True)
     buckets = {}
     for b, name in enumerate(bucket_names()):
@@ -77,7 +68,7 @@ def main() -> None:
     report = {
         "probe": "popularity", "model": args.model, "sparse_model": args.sparse_model, "data": args.data,
         "split": "validation", "users": len(targets), "k": args.k, "num_beams": args.num_beams,
-        "bucket_by": "training occurrences of the target item (all sequences, last two items of each left out)",
+        "bucket_by": "item slots the target fills in the training sequences (training.datasets.item_slot_counts)",
         "recall": {mode: share(h) for mode, h in hit.items()},
         "buckets": buckets,
         "seconds": round(time.perf_counter() - start, 1),
