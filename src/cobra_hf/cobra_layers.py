@@ -193,8 +193,10 @@ class ItemTextEncoder(nn.Module):
         if token_ids.shape[1] == 0 or not bool((token_ids[:, 0] == self.CLS_ID).all()):
             cls = torch.full_like(token_ids[:, :1], self.CLS_ID)
             token_ids = torch.cat([cls, token_ids], dim=1)
-        # drop columns that are padding for every item: short texts then cost less
-        keep = int((token_ids != 0).any(0).nonzero().max()) + 1
+        # drop columns that are padding for every item: short texts then cost less; without blocks the [CLS]
+        # output reads no other token, so the text tokens are not embedded at all (a whole-catalog InfoNCE
+        # encodes every item at every step)
+        keep = int((token_ids != 0).any(0).nonzero().max()) + 1 if len(self.blocks) else 1
         token_ids = token_ids[:, :keep]
         positions = torch.arange(keep, device=token_ids.device)
         types = (positions > 0).long()
