@@ -32,6 +32,15 @@ def _id_kind(run: dict) -> str:
     return f"{'x'.join(map(str, sizes))} {kind}"
 
 
+def _dense_columns(cfg: dict) -> str:
+    """How the dense losses were computed: the item-text encoder's depth and what each InfoNCE scores against."""
+    negatives = int(cfg.get("num_dense_negatives", 0))
+    columns = {0: "in-batch", -1: "whole catalog"}.get(negatives, f"in-batch + {negatives} uniform")
+    if cfg.get("dense_logq_correction") and negatives != -1:
+        columns += ", log Q"
+    return f"{cfg.get('encoder_layers', 1)}; {columns}"
+
+
 def block_research_summary(r: Renderer, arg=None) -> str:
     """One row per research run (research/*.json): IDs, loss weights, validation R@10 / N@10 per
     mode, ID-path diagnostics, and the test numbers read once (research/test/NAME.json) where a run became a recipe."""
@@ -51,6 +60,8 @@ def block_research_summary(r: Renderer, arg=None) -> str:
             v = val.get(mode)
             return "-" if not v else f"{v['recall@10']:.4f} / {v['ndcg@10']:.4f}"
         losses = f"{cfg.get('sparse_loss_weight', 1):g} / {cfg.get('dense_loss_weight', 1):g} / {cfg.get('history_dense_loss_weight', 0):g}"
+        if cfg.get("within_id_loss_weight"):
+            losses += f" / within-ID {cfg['within_id_loss_weight']:g}"
         test_rel = f"research/test/{path.stem}.json"
         test = "-"
         if r.exists(test_rel):
@@ -58,10 +69,12 @@ def block_research_summary(r: Renderer, arg=None) -> str:
             tests = r.load(test_rel)
             test = "; ".join(f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
                              for t in (tests if isinstance(tests, list) else [tests]))
-        rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, minutes(run.get("train_seconds")),
+        rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, _dense_columns(cfg),
+                     minutes(run.get("train_seconds")),
                      cell("cobra"), cell("dense"), cell("sparse"), cell("cobra_paper_fusion"),
                      f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-", test])
-    return table(["run", "IDs", "loss weights sparse / dense / ID-free dense", "train min",
+    return table(["run", "IDs", "loss weights sparse / dense / ID-free dense", "text encoder layers; InfoNCE columns",
+                  "train min",
                   "COBRA mode R@10 / N@10", "dense only", "sparse only", "COBRA, paper's BeamFusion",
                   "level-1 code top-1", "target ID in M=20 beams", "test, once (R@10 / N@10)"], rows) + (
         "\n\nValidation split, all users (one standard error is about 0.0013 on Recall@10 near 0.04 and 0.002 near"
