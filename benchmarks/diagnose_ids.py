@@ -125,8 +125,7 @@ def gradient_shares(model, tokenizer, train_split, batches: int = 4, batch_size:
     if model.config.dense_logq_correction:  # a training statistic, not saved with the weights
         model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
     weights = {"sparse_loss": model.config.sparse_loss_weight, "dense_loss": model.config.dense_loss_weight,
-               "history_dense_loss": model.config.history_dense_loss_weight,
-               "within_id_loss": model.config.within_id_loss_weight}
+               "history_dense_loss": model.config.history_dense_loss_weight}
     norms: dict[str, float] = {}
     model.train()
     torch.manual_seed(seed)

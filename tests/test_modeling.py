@@ -409,6 +409,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     with pytest.raises(ValueError, match="^catalog_dense_loss_weight=0.5: .*removed") as err:
         CobraConfig(level_sizes=list(LEVELS), catalog_dense_loss_weight=0.5)
     assert "\n" not in str(err.value)
+    # within_id_loss_weight (issue 21, removed the same way): the research runs' configs carry it
+    assert "within_id_loss_weight" not in CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=0.0).to_dict()
+    with pytest.raises(ValueError, match="^within_id_loss_weight=1.0: .*removed"):
+        CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=1.0)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:

@@ -14,12 +14,10 @@ from .cobra_fusion import full_precision
 
 
 def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch.Tensor, temperature: float,
-             log_q: torch.Tensor | None = None, chunk_elements: int = 1 << 22, groups: torch.Tensor | None = None):
+             log_q: torch.Tensor | None = None, chunk_elements: int = 1 << 22):
     """InfoNCE over cosine similarity. predicted Float[P, D]; targets Long[P] rows of item_vectors Float[C, D]
     (distinct items, so a positive never appears among its own negatives); log_q Float[C] or None: log of each
     column's chance to be sampled, subtracted from its logits (sampling-bias correction) -> scalar loss.
-    groups Long[C] or None: a group key per column (e.g. its semantic ID); given, each prediction is scored only
-    against the columns of its target's group (a target alone in its group adds 0).
     The [P, C] logits are built chunk_elements at a time: glibc serves each allocation above 32 MB with a fresh
     mmap, and a whole-catalog logit matrix that is mapped and faulted in every step spent as long in the kernel as
     in the matmul.
@@ -36,8 +34,6 @@ def info_nce(predicted: torch.Tensor, targets: torch.Tensor, item_vectors: torch
             logits = query @ columns.T
             if log_q is not None:
                 logits = logits - log_q.float()
-            if groups is not None:
-                logits = logits.masked_fill(groups[None, :] != groups[target][:, None], float("-inf"))
             total = total + F.cross_entropy(logits, target, reduction="sum")
         return total / predicted.shape[0]
 

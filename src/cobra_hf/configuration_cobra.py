@@ -7,8 +7,9 @@ from transformers import PreTrainedConfig
 CONFIG_FORMAT_VERSION = 1
 # fields of older configs that measured no gain and were removed: a saved config that carries one still loads (the
 # field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
-REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps")
-REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors"}
+REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight")
+REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
+                  "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -57,10 +58,6 @@ class CobraConfig(PreTrainedConfig):
             Q the probability that the item is among a batch's columns, from the items' training frequencies
             (`model.set_item_frequencies`). In-batch negatives are drawn by popularity, so without it the dense
             scores learn popularity out (sampling-bias correction of Yi et al., RecSys 2019; not in the paper).
-        within_id_loss_weight (`float`, defaults to 0.0): weight of a second InfoNCE for the ID-conditioned dense
-            head whose columns are only the items that share the target's semantic ID. BeamFusion uses that head
-            to rank the items inside a beam's ID, where the ID-free vector already ranks as well (issue 21's
-            decomposition); the ordinary InfoNCE spends it mostly on telling IDs apart. Not in the paper.
         item_deletion (`float`, defaults to 0.0): in training only, each item of a sequence is deleted with this
             chance in every forward (the rest close ranks, so the model sees a random subsequence and its skip
             transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
@@ -94,7 +91,6 @@ class CobraConfig(PreTrainedConfig):
         num_dense_negatives: int = 0,
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
-        within_id_loss_weight: float = 0.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -123,7 +119,6 @@ class CobraConfig(PreTrainedConfig):
         self.num_dense_negatives = int(num_dense_negatives)
         self.dense_logq_correction = bool(dense_logq_correction)
         self.item_deletion = float(item_deletion)
-        self.within_id_loss_weight = float(within_id_loss_weight)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -157,7 +152,7 @@ class CobraConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if not float(self.contrastive_temperature) > 0.0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}.")
-        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight", "within_id_loss_weight"):
+        for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.num_dense_negatives < -1:

@@ -24,7 +24,7 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .checkpoint_files import CheckpointFilesMixin
-from .cobra_catalog_index import CatalogIndex, SemanticIdIndex, prefix_keys
+from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
 from .cobra_fusion import full_precision
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
@@ -53,7 +53,7 @@ class CobraModelOutput(ModelOutput):
 
 @dataclass
 class CobraOutput(ModelOutput):
-    """loss: weighted sum of the losses below (when labels are given).
+    """loss: weighted sum of the three losses below (when labels are given).
     sparse_logits: per level l, Float[B, H - 1, K_l] logits of code l of items 2..H.
     dense_predictions: Float[B, H - 1, D] predicted dense vectors of items 2..H (conditioned on their IDs).
     item_vectors: Float[B, H, D] the history items' dense vectors from the item-text encoder.
@@ -63,7 +63,6 @@ class CobraOutput(ModelOutput):
     sparse_loss: torch.Tensor | None = None
     dense_loss: torch.Tensor | None = None
     history_dense_loss: torch.Tensor | None = None
-    within_id_loss: torch.Tensor | None = None
     sparse_logits: tuple[torch.Tensor, ...] | None = None
     dense_predictions: torch.Tensor | None = None
     item_vectors: torch.Tensor | None = None
@@ -424,11 +423,6 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         temperature = config.contrastive_temperature
         output.dense_loss = info_nce(dense_predictions[target_valid], target_columns, columns, temperature, log_q)
         output.loss = config.sparse_loss_weight * output.sparse_loss + config.dense_loss_weight * output.dense_loss
-        if config.within_id_loss_weight > 0:
-            column_ids = prefix_keys(self.item_codes[columns_index], config.level_sizes)
-            output.within_id_loss = info_nce(dense_predictions[target_valid], target_columns, columns, temperature,
-                                             log_q, groups=column_ids)
-            output.loss = output.loss + config.within_id_loss_weight * output.within_id_loss
         if config.history_dense_loss_weight > 0:
             if self.history_dense_head is None:
                 raise ValueError("history_dense_loss_weight > 0 needs the ID-free dense head, which this model was "
