@@ -16,7 +16,7 @@ from .experiments import block_cold_start, block_ensembles, block_excluded, bloc
 from .measurements import (block_data_layer, block_load_checks, block_scale, block_scale_million,
                            block_scale_million_steps, block_semantic_ids, block_speed)
 from .readme import block_beauty, block_deviations, block_quickstart, block_scientific
-from .research import block_research, block_research_fusion, block_research_summary
+from .research import block_ids_only_seeds, block_research, block_research_fusion, block_research_summary
 
 # block name in the docs' markers -> the function that renders it
 BLOCKS = {
@@ -31,7 +31,7 @@ BLOCKS = {
     "complementarity": block_complementarity, "rank-fusion-probe": block_rank_fusion_probe,
     "learned-fusion": block_learned_fusion,
     "whole-catalog-probes": block_whole_catalog_probes, "popularity-buckets": block_popularity_buckets,
-    "cascade-decomposition": block_cascade_decomposition,
+    "cascade-decomposition": block_cascade_decomposition, "ids-only-seeds": block_ids_only_seeds,
 }
 
 

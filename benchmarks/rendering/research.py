@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import HEADER, METRICS, MODE_NAMES, Renderer, f4, minutes, num, table
+from .core import HEADER, METRICS, MODE_NAMES, Renderer, f4, mean_sd, minutes, num, table
 
 def block_research(r: Renderer, arg=None) -> str:
     """One section per research run (research/*.json): its command, scores per split and mode with
@@ -146,3 +146,35 @@ def render_research_run(run: dict, rel: str) -> str:
         if items:
             lines += ["", "Diagnostics (validation): " + "; ".join(items) + "."]
     return "\n".join(lines)
+
+
+# the ID-only unique-ID model (issue 21, goal 1): one glob per training length, seeds 0, 1, 2
+ID_ONLY_RUNS = {16: "ids_only_collab3x256d_e16", 32: "ids_only_collab3x256d_e32"}
+BEAM_WIDTH = "research/beam_width/*.json"
+
+
+def block_ids_only_seeds(r: Renderer, arg=None) -> str:
+    """The ID-only model per training length: validation and test (sparse mode, all users) as mean ± sd over the
+    seeds that have each, against TIGER's published test figures; then any wider-beam rerun of a seed."""
+    tiger = r.load("paper.json")["datasets"]["beauty"]["TIGER"]
+    rows = []
+    for epochs, stem in ID_ONLY_RUNS.items():
+        names = sorted(p.stem for p in r.results.glob(f"research/{stem}*.json") if p.stem.startswith(stem))
+        if not names:
+            continue
+        val = [r.load(f"research/{n}.json")["validation"]["sparse"] for n in names]
+        tests = [r.load(f"research/test/{n}.json") for n in names if r.exists(f"research/test/{n}.json")]
+        test_cell = (f"{mean_sd([t['recall@10'] for t in tests])} / {mean_sd([t['ndcg@10'] for t in tests])}"
+                     f" ({len(tests)})") if tests else "-"
+        rows.append([str(epochs), str(len(names)),
+                     f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
+                     test_cell])
+    rows.append(["TIGER (paper)", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
+    text = table(["epochs", "seeds", "validation R@10 / N@10", "test R@10 / N@10 (seeds read)"], rows)
+    wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
+    for rel in wide:
+        run = r.load(rel)
+        text += (f"\n\n`{run['model'].split('/')[-2]}` with M = {run['num_beams']} beams instead of 20, validation: "
+                 f"{f4(run['recall@10'])} / {f4(run['ndcg@10'])}.")
+    return text + ("\n\nSparse mode (ID only), all users, M = 20 beams unless stated; ± is the standard deviation over"
+                   " seeds. " + r.sources())
