@@ -8,13 +8,15 @@ import statistics
 
 from .core import HEADER, METRICS, MODE_NAMES, MODES, Renderer, arrow, cells, f4, fusion, mean_sd, minutes, num, \
     same_setting, table
+from .research import ID_ONLY_RUNS
 from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, epochs, paper_rows, recipe_seeds
 
 # the paper's recipe on the current code, and the ID-only unique-ID model (issue 21), test read once each
 PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
 SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
-# 32 epochs: chosen over 16 on validation (EXPERIMENTS, "ids-only-seeds"), where both lengths' test reads are
-ID_ONLY_TESTS = "research/test/ids_only_collab3x256d_e32*.json"
+# the training length chosen on validation (EXPERIMENTS, "ids-only-seeds", where both lengths' test reads are)
+ID_ONLY_EPOCHS = 32
+ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_EPOCHS]}*.json"
 # the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
 
@@ -53,7 +55,7 @@ def block_beauty(r: Renderer, arg=None) -> str:
     id_only = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(ID_ONLY_TESTS))
     if id_only:
         runs = [r.load(rel) for rel in id_only]
-        label = (f"cobra-hf ID-only model (unique collaborative IDs: 3 x 256 codes + a dedup code; 32 epochs), {len(runs)} "
+        label = (f"cobra-hf ID-only model (unique collaborative IDs: 3 x 256 codes + a dedup code; {ID_ONLY_EPOCHS} epochs), {len(runs)} "
                  f"seed{'s' * (len(runs) > 1)}")
         cell = (lambda m: mean_sd([run[m] for run in runs])) if len(runs) > 1 else (lambda m: f4(runs[0][m]))
         rows.append([label, *[cell(m) for m in METRICS]])

@@ -159,7 +159,7 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
     tiger = r.load("paper.json")["datasets"]["beauty"]["TIGER"]
     rows = []
     for epochs, stem in ID_ONLY_RUNS.items():
-        names = sorted(p.stem for p in r.results.glob(f"research/{stem}*.json") if p.stem.startswith(stem))
+        names = sorted(p.stem for p in r.results.glob(f"research/{stem}*.json"))
         if not names:
             continue
         val = [r.load(f"research/{n}.json")["validation"]["sparse"] for n in names]
