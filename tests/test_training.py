@@ -62,9 +62,30 @@ def test_collator_validation_rows_append_the_target():
     assert batch["item_index"].tolist() == [[3, 1, 7], [0, 2, 0]]
     assert batch["attention_mask"].tolist() == [[1] * 9, [0] * 3 + [1] * 6]
     assert batch["input_ids"][1].tolist() == [0, 0, 0] + _tokens(tok, 2) + _tokens(tok, 0)
-    assert torch.equal(batch["labels"], batch["input_ids"])
+    # only the held-out target is labelled: the history's items are training targets, not validation ones
+    assert torch.equal(batch["labels"][:, -3:], batch["input_ids"][:, -3:])
+    assert (batch["labels"][:, :-3] == -100).all()
     with pytest.raises(ValueError, match="item_index.*history_index"):
         collate([{"user_id": "a"}])
+
+
+def test_validation_loss_is_the_held_out_items_loss_alone():
+    """The eval loss of validation rows equals the cross-entropy of the target's codes at the last position, computed
+    from the logits by hand, and differs from the loss of the same sequences labelled in full."""
+    model, tok = tiny_model()
+    model.eval()
+    rows = [{"user_id": "a", "history_index": [3, 1, 5], "target_index": 7},
+            {"user_id": "b", "history_index": [2], "target_index": 9},
+            {"user_id": "c", "history_index": [4, 8, 6, 11, 12], "target_index": 13}]
+    batch = CobraDataCollator(tok, max_items=9)(rows)
+    with torch.no_grad():
+        out = model(**batch)
+        full = model(**{**batch, "labels": batch["input_ids"].clone()})
+    codes = model.item_codes[torch.tensor([row["target_index"] for row in rows])]  # [B, L], per-level codes
+    by_hand = sum(torch.nn.functional.cross_entropy(logits[:, -1], codes[:, level], reduction="sum")
+                  for level, logits in enumerate(out.sparse_logits)) / (len(rows) * len(out.sparse_logits))
+    torch.testing.assert_close(out.sparse_loss, by_hand)
+    assert not torch.isclose(out.sparse_loss, full.sparse_loss)
 
 
 # ------------------------------------------------------------------------------------------------ index_splits
