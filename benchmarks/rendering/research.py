@@ -149,7 +149,7 @@ def render_research_run(run: dict, rel: str) -> str:
 
 
 # the ID-only unique-ID model (issue 21, goal 1): one glob per training length, seeds 0, 1, 2
-ID_ONLY_RUNS = {16: "ids_only_collab3x256d_e16", 32: "ids_only_collab3x256d_e32"}
+ID_ONLY_RUNS = {16: "ids_only_collab3x256d_e16", 32: "ids_only_collab3x256d_e32", 48: "ids_only_collab3x256d_e48"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
@@ -162,15 +162,21 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
         names = sorted(p.stem for p in r.results.glob(f"research/{stem}*.json"))
         if not names:
             continue
-        val = [r.load(f"research/{n}.json")["validation"]["sparse"] for n in names]
+        runs = [r.load(f"research/{n}.json") for n in names]
+        val = [run["validation"]["sparse"] for run in runs]
+        # the held-out target's first-code NLL (teacher forced) against the Trainer's last eval_loss: these runs were
+        # logged while the collator labelled every item of a validation row (it now labels the target alone)
+        nll = [run["diagnostics"]["teacher_forced"]["nll_valid"][0] for run in runs]
+        eval_loss = [[c["eval_loss"] for c in run["curve"] if "eval_loss" in c][-1] for run in runs]
         tests = [r.load(f"research/test/{n}.json") for n in names if r.exists(f"research/test/{n}.json")]
         test_cell = (f"{mean_sd([t['recall@10'] for t in tests])} / {mean_sd([t['ndcg@10'] for t in tests])}"
                      f" ({len(tests)})") if tests else "-"
         rows.append([str(epochs), str(len(names)),
                      f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
-                     test_cell])
-    rows.append(["TIGER (paper)", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
-    text = table(["epochs", "seeds", "validation R@10 / N@10", "test R@10 / N@10 (seeds read)"], rows)
+                     f"{sum(nll) / len(nll):.2f}", f"{sum(eval_loss) / len(eval_loss):.3f}", test_cell])
+    rows.append(["TIGER (paper)", "-", "-", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
+    text = table(["epochs", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
+                  "Trainer's last eval_loss (history labelled too)", "test R@10 / N@10 (seeds read)"], rows)
     wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
     for rel in wide:
         run = r.load(rel)
