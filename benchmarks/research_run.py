@@ -123,6 +123,8 @@ def main() -> None:
         "train_seconds": summary["train_seconds"],
         "global_step": summary["global_step"],
         "curve": curve,
+        # runs without this key logged an eval_loss over every item of a validation row, history included
+        "eval_loss_scope": "held-out target",
         "validation": score_split(model, tokenizer, splits["validation"], generation, has_history_head),
     }
     write_report(report, report_path)  # kept even if a diagnostic below fails

@@ -164,19 +164,20 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
             continue
         runs = [r.load(f"research/{n}.json") for n in names]
         val = [run["validation"]["sparse"] for run in runs]
-        # the held-out target's first-code NLL (teacher forced) against the Trainer's last eval_loss: these runs were
+        # the held-out target's first-code NLL (teacher forced) against the Trainer's last eval_loss of the runs
         # logged while the collator labelled every item of a validation row (it now labels the target alone)
         nll = [run["diagnostics"]["teacher_forced"]["nll_valid"][0] for run in runs]
-        eval_loss = [[c["eval_loss"] for c in run["curve"] if "eval_loss" in c][-1] for run in runs]
+        eval_loss = [[c["eval_loss"] for c in run["curve"] if "eval_loss" in c][-1] for run in runs
+                     if "eval_loss_scope" not in run]
         tests = [r.load(f"research/test/{n}.json") for n in names if r.exists(f"research/test/{n}.json")]
         test_cell = (f"{mean_sd([t['recall@10'] for t in tests])} / {mean_sd([t['ndcg@10'] for t in tests])}"
                      f" ({len(tests)})") if tests else "-"
         rows.append([str(epochs), str(len(names)),
                      f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
-                     f"{sum(nll) / len(nll):.2f}", f"{sum(eval_loss) / len(eval_loss):.3f}", test_cell])
+                     f"{sum(nll) / len(nll):.2f}", f"{sum(eval_loss) / len(eval_loss):.3f} ({len(eval_loss)})" if eval_loss else "-", test_cell])
     rows.append(["TIGER (paper)", "-", "-", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
     text = table(["epochs", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
-                  "Trainer's last eval_loss (history labelled too)", "test R@10 / N@10 (seeds read)"], rows)
+                  "Trainer's last eval_loss, history labelled too (seeds)", "test R@10 / N@10 (seeds read)"], rows)
     wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
     for rel in wide:
         run = r.load(rel)
