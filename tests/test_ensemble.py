@@ -104,6 +104,42 @@ def test_two_members_average_cosines_and_log_probs(pair):
         assert len(set(row.tolist())) == len(row)
 
 
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_a_model_in_both_roles_ranks_like_the_model(pair, settings):
+    """One model as the "ids" member and again as the "vectors" member decodes like the model alone."""
+    model, _, tok = pair
+    batch = tok(random_histories(40, 6, seed=5), unknown_items="error")
+    expected = model.generate(**batch, num_beams=5, top_k=6, **settings)
+    got = CobraEnsemble([model, model], roles=["vectors", "ids"]).eval().generate(**batch, num_beams=5, top_k=6,
+                                                                                  **settings)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got.item_indices, expected.item_indices)
+
+
+def test_roles_split_the_beams_from_the_vectors(pair):
+    """An "ids" member without an ID-free head drives the beams, a "vectors" member gives every vector: sparse mode
+    is the ids member's, dense mode the vectors member's."""
+    first, _, tok = pair
+    ids_only, _ = tiny_model(40, LEVELS, history_dense_loss_weight=0.0, seed=0)
+    ids_only = _sibling(ids_only, 11)
+    ensemble = CobraEnsemble([first, ids_only], roles=["vectors", "ids"]).eval()
+    assert ensemble.config.history_dense_loss_weight == first.config.history_dense_loss_weight
+    batch = tok(random_histories(40, 6, seed=6), unknown_items="error")
+    for mode, source in (("sparse", ids_only), ("dense", first)):
+        expected = source.generate(**batch, mode=mode, num_beams=5, top_k=6)
+        got = ensemble.generate(**batch, mode=mode, num_beams=5, top_k=6)
+        assert torch.equal(got.item_indices, expected.item_indices), mode
+        torch.testing.assert_close(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
+    cobra = ensemble.generate(**batch, num_beams=6, top_k=10, beam_fusion="joint", dense_guided_ids=3,
+                              beam_fusion_dense_psi=4.0)
+    assert ((cobra.item_indices >= 0) & (cobra.item_indices < 40)).all()
+    # with the ID-free head only on the ids side, the vectors' side has none: refused
+    with pytest.raises(ValueError, match="ID-free dense head"):
+        CobraEnsemble([ids_only, first], roles=["vectors", "ids"]).generate(**batch, mode="dense")
+    for roles in (["ids"], ["ids", "ids"], ["vectors", "both", "ids"], ["vector", "ids"]):
+        with pytest.raises(ValueError, match="roles"):
+            CobraEnsemble([first, ids_only][:len(roles)] if len(roles) < 3 else [first, ids_only], roles=roles)
+
 def test_members_of_another_catalog_are_refused(pair):
     model, _, _ = pair
     other, _ = tiny_model(40, LEVELS, seed=5)  # other semantic IDs

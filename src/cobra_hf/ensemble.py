@@ -15,6 +15,7 @@ recommendations exactly.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -44,16 +45,30 @@ class _EnsembleCache:
         return self
 
 
+MEMBER_ROLES = ("both", "ids", "vectors")
+
+
 class CobraEnsemble(nn.Module):
     """members: CobraForSequentialRecommendation models of one catalog (same catalog_hash and semantic IDs).
+    roles (one per member, default all "both"): "ids" members give only code log-probabilities (the beam search),
+    "vectors" members only dense predictions (beam and ID-free vectors, the catalog's vectors), "both" members both:
+    a model trained for IDs alone can drive the beams of one trained for vectors.
     The first member's `generation_config` gives the generate() defaults; its config answers questions about the
     catalog (num_items, levels, ...). Implements cobra_generation.CoarseToFineDecoder."""
 
-    def __init__(self, members: list[CobraForSequentialRecommendation]):
+    def __init__(self, members: list[CobraForSequentialRecommendation], roles: list[str] | None = None):
         super().__init__()
         members = list(members)
         if not members:
             raise ValueError("An ensemble needs at least one model.")
+        roles = list(roles) if roles is not None else ["both"] * len(members)
+        if len(roles) != len(members) or set(roles) - set(MEMBER_ROLES):
+            raise ValueError(f"roles must give one of {MEMBER_ROLES} per member ({len(members)}), got {roles}.")
+        self.id_members = [n for n, role in enumerate(roles) if role != "vectors"]
+        self.vector_members = [n for n, role in enumerate(roles) if role != "ids"]
+        if not self.id_members or not self.vector_members:
+            raise ValueError(f"roles {roles} leave no member for the IDs or none for the vectors.")
+        self.roles = roles
         first = members[0]
         for number, member in enumerate(members[1:], start=2):
             ours, theirs = first.config, member.config
@@ -65,8 +80,8 @@ class CobraEnsemble(nn.Module):
                     f"{theirs.num_items} items) than member 1 ({ours.catalog_hash!r}, {ours.num_items} items): "
                     "members must be trained on one catalog."
                 )
-        needs_history_head = [n for n, m in enumerate(members, start=1) if not m.config.history_dense_loss_weight]
-        if needs_history_head and len(needs_history_head) != len(members):
+        needs_history_head = [n + 1 for n in self.vector_members if not members[n].config.history_dense_loss_weight]
+        if needs_history_head and len(needs_history_head) != len(self.vector_members):
             raise ValueError(
                 f"Ensemble members {needs_history_head} have no ID-free dense head (history_dense_loss_weight 0) "
                 "and the others do: their dense predictions cannot be averaged."
@@ -78,14 +93,21 @@ class CobraEnsemble(nn.Module):
         self._catalog_sources: list[torch.Tensor] = []
 
     @classmethod
-    def from_pretrained(cls, paths: list[str | Path], **kwargs) -> "CobraEnsemble":
+    def from_pretrained(cls, paths: list[str | Path], roles: list[str] | None = None, **kwargs) -> "CobraEnsemble":
         """Loads each checkpoint folder (kwargs go to every `from_pretrained`)."""
-        return cls([CobraForSequentialRecommendation.from_pretrained(str(path), **kwargs) for path in paths])
+        return cls([CobraForSequentialRecommendation.from_pretrained(str(path), **kwargs) for path in paths], roles)
 
     # ------------------------------------------------------------------ what generate() reads
     @property
     def config(self):
-        return self.members[0].config
+        """The first member's, but an ID-free dense head exists only if every vectors member has one."""
+        first = self.members[0].config
+        head = min(float(self.members[n].config.history_dense_loss_weight) for n in self.vector_members)
+        if float(first.history_dense_loss_weight) == head:
+            return first
+        config = copy.copy(first)
+        config.history_dense_loss_weight = head
+        return config
 
     @property
     def generation_config(self):
@@ -124,13 +146,13 @@ class CobraEnsemble(nn.Module):
         weights or catalog: the members invalidate theirs)."""
         if not normalized:
             raise ValueError("An ensemble's item vectors exist only normalised (each member's, joined).")
-        vectors = [member.all_item_vectors() for member in self.members]
+        vectors = [self.members[n].all_item_vectors() for n in self.vector_members]
         if any(new is not old for new, old in zip(vectors, self._catalog_sources)) or not self._catalog_sources:
             self.catalog_index.invalidate()
         return self.catalog_index.item_vectors()
 
     def _join_catalog(self) -> torch.Tensor:
-        self._catalog_sources = [member.all_item_vectors() for member in self.members]
+        self._catalog_sources = [self.members[n].all_item_vectors() for n in self.vector_members]
         return self._joined(self._catalog_sources)
 
     def faiss_index(self):
@@ -149,18 +171,23 @@ class CobraEnsemble(nn.Module):
     def _split(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return hidden.split(self._widths(), dim=-1)
 
+    def _by_role(self, hidden: torch.Tensor, members: list[int]):
+        """(member, its slice of hidden) for the members of one role."""
+        parts = self._split(hidden)
+        return [(self.members[n], parts[n]) for n in members]
+
     def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        return self._joined([member.history_query(h) for member, h in zip(self.members, self._split(last_hidden))])
+        return self._joined([member.history_query(h) for member, h in self._by_role(last_hidden, self.vector_members)])
 
     def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:
             return self.members[0].level_log_probs(hidden, level, allowed)
-        mean = torch.stack([member.level_log_probs(h, level, allowed)
-                            for member, h in zip(self.members, self._split(hidden))]).mean(0)
-        return torch.log_softmax(mean, dim=-1)
+        pairs = self._by_role(hidden, self.id_members)
+        mean = torch.stack([member.level_log_probs(h, level, allowed) for member, h in pairs]).mean(0)
+        return torch.log_softmax(mean, dim=-1) if len(pairs) > 1 else mean
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         if len(self.members) == 1:  # generate() normalises it
             return self.members[0].beam_vectors(hidden)
         return self._joined([F.normalize(member.beam_vectors(h), dim=-1)
-                             for member, h in zip(self.members, self._split(hidden))])
+                             for member, h in self._by_role(hidden, self.vector_members)])

@@ -26,14 +26,15 @@ def load_checkpoint(
     return model.to(device).eval(), tokenizer
 
 
-def load_ensemble(paths: list[str], device: str = "cpu", tokenizer: CobraTokenizer | None = None):
+def load_ensemble(paths: list[str], device: str = "cpu", tokenizer: CobraTokenizer | None = None,
+                  roles: list[str] | None = None):
     """One checkpoint -> (model, tokenizer) as `load_checkpoint`; several -> (`CobraEnsemble` of them, the first's
     tokenizer). Every checkpoint must belong to the first one's catalog (a ValueError names the one that does not).
-    Pass `tokenizer` when the first checkpoint's is already loaded."""
+    Pass `tokenizer` when the first checkpoint's is already loaded; roles: see `CobraEnsemble`."""
     if not paths:
         raise ValueError("No checkpoint to load.")
     model, tokenizer = load_checkpoint(paths[0], device=device, tokenizer=tokenizer)
-    if len(paths) == 1:
+    if len(paths) == 1 and roles in (None, ["both"]):
         return model, tokenizer
     from .ensemble import CobraEnsemble
 
@@ -43,7 +44,7 @@ def load_ensemble(paths: list[str], device: str = "cpu", tokenizer: CobraTokeniz
             members.append(load_checkpoint(path, device=device, tokenizer=tokenizer)[0])
         except ValueError as err:
             raise ValueError(f"Ensemble member {path} does not fit {paths[0]}: {err}") from None
-    return CobraEnsemble(members).eval(), tokenizer
+    return CobraEnsemble(members, roles).eval(), tokenizer
 
 
 def check_compatible(model: CobraForSequentialRecommendation, tokenizer: CobraTokenizer) -> None:

@@ -1,0 +1,89 @@
+"""Validation probe: does COBRA's cascade pay when its beams come from a model trained for IDs alone?
+
+Decodes with a `CobraEnsemble` of two checkpoints of one catalog in roles: the --ids model's code log-probabilities
+drive the beam search, the --vectors model gives every dense vector (each beam's, the ID-free one, the catalog's).
+Scores the pair's cobra mode over a small fusion grid on a seeded sample of validation users, then the best setting,
+dense mode (the vectors model alone) and sparse mode (the ids model alone) on --final-users (all by default), so the
+reported gain is not read on the users it was chosen on alone. A probe for choosing what to build, not a method in
+the package; its numbers are validation numbers.
+
+usage:
+  python benchmarks/pair_probe.py --vectors runs/research/A/model --ids runs/research/B/model \
+      --data ../shared/data/beauty [--users 5000] [--final-users -1] \
+      --output benchmarks/results/research/complementarity/pair_NAME.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+
+from cobra_hf.evaluation import evaluate_split
+from cobra_hf.inference import load_ensemble
+from cobra_hf.training.datasets import index_splits
+
+# the fusion grid: the vectors model's joint fusion with a few beam weights (psi), ID-free weights (psi_h) and
+# dense-guided IDs; each cell one cobra-mode pass over the sample
+GRID = {"beam_fusion_psi": (2.0, 8.0), "beam_fusion_dense_psi": (16.0,), "dense_guided_ids": (0, 50)}
+PAPER_FUSION = {"beam_fusion": "paper", "beam_fusion_tau": 0.9, "beam_fusion_psi": 16.0, "dense_guided_ids": 0,
+                "beam_fusion_dense_psi": 0.0}
+
+
+def with_errors(result: dict) -> dict:
+    users = result["users"]
+    for key in [k for k in result if "@" in k]:
+        p = float(result[key])
+        result[f"se_{key}"] = math.sqrt(max(p * (1 - p), 0.0) / max(users, 1))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vectors", required=True, help="checkpoint trained with the dense losses (and ID-free head)")
+    parser.add_argument("--ids", required=True, help="checkpoint of the same catalog trained for IDs")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--users", type=int, default=5000, help="seeded validation sample the grid is scored on")
+    parser.add_argument("--final-users", type=int, default=-1, help="validation users of the final scores (-1 = all)")
+    parser.add_argument("--num-beams", type=int, default=20)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--expected", default="", help="what the probe is expected to show, written before it runs")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    model, tokenizer = load_ensemble([args.vectors, args.ids], roles=["vectors", "ids"])
+    split = index_splits(args.data, tokenizer, max_history=model.config.max_history)["validation"]
+    base = {"num_beams": args.num_beams, "beam_fusion": "joint"}
+
+    def score(users: int, **settings) -> dict:
+        result = evaluate_split(model, tokenizer, split, None if users < 0 else users, show_progress=False,
+                                **{**base, **settings})
+        row = with_errors(result)
+        print(json.dumps({**settings, **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}}),
+              flush=True)
+        return row
+
+    grid = []
+    for values in itertools.product(*GRID.values()):
+        settings = dict(zip(GRID, values))
+        grid.append({"settings": settings, **score(args.users, mode="cobra", **settings)})
+    best = max(grid, key=lambda row: row["recall@10"] + row["ndcg@10"])["settings"]
+    final = {
+        "cobra": score(args.final_users, mode="cobra", **best),
+        "dense": score(args.final_users, mode="dense"),
+        "sparse": score(args.final_users, mode="sparse"),
+        "cobra_paper_fusion": score(args.final_users, mode="cobra", **PAPER_FUSION),
+    }
+    report = {"expected": args.expected, "vectors": args.vectors, "ids": args.ids, "split": "validation", "grid_users": args.users,
+              "final_users": final["dense"]["users"], "num_beams": args.num_beams, "grid": grid,
+              "chosen": best, "final": final, "seconds": round(time.perf_counter() - start, 1)}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(args.output).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(args.output)
+
+
+if __name__ == "__main__":
+    main()
