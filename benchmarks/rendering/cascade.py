@@ -10,6 +10,8 @@
   (`dense_only` + a grid of tau/psi/psi_h): ID-path signals added to the dense half over every catalog item.
 - "cascade-decomposition": benchmarks/cascade_decomposition_probe.py (`"probe": "cascade-decomposition"`): which cell,
   then which item inside it, each factor by the ID path and by the ID-free v_0.
+- "role-pairs": benchmarks/pair_probe.py (`vectors` + `ids` + `final`): a CobraEnsemble whose beams come from one
+  checkpoint and whose vectors from another, decoded by generate() itself.
 - "popularity-buckets": benchmarks/popularity_probe.py (`"probe": "popularity"`): each mode's recall by how often the
   target item occurs in training.
 
@@ -33,6 +35,8 @@ def _kind(path: Path) -> str | None:
         return None
     if data.get("probe") == "popularity":
         return "popularity"
+    if "vectors" in data and "ids" in data and "final" in data:
+        return "role-pairs"
     if data.get("probe") == "cascade-decomposition":
         return "cascade-decomposition"
     if "either_dense_or_sparse" in data:
@@ -256,3 +260,29 @@ def block_cascade_decomposition(r: Renderer, arg=None) -> str:
     return (text + f"\n\nValidation split, a seeded sample of {_values(users)} users; ± one standard error. v_0's cells are "
             "ranked by their best item's cosine with v_0; v_k is decoded for the target's own ID (a forced row), so it "
             "exists even where the beams miss the cell. " + r.sources())
+
+
+def block_role_pairs(r: Renderer, arg=None) -> str:
+    """One row per pair_probe file: the vectors model alone (dense mode), the ids model alone (sparse mode), the
+    pair's cobra mode at the grid's chosen setting and with the paper's BeamFusion, and the cobra gain over dense."""
+    files = _files(r, "role-pairs")
+    if not files:
+        return "No role-pair probes yet."
+    rows, grids = [], set()
+    for rel in files:
+        d = r.load(rel)
+        final = d["final"]
+        dense, cobra = final["dense"], final["cobra"]
+        gains = " / ".join(f"{(cobra[m] / dense[m] - 1) * 100:+.1f}%" for m in ("recall@10", "ndcg@10"))
+        chosen = ", ".join(f"{k.replace('beam_fusion_', '')} {num(v)}" for k, v in d["chosen"].items())
+        grids.add((d["grid_users"], len(d["grid"])))
+        rows.append([f"`{member_name(d['vectors'])}`", f"`{member_name(d['ids'])}`", f"{d['final_users']:,}",
+                     _pair(dense), _pair(final["sparse"]), _pair(cobra), chosen, gains,
+                     _pair(final.get("cobra_paper_fusion"))])
+    text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
+                  "sparse (ids model) R@10 / N@10", "pair cobra R@10 / N@10", "chosen fusion",
+                  "cobra vs dense R@10 / N@10", "paper's BeamFusion R@10 / N@10"], rows)
+    grid_text = "; ".join(f"{cells} joint-fusion settings scored on a seeded {users:,} users" for users, cells in
+                          sorted(grids))
+    return (text + f"\n\nValidation split. The fusion setting is chosen on a sample ({grid_text}), then every column is "
+            "scored on all the users shown, so the chosen setting has seen part of them. " + r.sources())

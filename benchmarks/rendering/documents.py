@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from .cascade import (block_cascade_decomposition, block_complementarity, block_learned_fusion,
-                      block_popularity_buckets, block_rank_fusion_probe, block_whole_catalog_probes)
+                      block_popularity_buckets, block_rank_fusion_probe, block_role_pairs,
+                      block_whole_catalog_probes)
 from .commands import block_commands
 from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
 from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
@@ -29,7 +30,7 @@ BLOCKS = {
     "scale-million": block_scale_million, "scale-million-steps": block_scale_million_steps,
     "research-summary": block_research_summary, "research-fusion": block_research_fusion,
     "complementarity": block_complementarity, "rank-fusion-probe": block_rank_fusion_probe,
-    "learned-fusion": block_learned_fusion,
+    "learned-fusion": block_learned_fusion, "role-pairs": block_role_pairs,
     "whole-catalog-probes": block_whole_catalog_probes, "popularity-buckets": block_popularity_buckets,
     "cascade-decomposition": block_cascade_decomposition, "ids-only-seeds": block_ids_only_seeds,
 }

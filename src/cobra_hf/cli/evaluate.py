@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..configuration_cobra import GENERATION_MODES
+from .ensemble_flags import add_ensemble_flags, ensemble_sources
 from .generation_flags import add_generation_flags, check_generation_flags, generation_kwargs, name_flags
 
 
@@ -22,9 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: cobra-hf evaluate runs/beauty/model --data ../shared/data/beauty --split test --mode cobra",
     )
     parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
-    parser.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL_DIR",
-                        help="more checkpoints of the same catalog (e.g. other seeds): rank with all of them together, "
-                        "scores averaged (cobra_hf.ensemble); the first checkpoint's generation settings apply")
+    add_ensemble_flags(parser)
     parser.add_argument("--data", required=True, help="dataset folder with sequences.txt and items.jsonl")
     parser.add_argument("--split", choices=("validation", "test"), default="test")
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None, help="decoding mode (default: the checkpoint's)")
@@ -64,14 +63,13 @@ def main(argv: list[str]) -> int:
     from ..configuration_cobra import CobraConfig
     from ..evaluation import evaluate_split
     from ..inference import load_ensemble
-    from ..model_location import locate_model
     from ..tokenization_cobra import CobraTokenizer
 
-    sources = [locate_model(path) for path in [args.model_dir, *args.ensemble]]
+    sources, roles = ensemble_sources(args)
     # the data is checked against the catalog before the weights load
     tokenizer = CobraTokenizer.from_pretrained(sources[0])
     split, coverage = checked_split(args, tokenizer, CobraConfig.from_pretrained(sources[0]).max_history)
-    model, tokenizer = load_ensemble(sources, tokenizer=tokenizer)
+    model, tokenizer = load_ensemble(sources, tokenizer=tokenizer, roles=roles)
     # flags not given leave the checkpoint's generation_config in charge
     kwargs = {name: value for name, value in (("exclude_history", args.exclude_history), ("use_faiss", args.use_faiss))
               if value is not None}
@@ -90,6 +88,8 @@ def main(argv: list[str]) -> int:
                       unknown_targets=coverage["unknown_targets"], unknown_items=coverage["unknown_items"])
         if args.ensemble:
             result["ensemble"] = [str(args.model_dir), *args.ensemble]
+        if args.ids_from:
+            result["ids_from"] = str(args.ids_from)
         results.append(result)
         print(json.dumps(result))
     if args.output:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..configuration_cobra import GENERATION_MODES
+from .ensemble_flags import add_ensemble_flags, ensemble_sources
 from .generation_flags import add_generation_flags, check_generation_flags, generation_kwargs, name_flags
 
 
@@ -17,8 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: cobra-hf recommend runs/beauty/model --history B004756YJA B0020YLEYK --top-k 10",
     )
     parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
-    parser.add_argument("--ensemble", nargs="+", default=[], metavar="MODEL_DIR",
-                        help="more checkpoints of the same catalog: recommend with all of them, scores averaged")
+    add_ensemble_flags(parser)
     parser.add_argument("--history", nargs="+", required=True, metavar="ITEM", help="item ids, oldest first")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
@@ -36,16 +36,15 @@ def main(argv: list[str]) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     check_generation_flags(args)
     from ..inference import load_ensemble, recommend
-    from ..model_location import locate_model
     from ..tokenization_cobra import CobraTokenizer
 
-    sources = [locate_model(path) for path in [args.model_dir, *args.ensemble]]
+    sources, roles = ensemble_sources(args)
     # check the history and --top-k against the catalog first: a typo fails in a second, before the weights load
     tokenizer = CobraTokenizer.from_pretrained(sources[0])
     history = known_history(args, tokenizer)
     if args.top_k > tokenizer.num_items:
         raise ValueError(f"--top-k {args.top_k} asks for more items than the catalog holds ({tokenizer.num_items}).")
-    model, tokenizer = load_ensemble(sources, tokenizer=tokenizer)
+    model, tokenizer = load_ensemble(sources, tokenizer=tokenizer, roles=roles)
     kwargs = {} if args.exclude_history is None else {"exclude_history": True}
     if args.mode:
         kwargs["mode"] = args.mode
