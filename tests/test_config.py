@@ -32,8 +32,6 @@ BAD_VALUES = [
     ("length_buckets", 0),
     ("item_deletion", 1.0),
     ("item_deletion", -0.2),
-    ("sparse_label_smoothing", 1.0),
-    ("sparse_label_smoothing", -0.1),
 ]
 
 

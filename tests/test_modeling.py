@@ -413,6 +413,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "within_id_loss_weight" not in CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=0.0).to_dict()
     with pytest.raises(ValueError, match="^within_id_loss_weight=1.0: .*removed"):
         CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=1.0)
+    # sparse_label_smoothing (issue 21, session 17: its one run was stopped unfinished): configs of that session carry 0
+    assert "sparse_label_smoothing" not in CobraConfig(level_sizes=list(LEVELS), sparse_label_smoothing=0.0).to_dict()
+    with pytest.raises(ValueError, match="^sparse_label_smoothing=0.1: .*removed"):
+        CobraConfig(level_sizes=list(LEVELS), sparse_label_smoothing=0.1)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:

@@ -414,10 +414,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
         # mean cross-entropy over every predicted code (levels may have different sizes); in fp32 when the heads ran
         # in half precision (autocast or a cast model): a bf16 log-softmax loses the small probabilities
-        smoothing = config.sparse_label_smoothing if self.training else 0.0
         output.sparse_loss = sum(
-            F.cross_entropy(logits[target_valid].float(), targets[..., level][target_valid], reduction="sum",
-                            label_smoothing=smoothing)
+            F.cross_entropy(logits[target_valid].float(), targets[..., level][target_valid], reduction="sum")
             for level, logits in enumerate(sparse_logits)
         ) / (target_valid.sum() * levels)
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
