@@ -148,17 +148,18 @@ def render_research_run(run: dict, rel: str) -> str:
     return "\n".join(lines)
 
 
-# the ID-only unique-ID model (issue 21, goal 1): one glob per training length, seeds 0, 1, 2
-ID_ONLY_RUNS = {16: "ids_only_collab3x256d_e16", 32: "ids_only_collab3x256d_e32", 48: "ids_only_collab3x256d_e48"}
+# the ID-only unique-ID model (issue 21, goal 1): one glob per setting (epochs, dropout), seeds 0, 1, 2
+ID_ONLY_RUNS = {"16": "ids_only_collab3x256d_e16", "32": "ids_only_collab3x256d_e32", "48": "ids_only_collab3x256d_e48",
+                "32, dropout 0.2": "ids_only_collab3x256d_drop02_e32"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
 def block_ids_only_seeds(r: Renderer, arg=None) -> str:
-    """The ID-only model per training length: validation and test (sparse mode, all users) as mean ± sd over the
+    """The ID-only model per training length (and dropout): validation and test (sparse mode, all users) as mean ± sd over the
     seeds that have each, against TIGER's published test figures; then any wider-beam rerun of a seed."""
     tiger = r.load("paper.json")["datasets"]["beauty"]["TIGER"]
     rows = []
-    for epochs, stem in ID_ONLY_RUNS.items():
+    for setting, stem in ID_ONLY_RUNS.items():
         names = sorted(p.stem for p in r.results.glob(f"research/{stem}*.json"))
         if not names:
             continue
@@ -166,17 +167,17 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
         val = [run["validation"]["sparse"] for run in runs]
         # the held-out target's first-code NLL (teacher forced) against the Trainer's last eval_loss of the runs
         # logged while the collator labelled every item of a validation row (it now labels the target alone)
-        nll = [run["diagnostics"]["teacher_forced"]["nll_valid"][0] for run in runs]
+        nll = [run["diagnostics"]["teacher_forced"]["nll_valid"][0] for run in runs if "diagnostics" in run]
         eval_loss = [[c["eval_loss"] for c in run["curve"] if "eval_loss" in c][-1] for run in runs
                      if "eval_loss_scope" not in run]
         tests = [r.load(f"research/test/{n}.json") for n in names if r.exists(f"research/test/{n}.json")]
         test_cell = (f"{mean_sd([t['recall@10'] for t in tests])} / {mean_sd([t['ndcg@10'] for t in tests])}"
                      f" ({len(tests)})") if tests else "-"
-        rows.append([str(epochs), str(len(names)),
+        rows.append([setting, str(len(names)),
                      f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
-                     f"{sum(nll) / len(nll):.2f}", f"{sum(eval_loss) / len(eval_loss):.3f} ({len(eval_loss)})" if eval_loss else "-", test_cell])
+                     f"{sum(nll) / len(nll):.2f}" if nll else "-", f"{sum(eval_loss) / len(eval_loss):.3f} ({len(eval_loss)})" if eval_loss else "-", test_cell])
     rows.append(["TIGER (paper)", "-", "-", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
-    text = table(["epochs", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
+    text = table(["epochs (dropout 0.1 unless stated)", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
                   "Trainer's last eval_loss, history labelled too (seeds)", "test R@10 / N@10 (seeds read)"], rows)
     wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
     for rel in wide:
