@@ -88,7 +88,6 @@ def test_validation_loss_is_the_held_out_items_loss_alone():
     assert not torch.isclose(out.sparse_loss, full.sparse_loss)
 
 
-
 # ------------------------------------------------------------------------------------------------ index_splits
 def test_index_splits_on_real_data(catalog_scientific):
     tokenizer, _, _ = load_catalog(catalog_scientific)
