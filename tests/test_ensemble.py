@@ -193,16 +193,16 @@ def test_evaluate_and_recommend_cli_with_an_ensemble(catalog_scientific, tmp_pat
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(rows) == 5 and all(row["item_id"] in set(tokenizer.item_ids) for row in rows)
 
-    # --ids-from: the second checkpoint's beams, the first's vectors (sparse mode is the second's, dense the first's)
+    # --beams-from: the second checkpoint's beams, the first's vectors (sparse mode is the second's, dense the first's)
     for mode, source in (("sparse", 1), ("dense", 0)):
-        assert cli_main(["evaluate", folders[0], "--ids-from", folders[1], "--data", data, "--split", "validation",
+        assert cli_main(["evaluate", folders[0], "--beams-from", folders[1], "--data", data, "--split", "validation",
                          "--max-users", "20", "--mode", mode]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         alone = evaluate_split(load_ensemble([folders[source]])[0], tokenizer, validation, max_users=20, mode=mode,
                                show_progress=False)
-        assert printed["ids_from"] == folders[1]
+        assert printed["beams_from"] == folders[1]
         assert (printed["recall@10"], printed["ndcg@10"]) == pytest.approx((alone["recall@10"], alone["ndcg@10"]))
-    assert cli_main(["recommend", folders[0], "--ids-from", folders[1], "--history", *history, "--json",
+    assert cli_main(["recommend", folders[0], "--beams-from", folders[1], "--history", *history, "--json",
                      "--top-k", "5"]) == 0
     assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == 5
 

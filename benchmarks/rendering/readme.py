@@ -16,8 +16,8 @@ PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
 SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 # the training length chosen on validation (EXPERIMENTS, "ids-only-seeds", where both lengths' test reads are)
 # the ID-only setting the README shows (a key of ID_ONLY_RUNS, chosen on validation) and its description
-ID_ONLY_README = "32"
-ID_ONLY_LABEL = "32 epochs"
+ID_ONLY_README = "32, dropout 0.2"
+ID_ONLY_LABEL = "32 epochs, dropout 0.2"
 ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_README]}*.json"
 # the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"

@@ -88,8 +88,8 @@ def main(argv: list[str]) -> int:
                       unknown_targets=coverage["unknown_targets"], unknown_items=coverage["unknown_items"])
         if args.ensemble:
             result["ensemble"] = [str(args.model_dir), *args.ensemble]
-        if args.ids_from:
-            result["ids_from"] = str(args.ids_from)
+        if args.beams_from:
+            result["beams_from"] = str(args.beams_from)
         results.append(result)
         print(json.dumps(result))
     if args.output:
