@@ -18,29 +18,19 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 
 from cobra_hf.evaluation import evaluate_split
 from cobra_hf.inference import load_ensemble
 from cobra_hf.training.datasets import index_splits
+from research_run import PAPER_FUSION, with_errors
 
 # the fusion grid around the joint recipe's setting (tau 0.1, psi 2, psi_h 16, 50 dense-guided IDs): the weight of
 # the beams' log-probabilities (tau; a model trained for IDs may earn more than the joint model's own beams) and of
 # the beam vectors (psi); each cell one cobra-mode pass over the sample
 GRID = {"beam_fusion_tau": (0.1, 0.3, 1.0), "beam_fusion_psi": (2.0, 8.0), "beam_fusion_dense_psi": (16.0,),
         "dense_guided_ids": (50,)}
-PAPER_FUSION = {"beam_fusion": "paper", "beam_fusion_tau": 0.9, "beam_fusion_psi": 16.0, "dense_guided_ids": 0,
-                "beam_fusion_dense_psi": 0.0}
-
-
-def with_errors(result: dict) -> dict:
-    users = result["users"]
-    for key in [k for k in result if "@" in k]:
-        p = float(result[key])
-        result[f"se_{key}"] = math.sqrt(max(p * (1 - p), 0.0) / max(users, 1))
-    return result
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 CONFIG_FORMAT_VERSION = 1
-# fields of older configs that earned no measured gain and were removed: a saved config that carries one still loads (the
-# field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
+# fields of older configs that earned no measured gain and were removed: a saved config that carries one still loads
+# (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "sparse_label_smoothing")
 REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
@@ -194,5 +194,6 @@ def _drop_removed_fields(kwargs: dict) -> None:
         value = kwargs.pop(name, None)
         if name in REMOVED_LOSSES and value:
             raise ValueError(
-                f"{name}={value}: {REMOVED_LOSSES[name]} was removed from cobra-hf (it earned no measured gain); set it to 0."
+                f"{name}={value}: {REMOVED_LOSSES[name]} was removed from cobra-hf (it earned no measured gain); "
+                "set it to 0."
             )
