@@ -11,6 +11,10 @@ usage:
   python benchmarks/pair_probe.py --vectors runs/research/A/model --ids runs/research/B/model \
       --data ../shared/data/beauty [--users 5000] [--final-users -1] \
       --output benchmarks/results/research/complementarity/pair_NAME.json
+  (--settings '{"beam_fusion_tau": 0.3, ...}' skips the grid and scores that setting, e.g. the one an earlier seed's
+  probe chose, so a later seed's number is not chosen on its own users at all)
+  (--roles both both decodes the two checkpoints as a plain ensemble, every score averaged: the equal-cost baseline
+  of a pair, e.g. two seeds of the joint model)
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -40,12 +46,18 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--users", type=int, default=5000, help="seeded validation sample the grid is scored on")
     parser.add_argument("--final-users", type=int, default=-1, help="validation users of the final scores (-1 = all)")
+    parser.add_argument("--settings", default="", help="JSON fusion setting to score instead of choosing one on a grid")
+    parser.add_argument("--roles", nargs=2, default=["vectors", "ids"], metavar="ROLE",
+                        help="CobraEnsemble roles of --vectors and --ids (default: vectors ids)")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--output", required=True)
     parser.add_argument("--expected", default="", help="what the probe is expected to show, written before it runs")
     args = parser.parse_args()
+    best = json.loads(args.settings) if args.settings else None
+    if best is not None and set(best) - set(GRID):
+        parser.error(f"--settings names {sorted(set(best) - set(GRID))}; it takes the grid's fields {sorted(GRID)}")
     start = time.perf_counter()
-    model, tokenizer = load_ensemble([args.vectors, args.ids], roles=["vectors", "ids"])
+    model, tokenizer = load_ensemble([args.vectors, args.ids], roles=args.roles)
     split = index_splits(args.data, tokenizer, max_history=model.config.max_history)["validation"]
     base = {"num_beams": args.num_beams, "beam_fusion": "joint"}
 
@@ -58,17 +70,21 @@ def main() -> None:
         return row
 
     grid = []
-    for values in itertools.product(*GRID.values()):
-        settings = dict(zip(GRID, values))
-        grid.append({"settings": settings, **score(args.users, mode="cobra", **settings)})
-    best = max(grid, key=lambda row: row["recall@10"] + row["ndcg@10"])["settings"]
+    if not args.settings:
+        for values in itertools.product(*GRID.values()):
+            settings = dict(zip(GRID, values))
+            grid.append({"settings": settings, **score(args.users, mode="cobra", **settings)})
+        best = max(grid, key=lambda row: row["recall@10"] + row["ndcg@10"])["settings"]
     final = {
         "cobra": score(args.final_users, mode="cobra", **best),
         "dense": score(args.final_users, mode="dense"),
         "sparse": score(args.final_users, mode="sparse"),
         "cobra_paper_fusion": score(args.final_users, mode="cobra", **PAPER_FUSION),
     }
-    report = {"expected": args.expected, "vectors": args.vectors, "ids": args.ids, "split": "validation", "grid_users": args.users,
+    report = {"expected": args.expected, "vectors": args.vectors, "ids": args.ids, "roles": args.roles,
+              "split": "validation",
+              "command": shlex.join(["python", *sys.argv]), "chosen_by": "grid" if grid else "--settings",
+              "grid_users": args.users if grid else 0,
               "final_users": final["dense"]["users"], "num_beams": args.num_beams, "grid": grid,
               "chosen": best, "final": final, "seconds": round(time.perf_counter() - start, 1)}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
