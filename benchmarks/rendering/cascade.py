@@ -11,7 +11,8 @@
 - "cascade-decomposition": benchmarks/cascade_decomposition_probe.py (`"probe": "cascade-decomposition"`): which cell,
   then which item inside it, each factor by the ID path and by the ID-free v_0.
 - "role-pairs": benchmarks/pair_probe.py (`vectors` + `ids` + `final`): a CobraEnsemble whose beams come from one
-  checkpoint and whose vectors from another, decoded by generate() itself.
+  checkpoint and whose vectors from another, decoded by generate() itself (or, with roles "both", a plain ensemble
+  of the two: the pair's equal-cost baseline).
 - "popularity-buckets": benchmarks/popularity_probe.py (`"probe": "popularity"`): each mode's recall by how often the
   target item occurs in training.
 
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from pathlib import Path
 
-from .core import Renderer, f4, num, table
+from .core import Renderer, f4, mean_sd, num, table
 from .runs import member_name
 
 
@@ -262,27 +265,65 @@ def block_cascade_decomposition(r: Renderer, arg=None) -> str:
             "exists even where the beams miss the cell. " + r.sources())
 
 
+_SEED = re.compile(r"_s\d+$")
+
+
+def _roles(d: dict) -> list[str]:
+    return d.get("roles") or ["vectors", "ids"]  # files written before --roles were all pairs
+
+
+def _gain(d: dict, metric: str) -> float:
+    """The cobra mode's relative gain over the dense mode, in percent."""
+    final = d["final"]
+    return (final["cobra"][metric] / final["dense"][metric] - 1) * 100
+
+
 def block_role_pairs(r: Renderer, arg=None) -> str:
     """One row per pair_probe file: the vectors model alone (dense mode), the ids model alone (sparse mode), the
-    pair's cobra mode at the grid's chosen setting and with the paper's BeamFusion, and the cobra gain over dense."""
+    pair's cobra mode at its fusion setting and with the paper's BeamFusion, and the cobra gain over dense. A file of
+    two checkpoints in roles "both" is a plain ensemble (the pair's equal-cost baseline): its columns are the
+    ensemble's modes. Then, per pair of runs trained with several seeds, the mean and spread over seeds."""
     files = _files(r, "role-pairs")
     if not files:
         return "No role-pair probes yet."
-    rows, grids = [], set()
+    rows, grids, groups = [], set(), {}
     for rel in files:
         d = r.load(rel)
         final = d["final"]
-        dense, cobra = final["dense"], final["cobra"]
-        gains = " / ".join(f"{(cobra[m] / dense[m] - 1) * 100:+.1f}%" for m in ("recall@10", "ndcg@10"))
+        ensemble = _roles(d) == ["both", "both"]
+        gains = " / ".join(f"{_gain(d, m):+.1f}%" for m in ("recall@10", "ndcg@10"))
         chosen = ", ".join(f"{k.replace('beam_fusion_', '')} {num(v)}" for k, v in d["chosen"].items())
-        grids.add((d["grid_users"], len(d["grid"])))
-        rows.append([f"`{member_name(d['vectors'])}`", f"`{member_name(d['ids'])}`", f"{d['final_users']:,}",
-                     _pair(dense), _pair(final["sparse"]), _pair(cobra), chosen, gains,
-                     _pair(final.get("cobra_paper_fusion"))])
+        if d.get("chosen_by") == "--settings":
+            chosen += " (fixed beforehand)"
+        else:
+            grids.add((d["grid_users"], len(d["grid"])))
+        names = [member_name(d["vectors"]), member_name(d["ids"])]
+        first, second = (f"ensemble `{names[0]}` + `{names[1]}`", "(both)") if ensemble else (f"`{names[0]}`",
+                                                                                          f"`{names[1]}`")
+        rows.append([first, second, f"{d['final_users']:,}", _pair(final["dense"]), _pair(final["sparse"]),
+                     _pair(final["cobra"]), chosen, gains, _pair(final.get("cobra_paper_fusion"))])
+        if not ensemble:
+            groups.setdefault(tuple(_SEED.sub("", name) for name in names), []).append(d)
     text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
-                  "sparse (ids model) R@10 / N@10", "pair cobra R@10 / N@10", "chosen fusion",
-                  "cobra vs dense R@10 / N@10", "paper's BeamFusion R@10 / N@10"], rows)
+                  "sparse (ids model) R@10 / N@10", "cobra R@10 / N@10", "fusion", "cobra vs dense R@10 / N@10",
+                  "paper's BeamFusion R@10 / N@10"], rows)
+    seeded = [[f"`{vectors}` + `{ids}`", str(len(runs)),
+               " / ".join(mean_sd([d["final"]["dense"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
+               " / ".join(mean_sd([d["final"]["cobra"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
+               " / ".join(_mean_sd_percent([_gain(d, m) for d in runs]) for m in ("recall@10", "ndcg@10"))]
+              for (vectors, ids), runs in groups.items() if len(runs) > 1]
+    if seeded:
+        text += "\n\nOver seeds (seed N of each run with seed N of the other; ± the standard deviation over seeds):\n\n"
+        text += table(["pair", "seeds", "dense R@10 / N@10", "pair cobra R@10 / N@10", "cobra vs dense R@10 / N@10"],
+                      seeded)
     grid_text = "; ".join(f"{cells} joint-fusion settings scored on a seeded {users:,} users" for users, cells in
                           sorted(grids))
-    return (text + f"\n\nValidation split. The fusion setting is chosen on a sample ({grid_text}), then every column is "
-            "scored on all the users shown, so the chosen setting has seen part of them. " + r.sources())
+    return (text + f"\n\nValidation split. A fusion setting is either chosen on a sample ({grid_text}; then every "
+            "column is scored on all the users shown, so the chosen setting has seen part of them) or fixed "
+            "beforehand (an earlier seed's choice, or the joint recipe's own for an ensemble). " + r.sources())
+
+
+def _mean_sd_percent(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:+.1f}%"
+    return f"{statistics.mean(values):+.1f}% ± {statistics.stdev(values):.1f}"
