@@ -14,7 +14,7 @@ usage:
   (--settings '{"beam_fusion_tau": 0.3, ...}' skips the grid and scores that setting, e.g. the one an earlier seed's
   probe chose, so a later seed's number is not chosen on its own users at all)
   (--roles both both decodes the two checkpoints as a plain ensemble, every score averaged: the equal-cost baseline
-  of a pair, e.g. two seeds of the joint model)
+  of a pair, e.g. two seeds of the joint model; several --vectors average their vectors under one --ids model's beams)
 """
 
 from __future__ import annotations
@@ -41,14 +41,15 @@ GRID = {"beam_fusion_tau": (0.1, 0.3, 1.0), "beam_fusion_psi": (2.0, 8.0), "beam
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vectors", required=True, help="checkpoint trained with the dense losses (and ID-free head)")
+    parser.add_argument("--vectors", required=True, nargs="+",
+                        help="checkpoint(s) trained with the dense losses (and ID-free head); several are averaged")
     parser.add_argument("--ids", required=True, help="checkpoint of the same catalog trained for IDs")
     parser.add_argument("--data", required=True)
     parser.add_argument("--users", type=int, default=5000, help="seeded validation sample the grid is scored on")
     parser.add_argument("--final-users", type=int, default=-1, help="validation users of the final scores (-1 = all)")
     parser.add_argument("--settings", default="", help="JSON fusion setting to score instead of choosing one on a grid")
-    parser.add_argument("--roles", nargs=2, default=["vectors", "ids"], metavar="ROLE",
-                        help="CobraEnsemble roles of --vectors and --ids (default: vectors ids)")
+    parser.add_argument("--roles", nargs="+", default=None, metavar="ROLE",
+                        help="CobraEnsemble roles of --vectors and --ids (default: vectors for each --vectors, ids)")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--output", required=True)
     parser.add_argument("--expected", default="", help="what the probe is expected to show, written before it runs")
@@ -57,7 +58,8 @@ def main() -> None:
     if best is not None and set(best) - set(GRID):
         parser.error(f"--settings names {sorted(set(best) - set(GRID))}; it takes the grid's fields {sorted(GRID)}")
     start = time.perf_counter()
-    model, tokenizer = load_ensemble([args.vectors, args.ids], roles=args.roles)
+    roles = args.roles or ["vectors"] * len(args.vectors) + ["ids"]
+    model, tokenizer = load_ensemble([*args.vectors, args.ids], roles=roles)
     split = index_splits(args.data, tokenizer, max_history=model.config.max_history)["validation"]
     base = {"num_beams": args.num_beams, "beam_fusion": "joint"}
 
@@ -81,7 +83,8 @@ def main() -> None:
         "sparse": score(args.final_users, mode="sparse"),
         "cobra_paper_fusion": score(args.final_users, mode="cobra", **PAPER_FUSION),
     }
-    report = {"expected": args.expected, "vectors": args.vectors, "ids": args.ids, "roles": args.roles,
+    report = {"expected": args.expected, "vectors": args.vectors[0] if len(args.vectors) == 1 else args.vectors,
+              "ids": args.ids, "roles": roles,
               "split": "validation",
               "command": shlex.join(["python", *sys.argv]), "chosen_by": "grid" if grid else "--settings",
               "grid_users": args.users if grid else 0,

@@ -297,17 +297,17 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
             chosen += " (fixed beforehand)"
         else:
             grids.add((d["grid_users"], len(d["grid"])))
-        names = [member_name(d["vectors"]), member_name(d["ids"])]
-        first, second = (f"ensemble `{names[0]}` + `{names[1]}`", "(both)") if ensemble else (f"`{names[0]}`",
-                                                                                          f"`{names[1]}`")
+        vectors = [d["vectors"]] if isinstance(d["vectors"], str) else d["vectors"]
+        names = [" + ".join(f"`{member_name(path)}`" for path in vectors), f"`{member_name(d['ids'])}`"]
+        first, second = (f"ensemble {names[0]} + {names[1]}", "(both)") if ensemble else (names[0], names[1])
         rows.append([first, second, f"{d['final_users']:,}", _pair(final["dense"]), _pair(final["sparse"]),
                      _pair(final["cobra"]), chosen, gains, _pair(final.get("cobra_paper_fusion"))])
-        if not ensemble:
+        if not ensemble and len(vectors) == 1:
             groups.setdefault(tuple(_SEED.sub("", name) for name in names), []).append(d)
     text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
                   "sparse (ids model) R@10 / N@10", "cobra R@10 / N@10", "fusion", "cobra vs dense R@10 / N@10",
                   "paper's BeamFusion R@10 / N@10"], rows)
-    seeded = [[f"`{vectors}` + `{ids}`", str(len(runs)),
+    seeded = [[f"{vectors} + {ids}", str(len(runs)),
                " / ".join(mean_sd([d["final"]["dense"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
                " / ".join(mean_sd([d["final"]["cobra"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
                " / ".join(_mean_sd_percent([_gain(d, m) for d in runs]) for m in ("recall@10", "ndcg@10"))]
