@@ -68,7 +68,7 @@ class CobraConfig(PreTrainedConfig):
         id_trunk (`bool`, defaults to False): a second backbone of the same sizes, with its own item encoder and code
             heads, trained by the sparse loss alone, whose code probabilities drive the beam search; the main
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
-            the IDs about 20% worse than alone, and its beams then add nothing to its dense mode; twice the
+            the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
     """
 
