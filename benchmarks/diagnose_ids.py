@@ -124,7 +124,9 @@ def gradient_shares(model, tokenizer, train_split, batches: int = 4, batch_size:
     params = [p for p in model.model.decoder.parameters() if p.requires_grad]
     if model.config.dense_logq_correction:  # a training statistic, not saved with the weights
         model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
-    weights = {"sparse_loss": model.config.sparse_loss_weight, "dense_loss": model.config.dense_loss_weight,
+    # with an ID trunk, sparse_loss trains only the trunk (share 0 here) and backbone_sparse_loss is the backbone's
+    weights = {"sparse_loss": model.config.sparse_loss_weight, "backbone_sparse_loss": model.config.sparse_loss_weight,
+               "dense_loss": model.config.dense_loss_weight,
                "history_dense_loss": model.config.history_dense_loss_weight}
     norms: dict[str, float] = {}
     model.train()

@@ -19,7 +19,7 @@ from cobra_hf import CobraConfig, CobraForSequentialRecommendation, CobraTokeniz
 
 LEVELS = (4, 4, 3)
 CODE_FILES = ("configuration_cobra.py", "modeling_cobra.py", "cobra_layers.py", "cobra_generation.py", "cobra_fusion.py",
-              "cobra_catalog_index.py", "cobra_losses.py", "legacy_keys.py")
+              "cobra_catalog_index.py", "cobra_losses.py", "legacy_keys.py", "cobra_backbone.py", "cobra_id_trunk.py")
 HISTORIES = random_histories(40, 6, max_len=7, seed=21)
 GENERATE_ARGS = dict(num_beams=6, top_k=5, num_candidates=3)
 

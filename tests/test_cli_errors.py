@@ -264,3 +264,15 @@ def test_hf_hub_offline_in_the_environment_names_the_missing_cache(tmp_path):
         "cobra-hf recommend: error: no model folder at someone/not-cached, and the Hub repo someone/not-cached is not "
         "in the local cache (HF_HUB_OFFLINE=1 keeps the Hub out of reach)"
     ]
+
+
+@pytest.mark.parametrize("command", ["prepare", "train", "evaluate", "recommend", "add-items", "join", "push"])
+def test_every_command_prints_its_help(command, capsys):
+    """`--help` of every command prints and exits 0: argparse formats each help text with %, so a stray % in a
+    docstring that becomes a help text (CobraConfig's fields are train's flags) would break it."""
+    from cobra_hf.cli.main import COMMANDS
+
+    assert command in COMMANDS
+    with pytest.raises(SystemExit) as exited:
+        cli_main([command, "--help"])
+    assert exited.value.code == 0 and f"cobra-hf {command}" in capsys.readouterr().out

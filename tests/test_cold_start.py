@@ -146,26 +146,33 @@ def test_item_embeddings_grow_with_zero_rows(data_tiny_encoder, cold, tmp_path):
     check_compatible(model, tokenizer)
 
 
-def test_new_item_embeddings_start_from_their_id_neighbours(data_tiny_encoder, cold):
+@pytest.mark.parametrize("id_trunk", [False, True], ids=["one-backbone", "id-trunk"])
+def test_new_item_embeddings_start_from_their_id_neighbours(data_tiny_encoder, cold, id_trunk):
+    """Each backbone's item embedding (an ID trunk has its own) gives a new item the mean row of its ID neighbours."""
     from cobra_hf.training.model_builder import build_model
 
-    model, tokenizer = build_model(cold["catalog"], init_text_embeddings=False, use_item_embeddings=True, **MODEL)
+    model, tokenizer = build_model(cold["catalog"], init_text_embeddings=False, use_item_embeddings=True,
+                                   id_trunk=id_trunk, **MODEL)
+    assert len(model.backbones()) == 1 + id_trunk
     before = tokenizer.num_items
     with torch.no_grad():
-        model.model.item_embed.weight.normal_()
-    learned = model.model.item_embed.weight.detach().clone()
+        for backbone in model.backbones():
+            backbone.item_embed.weight.normal_()
+    learned = [backbone.item_embed.weight.detach().clone() for backbone in model.backbones()]
     new = add_items(model, tokenizer, cold["heldout"][:3], cold["catalog"])  # default: "id_neighbours"
     old_codes = model.item_codes[:before]
-    for index in new:
-        code = model.item_codes[index]
-        for depth in range(code.shape[0], 0, -1):  # the longest shared prefix, by hand
-            same = (old_codes[:, :depth] == code[:depth]).all(1)
-            if same.any():
-                assert torch.allclose(model.model.item_embed.weight[index], learned[same].mean(0), atol=1e-6)
-                break
-        else:
-            assert not model.model.item_embed.weight[index].any()
-    assert torch.equal(model.model.item_embed.weight[:before], learned)
+    for backbone, rows in zip(model.backbones(), learned):
+        assert torch.equal(backbone.item_codes, model.item_codes)
+        for index in new:
+            code = model.item_codes[index]
+            for depth in range(code.shape[0], 0, -1):  # the longest shared prefix, by hand
+                same = (old_codes[:, :depth] == code[:depth]).all(1)
+                if same.any():
+                    assert torch.allclose(backbone.item_embed.weight[index], rows[same].mean(0), atol=1e-6)
+                    break
+            else:
+                assert not backbone.item_embed.weight[index].any()
+        assert torch.equal(backbone.item_embed.weight[:before], rows)
     with pytest.raises(ValueError, match="item_embeddings"):
         add_items(model, tokenizer, cold["heldout"][3:4], cold["catalog"], item_embeddings="random")
 

@@ -13,6 +13,24 @@ from torch import nn
 from .configuration_cobra import CobraConfig
 
 
+class KVCacheGroup:
+    """The KV caches of several decoders reading one history (an ID trunk beside its backbone, an ensemble's
+    members), moved through the beam search together."""
+
+    def __init__(self, caches: list):
+        self.caches = list(caches)
+
+    def start_beams(self, num_beams: int) -> "KVCacheGroup":
+        for cache in self.caches:
+            cache.start_beams(num_beams)
+        return self
+
+    def reorder_beams(self, origin: torch.Tensor) -> "KVCacheGroup":
+        for cache in self.caches:
+            cache.reorder_beams(origin)
+        return self
+
+
 class KVCache:
     """Keys and values of every decoder layer for incremental decoding.
 

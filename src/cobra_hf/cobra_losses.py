@@ -99,3 +99,21 @@ def delete_items(input_ids, item_index, item_mask, labels, chance: float, levels
     input_ids = regroup(input_ids) * kept_tokens
     labels = regroup(labels).masked_fill(~kept_tokens, -100)
     return input_ids, item_index.gather(1, order) * kept, kept, labels
+
+
+def code_readouts(grid: torch.Tensor) -> list[torch.Tensor]:
+    """The decoder outputs that predict each code of items 2..H: grid Float[B, H, L + 1, D] (the output at each
+    item's L code tokens and its dense token) -> per level l, Float[B, H - 1, D]. Code 1 of item t+1 is read at the
+    dense token v_t, code l of item t+1 at its code l-1."""
+    levels = grid.shape[2] - 1
+    return [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]
+
+
+def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over every predicted code: sparse_logits per level Float[B, H - 1, K_l], targets
+    Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]. In fp32 when the heads ran in half precision
+    (autocast or a cast model): a bf16 log-softmax loses the small probabilities. Levels may differ in size."""
+    return sum(
+        F.cross_entropy(logits[valid].float(), targets[..., level][valid], reduction="sum")
+        for level, logits in enumerate(sparse_logits)
+    ) / (valid.sum() * len(sparse_logits))

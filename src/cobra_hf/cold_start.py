@@ -159,7 +159,9 @@ def add_items(
     previous = {"item_ids": list(tokenizer.item_ids), "codes": tokenizer.item_codes.copy(),
                 "titles": list(tokenizer.titles), "level_sizes": list(tokenizer.level_sizes)}
     titles = [str(item.get("title") or "") for item in items]
-    old_rows = None if model.model.item_embed is None else model.model.item_embed.weight.detach()[: len(previous["item_ids"])]
+    # per backbone (an ID trunk has its own item embeddings), the rows of the items it knew
+    old_rows = [None if backbone.item_embed is None else backbone.item_embed.weight.detach()[: len(previous["item_ids"])]
+                for backbone in model.backbones()]
     new_indices = tokenizer.add_items(item_ids, codes.numpy(), titles)
     try:
         model.set_catalog(all_codes.to(device), all_text.to(device),
@@ -167,11 +169,12 @@ def add_items(
     except BaseException:
         tokenizer._load_catalog({**previous, "codes": previous["codes"].tolist()}, "<restored>")
         raise
-    if old_rows is not None and item_embeddings == "id_neighbours":
+    if old_rows[0] is not None and item_embeddings == "id_neighbours":
         with torch.no_grad():
-            model.model.item_embed.weight[old_rows.shape[0]:] = id_neighbour_rows(
-                old_rows, all_codes[: old_rows.shape[0]].to(device), codes.to(device), model.config.level_sizes
-            )
+            for backbone, rows in zip(model.backbones(), old_rows):
+                backbone.item_embed.weight[rows.shape[0]:] = id_neighbour_rows(
+                    rows, all_codes[: rows.shape[0]].to(device), codes.to(device), model.config.level_sizes
+                )
         model.invalidate_caches()
     return new_indices
 

@@ -64,6 +64,12 @@ class CobraConfig(PreTrainedConfig):
             chance in every forward (the rest close ranks, so the model sees a random subsequence and its skip
             transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
             memorising the training sequences (not in the paper).
+    The ID path (not in the paper):
+        id_trunk (`bool`, defaults to False): a second backbone of the same sizes, with its own item encoder and code
+            heads, trained by the sparse loss alone, whose code probabilities drive the beam search; the main
+            backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
+            the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
+            parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
     """
 
     model_type = "cobra"
@@ -93,6 +99,7 @@ class CobraConfig(PreTrainedConfig):
         num_dense_negatives: int = 0,
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
+        id_trunk: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -121,6 +128,7 @@ class CobraConfig(PreTrainedConfig):
         self.num_dense_negatives = int(num_dense_negatives)
         self.dense_logq_correction = bool(dense_logq_correction)
         self.item_deletion = float(item_deletion)
+        self.id_trunk = bool(id_trunk)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version

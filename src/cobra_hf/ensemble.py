@@ -25,24 +25,8 @@ from torch import nn
 
 from .cobra_catalog_index import CatalogIndex
 from .cobra_generation import CobraGenerationOutput, generate, set_generation_defaults
+from .cobra_layers import KVCacheGroup
 from .modeling_cobra import CobraForSequentialRecommendation
-
-
-class _EnsembleCache:
-    """The members' KV caches, moved through the beam search together."""
-
-    def __init__(self, caches):
-        self.caches = caches
-
-    def start_beams(self, num_beams: int) -> "_EnsembleCache":
-        for cache in self.caches:
-            cache.start_beams(num_beams)
-        return self
-
-    def reorder_beams(self, origin: torch.Tensor) -> "_EnsembleCache":
-        for cache in self.caches:
-            cache.reorder_beams(origin)
-        return self
 
 
 MEMBER_ROLES = ("both", "ids", "vectors")
@@ -134,7 +118,7 @@ class CobraEnsemble(nn.Module):
         set_generation_defaults(self, kwargs)
 
     def _widths(self) -> list[int]:
-        return [member.config.hidden_size for member in self.members]
+        return [member.decoder_width for member in self.members]
 
     def _joined(self, unit_vectors: list[torch.Tensor]) -> torch.Tensor:
         """The members' unit vectors Float[..., D_e] side by side, / sqrt(E): Float[..., sum D_e], unit rows whose dot
@@ -162,9 +146,9 @@ class CobraEnsemble(nn.Module):
     def prefill(self, input_ids, item_mask, item_index):
         """Every member reads the history: (Float[B, sum D_e] the members' last outputs side by side, their caches)."""
         outputs = [member.prefill(input_ids, item_mask, item_index) for member in self.members]
-        return torch.cat([hidden for hidden, _ in outputs], -1), _EnsembleCache([cache for _, cache in outputs])
+        return torch.cat([hidden for hidden, _ in outputs], -1), KVCacheGroup([cache for _, cache in outputs])
 
-    def step(self, codes, level, positions, cache: _EnsembleCache) -> torch.Tensor:
+    def step(self, codes, level, positions, cache: KVCacheGroup) -> torch.Tensor:
         return torch.cat([member.step(codes, level, positions, member_cache)
                           for member, member_cache in zip(self.members, cache.caches)], -1)
 
@@ -191,3 +175,38 @@ class CobraEnsemble(nn.Module):
             return self.members[0].beam_vectors(hidden)
         return self._joined([F.normalize(member.beam_vectors(h), dim=-1)
                              for member, h in self._by_role(hidden, self.vector_members)])
+
+
+# the sizes an ID trunk takes from its model's config, so a checkpoint joined as the trunk must have the same
+TRUNK_SIZES = ("hidden_size", "num_attention_heads", "intermediate_size", "encoder_layers", "decoder_layers",
+               "use_item_embeddings", "text_embedding_dim", "max_text_tokens", "text_vocab_size", "max_history",
+               "level_sizes", "layer_norm_eps")
+
+
+def join_id_trunk(vectors_model: CobraForSequentialRecommendation,
+                  ids_model: CobraForSequentialRecommendation) -> CobraForSequentialRecommendation:
+    """The pair `CobraEnsemble([vectors_model, ids_model], roles=["vectors", "ids"])` as one model: a copy of
+    vectors_model (config, weights, generate() defaults, catalog assets) with ids_model's backbone and code heads as
+    its ID trunk (config.id_trunk), which decodes as the pair does. Both must come from one catalog and have the same
+    backbone sizes (TRUNK_SIZES); neither may have a trunk already. The trunk's training settings (dropout, item
+    deletion) become vectors_model's: they only matter if the joined model is trained further."""
+    CobraEnsemble([vectors_model, ids_model], roles=["vectors", "ids"])  # one catalog, an ID-free head where needed
+    if vectors_model.id_trunk is not None or ids_model.id_trunk is not None:
+        raise ValueError("One of the two models already has an ID trunk: join two models without one.")
+    for name in TRUNK_SIZES:
+        ours, theirs = getattr(vectors_model.config, name), getattr(ids_model.config, name)
+        if ours != theirs:
+            raise ValueError(f"The ID model's {name} is {theirs!r} and the vectors model's {ours!r}: an ID trunk has "
+                             "its model's sizes, so join models of the same sizes.")
+    config = copy.deepcopy(vectors_model.config)
+    config.id_trunk = True
+    joined = CobraForSequentialRecommendation(config)
+    joined.set_catalog(vectors_model.item_codes.cpu(), vectors_model.item_text_ids.cpu(),
+                       None if vectors_model.item_text_embeddings is None else vectors_model.item_text_embeddings.cpu(),
+                       vectors_model.config.catalog_hash)
+    trunk = {f"id_trunk.{key}": value for key, value in ids_model.state_dict().items()
+             if key.startswith(("model.", "sparse_head."))}
+    joined.load_state_dict({**vectors_model.state_dict(), **trunk})
+    joined.generation_config = copy.deepcopy(vectors_model.generation_config)
+    joined.catalog_assets = vectors_model.catalog_assets
+    return joined.to(device=vectors_model.item_codes.device, dtype=vectors_model.dtype).train(vectors_model.training)

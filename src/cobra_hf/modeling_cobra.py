@@ -5,10 +5,11 @@ then one dense token per item). A causal decoder reads it:
   * the output at v_t feeds the SparseHead for code 1 of item t+1; the output at code l of item t+1 for code l+1;
   * the output at the last code of item t+1 is the predicted dense vector of item t+1 (the cascade:
     P(ID, v | S) = P(ID | S) P(v | ID, S)).
-Laid out like transformers' own models: `CobraModel` is the backbone (embeddings, item-text encoder, causal decoder,
-the catalog buffers), `CobraForSequentialRecommendation` holds it as `model` (base_model_prefix) and adds the heads
-and losses. `generate` is cobra_generation's coarse-to-fine decoder; the catalog's derived data (item vectors, ID
-index, faiss) lives in one `CatalogIndex`.
+Laid out like transformers' own models: `CobraModel` (cobra_backbone.py) is the backbone (embeddings, item-text
+encoder, causal decoder, the catalog buffers), `CobraForSequentialRecommendation` holds it as `model`
+(base_model_prefix) and adds the heads and losses (and, with config.id_trunk, a second backbone for the IDs:
+cobra_id_trunk.py). `generate` is cobra_generation's coarse-to-fine decoder; the catalog's derived data (item
+vectors, ID index, faiss) lives in one `CatalogIndex`.
 
 Shapes: B batch, H history items, L levels, S = H * (L + 1) sequence positions, D hidden size, I catalog items.
 """
@@ -20,16 +21,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import GenerationConfig
 from transformers.utils import ModelOutput
 
-from .checkpoint_files import CheckpointFilesMixin
+from .cobra_backbone import CobraModel, CobraModelOutput, CobraPreTrainedModel
 from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
-from .cobra_fusion import full_precision
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
-from .cobra_layers import CausalDecoder, ItemTextEncoder, KVCache
-from .cobra_losses import catalog_columns, column_log_q, contrastive_items, delete_items, info_nce, item_frequencies
+from .cobra_id_trunk import IdTrunk
+from .cobra_layers import KVCache, KVCacheGroup
+from .cobra_losses import (catalog_columns, code_readouts, column_log_q, contrastive_items, delete_items, info_nce,
+                           item_frequencies, sparse_cross_entropy)
 from .configuration_cobra import CobraConfig
 from .legacy_keys import rename_legacy_keys
 
@@ -44,23 +46,18 @@ __all__ = ["CobraForSequentialRecommendation", "CobraGenerationOutput", "CobraMo
 
 
 @dataclass
-class CobraModelOutput(ModelOutput):
-    """last_hidden_state: Float[B, S, D]; item_vectors: Float[B, H, D] the history items' dense vectors."""
-
-    last_hidden_state: torch.Tensor | None = None
-    item_vectors: torch.Tensor | None = None
-
-
-@dataclass
 class CobraOutput(ModelOutput):
-    """loss: weighted sum of the three losses below (when labels are given).
-    sparse_logits: per level l, Float[B, H - 1, K_l] logits of code l of items 2..H.
+    """loss: weighted sum of the losses below (when labels are given).
+    sparse_loss: cross-entropy of the code heads that decode (the ID trunk's when config.id_trunk);
+    backbone_sparse_loss: with an ID trunk, that of the main backbone's own code heads (trained, never decoded).
+    sparse_logits: per level l, Float[B, H - 1, K_l] logits of code l of items 2..H (the heads that decode).
     dense_predictions: Float[B, H - 1, D] predicted dense vectors of items 2..H (conditioned on their IDs).
     item_vectors: Float[B, H, D] the history items' dense vectors from the item-text encoder.
     last_hidden_state: Float[B, S, D]."""
 
     loss: torch.Tensor | None = None
     sparse_loss: torch.Tensor | None = None
+    backbone_sparse_loss: torch.Tensor | None = None
     dense_loss: torch.Tensor | None = None
     history_dense_loss: torch.Tensor | None = None
     sparse_logits: tuple[torch.Tensor, ...] | None = None
@@ -69,205 +66,10 @@ class CobraOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
 
 
-class CobraPreTrainedModel(CheckpointFilesMixin, PreTrainedModel):
-    config_class = CobraConfig
-    base_model_prefix = "model"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
-    _no_split_modules = ["Block"]
-    # the ID-free head exists only when a loss trains it; older checkpoints of weight-0 models still hold its weights
-    _keys_to_ignore_on_load_unexpected = [r"^history_dense_head\."]
-
-
-class CobraModel(CobraPreTrainedModel):
-    """The backbone: item-text encoder, token embeddings and the causal decoder, with the catalog it reads as
-    persistent buffers (saved in model.safetensors): `item_codes` Long[I, L], `item_text_ids` Long[I, T] and
-    (with text_embedding_dim) `item_text_embeddings` Float[I, E]."""
-
-    def __init__(self, config: CobraConfig, defer_init: bool = False):
-        super().__init__(config)
-        width, levels = config.hidden_size, config.num_levels
-        # defer_init: the head initialises backbone and heads in one pass, in the order of the layout before the
-        # split, so that one seed still gives the same initial weights
-        self._defer_init = defer_init
-        self.item_encoder = ItemTextEncoder(config)
-        self.item_embed = nn.Embedding(config.num_items, width) if config.use_item_embeddings else None
-        self.code_embed = nn.Embedding(config.code_vocab_size, width, padding_idx=0)
-        self.dense_in = nn.Linear(width, width)
-        self.type_embed = nn.Embedding(levels + 1, width)  # type l < L: code of level l; type L: dense token
-        self.position_embed = nn.Embedding(config.max_history + 1, width)  # item position, oldest = 0
-        self.embed_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.embed_dropout = nn.Dropout(config.dropout)
-        self.decoder = CausalDecoder(config)
-        self.register_buffer("item_codes", torch.zeros(config.num_items, levels, dtype=torch.long))
-        self.register_buffer("item_text_ids", torch.zeros(config.num_items, config.max_text_tokens, dtype=torch.long))
-        if config.text_embedding_dim:
-            self.register_buffer("item_text_embeddings", torch.zeros(config.num_items, config.text_embedding_dim))
-        else:
-            self.item_text_embeddings = None
-        self.post_init()
-
-    def init_weights(self):
-        if not self._defer_init:
-            super().init_weights()
-
-    @property
-    def level_offsets(self) -> torch.Tensor:
-        """Token id of code 0 of each level, Long[L] (configuration_cobra.level_offsets). Derived from the config on
-        every use: a non-persistent buffer is left uninitialised by from_pretrained (meta-device loading)."""
-        return torch.tensor(self.config.level_offsets, dtype=torch.long, device=self.item_codes.device)
-
-    def set_catalog(self, item_codes: torch.Tensor, item_text_ids: torch.Tensor, item_text_embeddings=None) -> None:
-        """Installs the catalog buffers: codes Long[I, L], text ids Long[I, T], sentence embeddings Float[I, E] or None.
-        A learned item embedding keeps its rows; items new to the model start at zero (text-only vector)."""
-        config = self.config
-        if item_codes.shape[1] != config.num_levels:
-            raise ValueError(f"item_codes has {item_codes.shape[1]} levels; the config says {config.num_levels}.")
-        if (item_codes >= torch.tensor(config.level_sizes)).any() or (item_codes < 0).any():
-            raise ValueError(f"item_codes hold codes outside level_sizes {config.level_sizes}.")
-        if item_text_ids.shape[0] != item_codes.shape[0]:
-            raise ValueError("item_text_ids and item_codes must have one row per item.")
-        if int(item_text_ids.max()) >= config.text_vocab_size:
-            raise ValueError(f"item_text_ids hold ids >= text_vocab_size ({config.text_vocab_size}).")
-        device = self.item_codes.device
-        self.item_codes = item_codes.long().to(device)
-        text = item_text_ids.long()[:, : config.max_text_tokens]
-        self.item_text_ids = F.pad(text, (0, config.max_text_tokens - text.shape[1])).to(device)
-        if config.text_embedding_dim:
-            if item_text_embeddings is None or item_text_embeddings.shape[1] != config.text_embedding_dim:
-                raise ValueError(f"item_text_embeddings of width {config.text_embedding_dim} are required.")
-            self.item_text_embeddings = item_text_embeddings.float().to(device)
-        if self.item_embed is not None and self.item_embed.num_embeddings != item_codes.shape[0]:
-            resized = nn.Embedding(item_codes.shape[0], config.hidden_size).to(device)
-            with torch.no_grad():
-                resized.weight.zero_()
-                keep = min(item_codes.shape[0], self.item_embed.num_embeddings)
-                resized.weight[:keep] = self.item_embed.weight[:keep]
-            self.item_embed = resized
-
-    def encode_items(self, item_index: torch.Tensor) -> torch.Tensor:
-        """item_index Long[n] -> dense vectors Float[n, D] from the item-text encoder (with gradients)."""
-        text_embeddings = None if self.item_text_embeddings is None else self.item_text_embeddings[item_index]
-        vectors = self.item_encoder(self.item_text_ids[item_index], text_embeddings)
-        if self.item_embed is not None:
-            vectors = vectors + self.item_embed(item_index)
-        return vectors
-
-    @torch.no_grad()
-    def encode_catalog(self, batch_size: int = 4096) -> torch.Tensor:
-        """Every catalog item through the item encoder without dropout or gradients -> Float[I, D] (fp32). Run with
-        autocast off, so that the cached catalog is the same whichever context first asks for it (an evaluation
-        inside the Trainer's bf16 autocast, or a generate() outside it); a model cast to bf16 computes in bf16."""
-        was_training = self.item_encoder.training
-        self.item_encoder.eval()
-        index = torch.arange(self.item_codes.shape[0], device=self.item_codes.device)
-        with full_precision(self.item_codes.device):
-            raw = torch.cat([self.encode_items(chunk) for chunk in index.split(batch_size)]).float()
-        self.item_encoder.train(was_training)
-        return raw
-
-    def check_inputs(self, input_ids, attention_mask, item_index) -> torch.Tensor:
-        """Validates tokenizer output against this catalog; returns the item mask Bool[B, H]."""
-        if input_ids.dim() != 2 or item_index.dim() != 2:
-            raise ValueError("input_ids must be Long[B, H*L] and item_index Long[B, H] (use CobraTokenizer).")
-        batch, length = item_index.shape
-        config, levels = self.config, self.config.num_levels
-        if batch == 0 or input_ids.shape[0] != batch:
-            raise ValueError("An empty batch (0 rows): give at least one history." if batch * input_ids.shape[0] == 0
-                             else f"input_ids has {input_ids.shape[0]} rows and item_index {batch}: they must match.")
-        if length > config.max_history + 1:
-            raise ValueError(
-                f"Histories of {length} items are longer than this model reads (max_history={config.max_history}, "
-                "+1 target when training): encode them with the checkpoint's tokenizer, which keeps the newest items."
-            )
-        if input_ids.shape[1] != length * levels:
-            raise ValueError(
-                f"input_ids has {input_ids.shape[1]} tokens per row for {length} items; this model expects "
-                f"{levels} tokens (levels) per item: was the tokenizer made for another catalog?"
-            )
-        if attention_mask is None:
-            attention_mask = (input_ids != 0).long()
-        item_mask = attention_mask.view(batch, length, levels)[..., 0].bool()
-        if item_index.numel() and (int(item_index.max()) >= config.num_items or int(item_index.min()) < 0):
-            wrong = int(item_index.min()) if int(item_index.min()) < 0 else int(item_index.max())
-            raise ValueError(
-                f"item_index holds {wrong}, outside this model's catalog (rows 0 to {config.num_items - 1}): "
-                "encode histories with the checkpoint's tokenizer (a negative index or one from another catalog)."
-            )
-        expected = (self.item_codes[item_index] + self.level_offsets) * item_mask[..., None]
-        if not torch.equal(expected.view(batch, -1), input_ids * attention_mask):
-            raise ValueError(
-                "input_ids do not match this model's catalog (semantic IDs differ for the given item_index): "
-                "the tokenizer and the model come from different catalogs."
-            )
-        return item_mask
-
-    def embed(self, input_ids, item_mask, item_vectors) -> torch.Tensor:
-        """input_ids Long[B, H*L], item_mask Bool[B, H], item_vectors Float[B, H, D] -> Float[B, S, D]."""
-        batch, length = item_mask.shape
-        levels = self.config.num_levels
-        codes = self.code_embed(input_ids).view(batch, length, levels, -1)
-        # the cached catalog vectors are fp32 (encode_catalog) and a model cast to bf16/fp16 reads its own dtype
-        dense = self.dense_in(item_vectors.to(self.dense_in.weight.dtype))[:, :, None]
-        x = torch.cat([codes, dense], dim=2) + self.type_embed.weight[None, None]
-        positions = (item_mask.long().cumsum(1) - 1).clamp(0, self.config.max_history)
-        x = x + self.position_embed(positions)[:, :, None]
-        return self.embed_dropout(self.embed_norm(x)).view(batch, length * (levels + 1), -1)
-
-    def decode_by_length(self, x: torch.Tensor, item_mask: torch.Tensor) -> torch.Tensor:
-        """The causal decoder over x Float[B, S, D] with item_mask Bool[B, H] -> Float[B, S, D]. Rows are sorted by
-        item count and decoded in config.length_buckets groups, each cut to the columns some of its rows use:
-        padding columns are masked keys and positions come from the item mask, so the real positions get the same
-        numbers as in one padded batch, at a fraction of the work (positions that are padding in a group come back
-        as zeros)."""
-        per_item = self.config.num_levels + 1
-        token_mask = item_mask.repeat_interleave(per_item, 1)
-        groups = min(self.config.length_buckets, item_mask.shape[0])
-        if groups <= 1:
-            return self.decoder(x, token_mask)
-        order = torch.argsort(item_mask.sum(1), stable=True)
-        parts = []
-        for rows in order.tensor_split(groups):  # groups <= rows, so no group is empty
-            columns = item_mask[rows].any(0).nonzero()
-            if columns.numel() == 0:  # rows without items: nothing to decode
-                parts.append(x.new_zeros(rows.numel(), x.shape[1], x.shape[2]))
-                continue
-            span = slice(int(columns[0]) * per_item, (int(columns[-1]) + 1) * per_item)
-            hidden = self.decoder(x[rows, span], token_mask[rows, span])
-            parts.append(F.pad(hidden, (0, 0, span.start, x.shape[1] - span.stop)))
-        return torch.cat(parts)[torch.argsort(order)]
-
-    def forward(self, input_ids: torch.Tensor, item_index: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                item_vectors: torch.Tensor | None = None, item_mask: torch.Tensor | None = None,
-                **kwargs) -> CobraModelOutput:
-        """input_ids Long[B, H*L], item_index Long[B, H], attention_mask Long[B, H*L] (left-padded CobraTokenizer
-        output); item_vectors Float[B, H, D] (default: encoded here) and item_mask Bool[B, H] (default: checked
-        here) let a caller pass what it already has. Returns the decoder's output over the interleaved sequence."""
-        if item_mask is None:
-            item_mask = self.check_inputs(input_ids, attention_mask, item_index)
-        if item_vectors is None:
-            item_vectors = self.encode_items(item_index.clamp(min=0)) * item_mask[..., None]
-        hidden = self.decode_by_length(self.embed(input_ids, item_mask, item_vectors), item_mask)
-        return CobraModelOutput(last_hidden_state=hidden, item_vectors=item_vectors)
-
-    def prefill(self, input_ids, item_mask, item_vectors) -> tuple[torch.Tensor, KVCache]:
-        """Runs histories through the decoder once; returns the last position's output Float[B, D] and the cache."""
-        cache = KVCache(self.config.decoder_layers)
-        token_mask = item_mask.repeat_interleave(self.config.num_levels + 1, 1)
-        hidden = self.decoder(self.embed(input_ids, item_mask, item_vectors), token_mask, cache)
-        return hidden[:, -1], cache
-
-    def step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feeds code tokens of `level` (codes Long[R]) at item positions Long[R]; returns the outputs Float[R, D]."""
-        token = self.code_embed(codes + self.config.level_offsets[level]) + self.type_embed.weight[level]
-        x = self.embed_norm(token + self.position_embed(positions))[:, None]
-        mask = torch.ones(codes.shape[0], 1, dtype=torch.bool, device=codes.device)
-        return self.decoder(x, mask, cache)[:, 0]
-
-
 class CobraForSequentialRecommendation(CobraPreTrainedModel):
     """COBRA with its catalog: the `CobraModel` backbone as `model`, the sparse (per-level code) heads, the dense
-    head and, with history_dense_loss_weight > 0, the ID-free dense head; the losses; coarse-to-fine `generate`."""
+    head and, with history_dense_loss_weight > 0, the ID-free dense head; with config.id_trunk, a second backbone
+    with its own code heads as `id_trunk` (cobra_id_trunk.py); the losses; coarse-to-fine `generate`."""
 
     def __init__(self, config: CobraConfig):
         super().__init__(config)
@@ -277,6 +79,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.dense_head = nn.Linear(width, width)
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
+        self.id_trunk = IdTrunk(config) if config.id_trunk else None
         # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
         # makes them) moves (.to) or is edited in place
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
@@ -289,7 +92,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if not getattr(config, "custom_pipelines", None):
             config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
         self.post_init()
-        self.model._defer_init = False
+        for backbone in self.backbones():
+            backbone._defer_init = False
         self._register_load_state_dict_pre_hook(rename_legacy_keys)
         # new weights or catalog buffers make the catalog index stale
         self.register_load_state_dict_post_hook(lambda module, keys: module.invalidate_caches())
@@ -316,6 +120,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
     def set_catalog(self, item_codes: torch.Tensor, item_text_ids: torch.Tensor, item_text_embeddings=None, catalog_hash=""):
         """Installs a catalog: codes Long[I, L], text ids Long[I, T], sentence embeddings Float[I, E] or None."""
         self.model.set_catalog(item_codes, item_text_ids, item_text_embeddings)
+        if self.id_trunk is not None:  # its own copies: safetensors saves no tensor twice
+            self.id_trunk.model.set_catalog(item_codes.clone(), item_text_ids.clone(),
+                                            None if item_text_embeddings is None else item_text_embeddings.clone())
         self.config.num_items = int(item_codes.shape[0])
         self.config.catalog_hash = catalog_hash
         self.invalidate_caches()
@@ -325,13 +132,27 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         Called by load_state_dict, set_catalog and train(); `.to()` and in-place edits in eval mode are noticed too
         (see CatalogIndex), an edit through `.data` is not."""
         self.catalog_index.invalidate()
+        if self.id_trunk is not None:
+            self.id_trunk.catalog_index.invalidate()
 
     def train(self, mode: bool = True):
         # weights are about to change (a fused optimizer step leaves no trace CatalogIndex could see): the item
         # vectors go, the ID index stays (it follows the codes); model.eval() keeps both for repeated evaluations
         if mode:
             self.catalog_index.invalidate(keep_ids=True)
+            if self.id_trunk is not None:
+                self.id_trunk.catalog_index.invalidate(keep_ids=True)
         return super().train(mode)
+
+    def backbones(self) -> list[CobraModel]:
+        """The main backbone, then the ID trunk's if any: whatever changes the catalog or the item embeddings
+        changes each of them."""
+        return [self.model] + ([] if self.id_trunk is None else [self.id_trunk.model])
+
+    @property
+    def decoder_width(self) -> int:
+        """Width of the outputs prefill and step return: D, or 2D with an ID trunk (main, then trunk)."""
+        return self.config.hidden_size * (2 if self.id_trunk is not None else 1)
 
     @property
     def id_index(self) -> SemanticIdIndex:
@@ -399,11 +220,12 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         item_vectors = columns[distinct_rows][slot] * item_mask[..., None]
         hidden = self.model(input_ids, item_index, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         grid = hidden.view(batch, length, levels + 1, width)
-        # level 0 of item t+1 is read at v_t; level l of item t+1 at its code l-1
-        readouts = [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]
-        sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, readouts))
+        sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
+        trunk_logits = None if self.id_trunk is None else self.id_trunk.sparse_logits(input_ids, item_mask, distinct,
+                                                                                       slot)
         dense_predictions = self.dense_head(grid[:, 1:, levels - 1])
-        output = CobraOutput(sparse_logits=sparse_logits, dense_predictions=dense_predictions,
+        output = CobraOutput(sparse_logits=sparse_logits if trunk_logits is None else trunk_logits,
+                             dense_predictions=dense_predictions,
                              item_vectors=item_vectors, last_hidden_state=hidden)
         if labels is None:
             return output
@@ -412,17 +234,17 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if not bool(target_valid.any()):
             raise ValueError("No item to predict in this batch: every sequence needs at least 2 items.")
         targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
-        # mean cross-entropy over every predicted code (levels may have different sizes); in fp32 when the heads ran
-        # in half precision (autocast or a cast model): a bf16 log-softmax loses the small probabilities
-        output.sparse_loss = sum(
-            F.cross_entropy(logits[target_valid].float(), targets[..., level][target_valid], reduction="sum")
-            for level, logits in enumerate(sparse_logits)
-        ) / (target_valid.sum() * levels)
+        output.sparse_loss = sparse_cross_entropy(sparse_logits, targets, target_valid)
+        sparse_total = output.sparse_loss
+        if trunk_logits is not None:
+            output.backbone_sparse_loss, output.sparse_loss = output.sparse_loss, sparse_cross_entropy(
+                trunk_logits, targets, target_valid)
+            sparse_total = output.sparse_loss + output.backbone_sparse_loss
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
         log_q = self._column_log_q(columns_index, int(item_mask.sum())) if config.dense_logq_correction else None
         temperature = config.contrastive_temperature
         output.dense_loss = info_nce(dense_predictions[target_valid], target_columns, columns, temperature, log_q)
-        output.loss = config.sparse_loss_weight * output.sparse_loss + config.dense_loss_weight * output.dense_loss
+        output.loss = config.sparse_loss_weight * sparse_total + config.dense_loss_weight * output.dense_loss
         if config.history_dense_loss_weight > 0:
             if self.history_dense_head is None:
                 raise ValueError("history_dense_loss_weight > 0 needs the ID-free dense head, which this model was "
@@ -434,28 +256,45 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
 
     # ------------------------------------------------------------------ generation (cobra_generation's protocol)
     def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
-        """Runs the history through the decoder once; returns the last position's output Float[B, D] and the cache."""
+        """Runs the history through the decoder once; returns the last position's output Float[B, W] (W =
+        decoder_width: an ID trunk's output follows the backbone's) and the cache."""
         item_vectors = self.all_item_vectors(normalized=False)[item_index] * item_mask[..., None]
-        return self.model.prefill(input_ids, item_mask, item_vectors)
+        hidden, cache = self.model.prefill(input_ids, item_mask, item_vectors)
+        if self.id_trunk is None:
+            return hidden, cache
+        trunk_hidden, trunk_cache = self.id_trunk.prefill(input_ids, item_mask, item_index)
+        return torch.cat([hidden, trunk_hidden], -1), KVCacheGroup([cache, trunk_cache])
 
-    def step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        return self.model.step(codes, level, positions, cache)
+    def step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache) -> torch.Tensor:
+        if self.id_trunk is None:
+            return self.model.step(codes, level, positions, cache)
+        return torch.cat([self.model.step(codes, level, positions, cache.caches[0]),
+                          self.id_trunk.model.step(codes, level, positions, cache.caches[1])], -1)
+
+    def _backbone_part(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The main backbone's share of a prefill/step output Float[..., W] -> Float[..., D] (all of it without a
+        trunk)."""
+        return hidden if self.id_trunk is None else hidden[..., : self.config.hidden_size]
 
     def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, D] -> Float[B, D] (fp32: it ranks items)."""
-        return F.normalize(self.history_dense_head(last_hidden).float(), dim=-1)
+        """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, W] -> Float[B, D] (fp32: it ranks items)."""
+        return F.normalize(self.history_dense_head(self._backbone_part(last_hidden)).float(), dim=-1)
 
     def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities of level `level`'s codes over the allowed ones: hidden Float[..., D], allowed
-        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed). In fp32 whatever the model's dtype: the beam
-        search sums these over levels and ranks by them, and bf16 would round close beams into ties."""
-        logits = self.sparse_head[level](hidden).float()
+        """Log-probabilities of level `level`'s codes over the allowed ones: hidden Float[..., W], allowed
+        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed), from the ID trunk's heads when there is one. In
+        fp32 whatever the model's dtype: the beam search sums these over levels and ranks by them, and bf16 would
+        round close beams into ties."""
+        if self.id_trunk is None:
+            logits = self.sparse_head[level](hidden).float()
+        else:
+            logits = self.id_trunk.sparse_head[level](hidden[..., self.config.hidden_size:]).float()
         return torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The dense vector predicted for a completed ID: hidden Float[..., D] (output at its last code) -> Float[..., D]
+        """The dense vector predicted for a completed ID: hidden Float[..., W] (output at its last code) -> Float[..., D]
         (fp32: its cosines with the catalog rank items)."""
-        return self.dense_head(hidden).float()
+        return self.dense_head(self._backbone_part(hidden)).float()
 
     def generate(self, input_ids: torch.Tensor, item_index: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  generation_config: GenerationConfig | None = None, **kwargs) -> CobraGenerationOutput:

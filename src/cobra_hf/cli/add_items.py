@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
+from .checkpoint_output import check_new_output, write_checkpoint
 from .embedding_flags import add_embedding_flags, check_embedding_flags
 
 
@@ -36,60 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _copy_extras(source: Path, target: Path) -> None:
-    """Files of the checkpoint that save_pretrained does not write again (training summary, card, ...)."""
-    for path in source.iterdir():
-        if path.name.startswith(".") or (target / path.name).exists():
-            continue
-        if path.is_dir():
-            if path.name.startswith("checkpoint-"):
-                continue  # Trainer checkpoints belong to the old catalog
-            shutil.copytree(path, target / path.name)
-        else:
-            shutil.copy2(path, target / path.name)
-
-
 def _check_output(args, model_dir: Path) -> Path:
     """The folder to write: MODEL_DIR itself (--in-place), or a new or empty --output that is none of the inputs."""
-    from ..safe_io import check_not_inputs, is_nonempty_dir, repair_interrupted
-
     if args.in_place:
         return model_dir
-    output = Path(args.output)
-    repair_interrupted(output)
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"--output {output} exists and is not a folder.")
-    if output.resolve() == model_dir.resolve():
+    if Path(args.output).resolve() == model_dir.resolve():
         raise ValueError("--output is MODEL_DIR itself; use --in-place to update it.")
-    if is_nonempty_dir(output):
-        raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
-    check_not_inputs(output, {"MODEL_DIR": model_dir, "ITEMS.jsonl": args.items, "the --catalog folder": args.catalog,
-                              "the --encoder folder": args.encoder}, "--output")
-    return output
-
-
-def _write(args, model, tokenizer, model_dir: Path, output: Path, assets_source: Path) -> None:
-    """Saves the grown checkpoint beside `output`, then moves it in: --in-place replaces only the entries a saved
-    checkpoint has (`checkpoint_entries`: .git/, checkpoint-N/, a hand-written README.md stay); --output renames
-    the whole folder into place. A kill in between is repaired by the next command (`repair_interrupted`)."""
-    from ..hub.checkpoint import save_checkpoint, training_info_from_summary
-    from ..safe_io import MARKER_FILE, checkpoint_entries, is_nonempty_dir, staging_dir, swap_into_place
-
-    tmp = staging_dir(output)
-    try:
-        training_info, dataset = training_info_from_summary(model_dir)
-        save_checkpoint(model, tokenizer, tmp, training_info=training_info or None, dataset_name=dataset,
-                        catalog_dir=assets_source)
-        if args.in_place:
-            swap_into_place(tmp, output, checkpoint_entries(tmp, output))
-            return
-        _copy_extras(model_dir, tmp)
-        (tmp / MARKER_FILE).unlink()  # a checkpoint folder, not one that --overwrite may replace
-        if is_nonempty_dir(output):  # someone wrote there while we worked
-            raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
-        swap_into_place(tmp, output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return check_new_output(args.output, {"MODEL_DIR": model_dir, "ITEMS.jsonl": args.items,
+                                          "the --catalog folder": args.catalog, "the --encoder folder": args.encoder})
 
 
 def main(argv: list[str]) -> int:
@@ -118,7 +72,7 @@ def main(argv: list[str]) -> int:
                         item_embeddings=args.item_embeddings, embed_batch_size=args.embed_batch_size,
                         embed_device=device, embed_dtype=dtype)
     check_compatible(model, tokenizer)
-    _write(args, model, tokenizer, model_dir, output, assets_source)
+    write_checkpoint(model, tokenizer, output, model_dir, in_place=args.in_place, assets_source=assets_source)
     added = [tokenizer.item_ids[index] for index in indices]
     print(f"Added {len(added)} items to {output} (catalog now {tokenizer.num_items} items, hash {tokenizer.catalog_hash}):")
     for index, item in zip(indices, added):

@@ -15,6 +15,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "full-ranking Recall@K / NDCG@K of a checkpoint on a leave-one-out split"),
     "recommend": ("recommend", "recommend the next items for a history of item ids"),
     "add-items": ("add_items", "add new items to a trained checkpoint without retraining"),
+    "join": ("join", "one checkpoint of a model and the ID trunk of another (--beams-from as one model)"),
     "push": ("push", "upload a checkpoint folder to the Hugging Face Hub"),
 }
 

@@ -50,6 +50,7 @@ _CONFIG_ROWS = [
     ("contrastive_temperature", "contrastive temperature"),
     ("num_dense_negatives", "InfoNCE negatives (0 in-batch, -1 catalog, n sampled + in-batch)"),
     ("dense_logq_correction", "InfoNCE popularity (log Q) correction"),
+    ("id_trunk", "ID trunk (a second backbone for the semantic IDs)"),
     ("catalog_hash", "catalog hash"),
 ]
 # training_info keys with their labels and formatting.

@@ -135,6 +135,7 @@ def build_model(
         rows = pretrained_token_embeddings(prepare_args.get("encoder"), text["source_token_ids"], config.hidden_size)
         if rows is not None:
             with torch.no_grad():
-                model.model.item_encoder.token_embed.weight.copy_(rows)
-                model.model.item_encoder.token_embed.weight[0].zero_()
+                for backbone in model.backbones():  # an ID trunk's text encoder starts where the main one does
+                    backbone.item_encoder.token_embed.weight.copy_(rows)
+                    backbone.item_encoder.token_embed.weight[0].zero_()
     return model, tokenizer

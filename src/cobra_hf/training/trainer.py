@@ -72,7 +72,7 @@ class CobraTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         if model.training:
-            for name in ("sparse_loss", "dense_loss", "history_dense_loss"):
+            for name in ("sparse_loss", "backbone_sparse_loss", "dense_loss", "history_dense_loss"):
                 value = getattr(outputs, name, None)
                 if value is not None:
                     self._component_sums[name] = self._component_sums.get(name, 0.0) + float(value.detach())

@@ -1,0 +1,173 @@
+"""The ID trunk (config.id_trunk, cobra_id_trunk.py): a joined model decodes exactly like the pair of checkpoints it
+was joined from; each loss trains only its own backbone; a trunk model trains, saves and loads bit-exact; joining
+refuses models that do not fit."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+from cobra_hf import CobraForSequentialRecommendation
+from cobra_hf.ensemble import CobraEnsemble, join_id_trunk
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny import random_histories, tiny_model  # noqa: E402
+
+sys.path.pop(0)
+
+LEVELS = (4, 4, 3)
+SETTINGS = [
+    {"mode": "cobra"},
+    {"mode": "cobra", "beam_fusion": "joint", "dense_guided_ids": 4, "beam_fusion_dense_psi": 4.0},
+    {"mode": "dense"},
+    {"mode": "sparse"},
+    {"mode": "no_fusion"},
+]
+
+
+def _ids_model(model, seed: int, **overrides) -> CobraForSequentialRecommendation:
+    """A model of the same catalog without the ID-free head (as one trained for IDs alone), other weights."""
+    config = type(model.config).from_dict({**model.config.to_dict(), "history_dense_loss_weight": 0.0, **overrides})
+    torch.manual_seed(seed)
+    other = CobraForSequentialRecommendation(config)
+    other.set_catalog(model.item_codes, model.item_text_ids, None, model.config.catalog_hash)
+    return other.eval()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    model, tok = tiny_model(40, LEVELS)
+    return model.eval(), _ids_model(model, 11), tok
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_joined_model_decodes_like_the_pair(pair, settings):
+    """join_id_trunk(vectors, ids) ranks exactly like CobraEnsemble([vectors, ids], roles=["vectors", "ids"]), in
+    every mode; its sparse mode ranks the beams of the ids model, its dense mode is the vectors model's."""
+    vectors, ids, tok = pair
+    joined = join_id_trunk(vectors, ids).eval()
+    assert joined.config.id_trunk and joined.decoder_width == 2 * vectors.config.hidden_size
+    batch = tok(random_histories(40, 6, seed=5), unknown_items="error")
+    expected = CobraEnsemble([vectors, ids], roles=["vectors", "ids"]).eval().generate(**batch, num_beams=5, top_k=6,
+                                                                                      **settings)
+    got = joined.generate(**batch, num_beams=5, top_k=6, **settings)
+    assert torch.equal(got.item_indices, expected.item_indices)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
+    alone = {"sparse": ids, "dense": vectors}.get(settings["mode"])
+    if alone is not None:
+        # (sparse mode tops short beam lists up with items near the vectors model's dense vector: those, scored
+        # below -1, may differ from what the ids model alone would add)
+        reference = alone.generate(**batch, num_beams=5, top_k=6, **settings).item_indices
+        beams = got.scores > -1
+        assert torch.equal(got.item_indices[beams], reference[beams])
+
+
+def test_each_loss_trains_only_its_own_backbone(pair):
+    """The trunk's sparse loss reaches the trunk alone; the dense losses and the backbone's own code heads never
+    reach the trunk; the loss is their weighted sum."""
+    vectors, ids, tok = pair
+    joined = join_id_trunk(vectors, ids).train()
+    batch = tok(random_histories(40, 8, seed=9), unknown_items="error")
+    out = joined(**batch, labels=batch["input_ids"].clone())
+    config = joined.config
+    total = (config.sparse_loss_weight * (out.sparse_loss + out.backbone_sparse_loss)
+             + config.dense_loss_weight * out.dense_loss + config.history_dense_loss_weight * out.history_dense_loss)
+    torch.testing.assert_close(out.loss, total)
+    trunk = list(joined.id_trunk.parameters())
+    main = [p for name, p in joined.named_parameters() if not name.startswith("id_trunk.")]
+    for loss, reaches, never in ((out.sparse_loss, trunk, main),
+                                 (out.dense_loss + out.history_dense_loss + out.backbone_sparse_loss, main, trunk)):
+        grads = torch.autograd.grad(loss, reaches + never, retain_graph=True, allow_unused=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads[: len(reaches)])
+        assert all(g is None or not g.any() for g in grads[len(reaches):])
+
+
+def test_a_trunk_model_learns_and_loads_bit_exact(tmp_path):
+    """A model built with id_trunk=True: AdamW steps lower its trunk's sparse loss; save/load keeps every tensor
+    and every recommendation."""
+    model, tok = tiny_model(40, LEVELS, id_trunk=True)
+    batch = tok(random_histories(40, 16, seed=3), unknown_items="error")
+    labels = batch["input_ids"].clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(25):
+        out = model(**batch, labels=labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(float(out.sparse_loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+    model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = CobraForSequentialRecommendation.from_pretrained(tmp_path).eval()
+    assert loaded.config.id_trunk
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys() and any(key.startswith("id_trunk.") for key in state)
+    assert all(torch.equal(state[key], loaded_state[key]) for key in state)
+    for settings in SETTINGS:
+        expected = model.generate(**batch, num_beams=5, top_k=6, **settings)
+        got = loaded.generate(**batch, num_beams=5, top_k=6, **settings)
+        assert torch.equal(got.item_indices, expected.item_indices) and torch.equal(got.scores, expected.scores)
+
+
+def test_a_trunk_model_in_an_ensemble(pair):
+    """A trunk model is an ensemble member like any other: alone it is itself, twice it ranks like itself."""
+    vectors, ids, tok = pair
+    joined = join_id_trunk(vectors, ids).eval()
+    batch = tok(random_histories(40, 6, seed=4), unknown_items="error")
+    expected = joined.generate(**batch, num_beams=5, top_k=6)
+    for members in ([joined], [joined, joined]):
+        got = CobraEnsemble(members).eval().generate(**batch, num_beams=5, top_k=6)
+        assert torch.equal(got.item_indices, expected.item_indices)
+    CobraEnsemble([joined, vectors]).eval().generate(**batch, num_beams=5, top_k=6)  # widths 2D and D side by side
+
+
+def test_join_refuses_what_does_not_fit(pair):
+    vectors, ids, _ = pair
+    with pytest.raises(ValueError, match="hidden_size"):
+        join_id_trunk(vectors, _ids_model(vectors, 3, hidden_size=16, intermediate_size=32))
+    with pytest.raises(ValueError, match="already has an ID trunk"):
+        join_id_trunk(join_id_trunk(vectors, ids), ids)
+    other, _ = tiny_model(40, LEVELS, seed=5)
+    with pytest.raises(ValueError, match="another catalog"):
+        join_id_trunk(vectors, _ids_model(other, 3))
+    with pytest.raises(ValueError, match="ID-free dense head"):
+        join_id_trunk(ids, vectors).generate(**pair[2](random_histories(40, 2), unknown_items="error"), mode="dense")
+
+
+def test_join_cli_writes_one_checkpoint_that_decodes_like_the_pair(pair, tmp_path, capsys):
+    """`cobra-hf join MODEL --beams-from IDS --output NEW` writes a checkpoint that recommends what the pair does;
+    a non-empty --output or a model of other sizes is refused in one line, exit 1, nothing written."""
+    from cobra_hf.cli.main import main as cli_main
+    from cobra_hf.hub.checkpoint import save_checkpoint
+    from cobra_hf.inference import load_checkpoint
+
+    vectors, ids, tok = pair
+    save_checkpoint(vectors, tok, tmp_path / "vectors")
+    save_checkpoint(ids, tok, tmp_path / "ids")
+    save_checkpoint(_ids_model(vectors, 3, hidden_size=16, intermediate_size=32), tok, tmp_path / "narrow")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    assert cli_main(["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "ids"), "--output",
+                     str(busy)]) == 1
+    assert "not empty" in capsys.readouterr().err and [p.name for p in busy.iterdir()] == ["mine.txt"]
+    assert cli_main(["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "narrow"), "--output",
+                     str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("cobra-hf join: error:")]
+    assert len(errors) == 1 and "hidden_size" in errors[0] and not (tmp_path / "bad").exists()
+
+    assert cli_main(["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "ids"), "--output",
+                     str(tmp_path / "joined")]) == 0
+    joined, joined_tok = load_checkpoint(str(tmp_path / "joined"))
+    assert joined.config.id_trunk and joined_tok.catalog_hash == tok.catalog_hash
+    batch = tok(random_histories(40, 6, seed=8), unknown_items="error")
+    expected = CobraEnsemble([vectors, ids], roles=["vectors", "ids"]).eval().generate(**batch, num_beams=5, top_k=6)
+    got = joined.generate(**batch, num_beams=5, top_k=6)
+    assert torch.equal(got.item_indices, expected.item_indices)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
