@@ -14,18 +14,10 @@ from cobra_hf import CobraForSequentialRecommendation
 from cobra_hf.ensemble import CobraEnsemble, join_id_trunk
 
 sys.path.insert(0, os.path.dirname(__file__))
+from test_ensemble import LEVELS, SETTINGS  # noqa: E402  (the same catalog shape and decoding settings)
 from tiny import random_histories, tiny_model  # noqa: E402
 
 sys.path.pop(0)
-
-LEVELS = (4, 4, 3)
-SETTINGS = [
-    {"mode": "cobra"},
-    {"mode": "cobra", "beam_fusion": "joint", "dense_guided_ids": 4, "beam_fusion_dense_psi": 4.0},
-    {"mode": "dense"},
-    {"mode": "sparse"},
-    {"mode": "no_fusion"},
-]
 
 
 def _ids_model(model, seed: int, **overrides) -> CobraForSequentialRecommendation:
