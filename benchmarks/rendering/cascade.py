@@ -303,7 +303,8 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
         rows.append([first, second, f"{d['final_users']:,}", _pair(final["dense"]), _pair(final["sparse"]),
                      _pair(final["cobra"]), chosen, gains, _pair(final.get("cobra_paper_fusion"))])
         if not ensemble and len(vectors) == 1:
-            groups.setdefault(tuple(_SEED.sub("", name) for name in names), []).append(d)
+            key = tuple(f"`{_SEED.sub('', member_name(path))}`" for path in (vectors[0], d["ids"]))
+            groups.setdefault(key, []).append(d)
     text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
                   "sparse (ids model) R@10 / N@10", "cobra R@10 / N@10", "fusion", "cobra vs dense R@10 / N@10",
                   "paper's BeamFusion R@10 / N@10"], rows)
