@@ -136,6 +136,8 @@ def main() -> None:
     test = splits["test"].select(range(min(args.generate_users, len(splits["test"]))))
     histories = list(test["history_index"])
     model.all_item_vectors()  # catalog vectors are computed once per checkpoint, not per request
+    if getattr(model, "id_trunk", None) is not None:  # and the ID trunk's own (the dense tokens it reads)
+        model.id_trunk.catalog_index.item_vectors(normalized=False)
     start = time.perf_counter()
     invalid = 0
     for begin in range(0, len(histories), args.batch_size):
