@@ -154,8 +154,23 @@ def test_join_cli_writes_one_checkpoint_that_decodes_like_the_pair(pair, tmp_pat
     errors = [line for line in err.splitlines() if line.startswith("cobra-hf join: error:")]
     assert len(errors) == 1 and "hidden_size" in errors[0] and not (tmp_path / "bad").exists()
 
+    # a failure while saving leaves no --output and no staging folder behind
+    import cobra_hf.hub.checkpoint as checkpoint_module
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint_module, "write_model_card", broken)
+        with pytest.raises(OSError, match="disk full"):
+            cli_main(["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "ids"), "--output",
+                      str(tmp_path / "joined")])
+    assert not (tmp_path / "joined").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    (tmp_path / "vectors" / "notes.txt").write_text("mine")  # the source's other files stay where they are
     assert cli_main(["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "ids"), "--output",
                      str(tmp_path / "joined")]) == 0
+    assert not (tmp_path / "joined" / "notes.txt").exists() and (tmp_path / "vectors" / "notes.txt").exists()
     joined, joined_tok = load_checkpoint(str(tmp_path / "joined"))
     assert joined.config.id_trunk and joined_tok.catalog_hash == tok.catalog_hash
     batch = tok(random_histories(40, 6, seed=8), unknown_items="error")

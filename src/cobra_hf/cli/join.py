@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
             "dense vector, and IDS_DIR (trained for the semantic IDs, e.g. with dense_loss_weight 0) becomes its ID "
             "trunk, whose code probabilities drive the beam search (config.id_trunk). It recommends exactly what "
             "`cobra-hf recommend MODEL_DIR --beams-from IDS_DIR` does, and loads, pushes and serves as one model. "
-            "MODEL_DIR's generation settings, catalog assets and training summary come along."
+            "MODEL_DIR's generation settings and catalog assets come along, and its training summary fills the "
+            "model card; nothing else of either folder is copied."
         ),
         epilog="example: cobra-hf join runs/beauty/joint --beams-from runs/beauty/ids-only --output runs/beauty/cascade",
     )
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from ..ensemble import join_id_trunk
-    from ..inference import check_compatible, load_checkpoint
+    from ..inference import load_checkpoint
 
     model_dir, ids_dir = Path(args.model_dir), Path(args.beams_from)
     output = check_new_output(args.output, {"MODEL_DIR": model_dir, "the --beams-from checkpoint": ids_dir})
@@ -40,9 +41,9 @@ def main(argv: list[str]) -> int:
         ids_model = load_checkpoint(args.beams_from, tokenizer=tokenizer)[0]
     except ValueError as err:
         raise ValueError(f"--beams-from {args.beams_from} does not fit {args.model_dir}: {err}") from None
-    joined = join_id_trunk(model, ids_model)
-    check_compatible(joined, tokenizer)
-    write_checkpoint(joined, tokenizer, output, model_dir)
+    joined = join_id_trunk(model, ids_model)  # MODEL_DIR's catalog, checked against its tokenizer on loading
+    # not MODEL_DIR grown (as add-items writes): its other files (Trainer state, summary) describe another model
+    write_checkpoint(joined, tokenizer, output, model_dir, copy_extras=False)
     print(f"Wrote {output}: {args.model_dir}'s vectors with {args.beams_from}'s ID trunk "
           f"({sum(p.numel() for p in joined.parameters()):,} parameters).")
     return 0
