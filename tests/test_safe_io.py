@@ -236,6 +236,32 @@ def test_add_items_killed_between_two_renames_is_repaired_by_the_next_command(co
     assert cold["heldout"][0]["item_id"] in tokenizer.item_to_index
 
 
+OUTPUT_KILLER = move_killer("args[1].name == 'new_model'")  # the staged checkpoint was just renamed into place
+
+
+def test_add_items_output_killed_after_its_rename_is_finished_by_the_next_command(cold, tmp_path):
+    """The last window of a write to a new --output: the folder is in place, its staging marker not yet removed.
+    The next command removes the stale marker (and only it); the checkpoint is the finished one."""
+    from cobra_hf.cli.main import main
+    from cobra_hf.inference import load_checkpoint
+
+    output = tmp_path / "new_model"
+    items = _items(cold, tmp_path, cold["heldout"][:2])
+    killed = subprocess.run([sys.executable, "-c", OUTPUT_KILLER, "add-items", str(cold["checkpoint"]), str(items),
+                             "--output", str(output)], capture_output=True, text=True, timeout=300, env=ENV)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert read_marker(output) is not None and _hidden_leftovers(tmp_path) == []
+    files = _snapshot(output)
+
+    assert any("staging mark" in message for message in repair_interrupted(output))
+    assert _snapshot(output) == {name: data for name, data in files.items() if name != MARKER_FILE}
+    _, tokenizer = load_checkpoint(str(output))
+    assert cold["heldout"][0]["item_id"] in tokenizer.item_to_index
+    assert repair_interrupted(output) == []
+    (output / MARKER_FILE).write_text(json.dumps({"staging_for": "new_model", "pid": os.getpid(), "files": []}))
+    assert repair_interrupted(output) == [] and (output / MARKER_FILE).exists()  # a live writer's: left alone
+
+
 # --------------------------------------------------------------------------------------------------- prepare
 def _prepare(cold, data: Path, output: Path, *extra: str) -> int:
     from cobra_hf.cli.main import main

@@ -217,6 +217,11 @@ def repair_interrupted(target: str | os.PathLike) -> list[str]:
         if staged.is_dir() and marker is not None and "pid" in marker and not _alive(marker.get("pid")):
             _remove(staged)
             done.append(f"deleted {staged.name}, the unfinished output of an interrupted cobra-hf run")
+    marker = _read_json(target / MARKER_FILE) if target.is_dir() else None
+    if marker is not None and marker.get("staging_for") == target.name and not _alive(marker.get("pid")):
+        # a staged folder renamed into place whole; the process was killed before it removed its staging marker
+        (target / MARKER_FILE).unlink()
+        done.append("removed the staging mark that an interrupted cobra-hf run left in the finished folder")
     for message in done:
         logger.warning("%s: %s.", target, message)
     return done

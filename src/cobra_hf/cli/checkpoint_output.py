@@ -54,9 +54,11 @@ def write_checkpoint(model, tokenizer, output: Path, source_dir: Path, in_place:
             return
         if copy_extras:
             _copy_extras(source_dir, tmp)
-        (tmp / MARKER_FILE).unlink()  # a checkpoint folder, not one that --overwrite may replace
         if is_nonempty_dir(output):  # someone wrote there while we worked
             raise FileExistsError(f"--output folder {output} is not empty; choose a new folder (nothing was written).")
         swap_into_place(tmp, output)
+        # the staging marker moves in with the folder and goes only now: a kill before this line leaves a finished
+        # checkpoint whose stale staging marker `repair_interrupted` removes (it deletes no unmarked folder)
+        (output / MARKER_FILE).unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
