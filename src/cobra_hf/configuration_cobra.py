@@ -70,6 +70,9 @@ class CobraConfig(PreTrainedConfig):
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
             the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
+        id_trunk_shared_items (`bool`, defaults to False): with id_trunk, the trunk reads the main backbone's item
+            vectors (detached: the sparse loss does not reach them) instead of encoding the items itself, which
+            saves the second item encoder's work (a probe of partial sharing: docs/EXPERIMENTS.md).
     """
 
     model_type = "cobra"
@@ -100,6 +103,7 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
+        id_trunk_shared_items: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -129,6 +133,7 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = bool(dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = bool(id_trunk)
+        self.id_trunk_shared_items = bool(id_trunk_shared_items)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
