@@ -290,7 +290,7 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
     for rel in files:
         d = r.load(rel)
         final = d["final"]
-        ensemble = _roles(d) == ["both", "both"]
+        ensemble = set(_roles(d)) == {"both"}  # two or more checkpoints, each in both roles
         gains = " / ".join(f"{_gain(d, m):+.1f}%" for m in ("recall@10", "ndcg@10"))
         chosen = ", ".join(f"{k.replace('beam_fusion_', '')} {num(v)}" for k, v in d["chosen"].items())
         if d.get("chosen_by") == "--settings":
