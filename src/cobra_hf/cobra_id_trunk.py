@@ -35,23 +35,16 @@ class IdTrunk(nn.Module):
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
 
     def sparse_logits(self, input_ids: torch.Tensor, item_mask: torch.Tensor, distinct: torch.Tensor,
-                      slot: torch.Tensor, shared_vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                      slot: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Teacher-forced code logits of items 2..H: input_ids Long[B, H*L], item_mask Bool[B, H], the batch's
-        distinct items Long[U], each slot's row among them Long[B, H] and the main backbone's item vectors
-        Float[B, H, D] (read, detached, with config.id_trunk_shared_items) -> per level Float[B, H - 1, K_l]."""
-        if self.model.config.id_trunk_shared_items:
-            item_vectors = shared_vectors.detach()
-        else:
-            item_vectors = self.model.encode_items(distinct)[slot] * item_mask[..., None]
+        distinct items Long[U] and each slot's row among them Long[B, H] -> per level Float[B, H - 1, K_l]."""
+        item_vectors = self.model.encode_items(distinct)[slot] * item_mask[..., None]
         hidden = self.model(input_ids, None, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         batch, length = item_mask.shape
         grid = hidden.view(batch, length, self.model.config.num_levels + 1, -1)
         return tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
 
-    def prefill(self, input_ids, item_mask, item_index, shared_vectors) -> tuple[torch.Tensor, KVCache]:
-        """The history through this trunk: (Float[B, D] the last position's output, its cache); shared_vectors
-        Float[B, H, D]: the main backbone's item vectors, read with config.id_trunk_shared_items."""
-        if self.model.config.id_trunk_shared_items:
-            return self.model.prefill(input_ids, item_mask, shared_vectors)
+    def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
+        """The history through this trunk: (Float[B, D] the last position's output, its cache)."""
         item_vectors = self.catalog_index.item_vectors(normalized=False)[item_index] * item_mask[..., None]
         return self.model.prefill(input_ids, item_mask, item_vectors)

@@ -8,10 +8,12 @@ CONFIG_FORMAT_VERSION = 1
 # fields of older configs that earned no measured gain and were removed: a saved config that carries one still loads
 # (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
-                  "sparse_label_smoothing")
+                  "sparse_label_smoothing", "id_trunk_shared_items")
+# removed options that change what a checkpoint computes: switched on, they are refused rather than ignored
 REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                   "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
-                  "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy"}
+                  "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
+                  "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -70,9 +72,6 @@ class CobraConfig(PreTrainedConfig):
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
             the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
-        id_trunk_shared_items (`bool`, defaults to False): with id_trunk, the trunk reads the main backbone's item
-            vectors (detached: the sparse loss does not reach them) instead of encoding the items itself, which
-            saves the second item encoder's work (a probe of partial sharing: docs/EXPERIMENTS.md).
     """
 
     model_type = "cobra"
@@ -103,7 +102,6 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
-        id_trunk_shared_items: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -133,7 +131,6 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = bool(dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = bool(id_trunk)
-        self.id_trunk_shared_items = bool(id_trunk_shared_items)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -208,5 +205,5 @@ def _drop_removed_fields(kwargs: dict) -> None:
         if name in REMOVED_LOSSES and value:
             raise ValueError(
                 f"{name}={value}: {REMOVED_LOSSES[name]} was removed from cobra-hf (it earned no measured gain); "
-                "set it to 0."
+                "set it to 0 (off)."
             )

@@ -222,7 +222,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         grid = hidden.view(batch, length, levels + 1, width)
         sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
         trunk_logits = None if self.id_trunk is None else self.id_trunk.sparse_logits(input_ids, item_mask, distinct,
-                                                                                       slot, item_vectors)
+                                                                                       slot)
         dense_predictions = self.dense_head(grid[:, 1:, levels - 1])
         output = CobraOutput(sparse_logits=sparse_logits if trunk_logits is None else trunk_logits,
                              dense_predictions=dense_predictions,
@@ -262,7 +262,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         hidden, cache = self.model.prefill(input_ids, item_mask, item_vectors)
         if self.id_trunk is None:
             return hidden, cache
-        trunk_hidden, trunk_cache = self.id_trunk.prefill(input_ids, item_mask, item_index, item_vectors)
+        trunk_hidden, trunk_cache = self.id_trunk.prefill(input_ids, item_mask, item_index)
         return torch.cat([hidden, trunk_hidden], -1), KVCacheGroup([cache, trunk_cache])
 
     def step(self, codes: torch.Tensor, level: int, positions: torch.Tensor, cache) -> torch.Tensor:
