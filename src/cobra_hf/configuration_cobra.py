@@ -6,14 +6,14 @@ from transformers import PreTrainedConfig
 
 CONFIG_FORMAT_VERSION = 1
 # fields of older configs that earned no measured gain and were removed: a saved config that carries one still loads
-# (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_LOSSES: a non-zero loss weight)
+# (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_BEHAVIOURS: a non-zero loss
+# weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "sparse_label_smoothing", "id_trunk_shared_items")
-# removed options that change what a checkpoint computes: switched on, they are refused rather than ignored
-REMOVED_LOSSES = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
-                  "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
-                  "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
-                  "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors"}
+REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
+                      "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
+                      "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
+                      "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -198,12 +198,12 @@ def level_offsets(level_sizes) -> list[int]:
 
 
 def _drop_removed_fields(kwargs: dict) -> None:
-    """Drops REMOVED_FIELDS from a config's keyword arguments; a removed loss that was switched on is refused in one
+    """Drops REMOVED_FIELDS from a config's keyword arguments; a removed behaviour that was switched on is refused in one
     line (the checkpoint was trained with an objective this version no longer has)."""
     for name in REMOVED_FIELDS:
         value = kwargs.pop(name, None)
-        if name in REMOVED_LOSSES and value:
+        if name in REMOVED_BEHAVIOURS and value:
             raise ValueError(
-                f"{name}={value}: {REMOVED_LOSSES[name]} was removed from cobra-hf (it earned no measured gain); "
+                f"{name}={value}: {REMOVED_BEHAVIOURS[name]} was removed from cobra-hf (it earned no measured gain); "
                 "set it to 0 (off)."
             )
