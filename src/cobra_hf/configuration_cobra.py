@@ -198,8 +198,8 @@ def level_offsets(level_sizes) -> list[int]:
 
 
 def _drop_removed_fields(kwargs: dict) -> None:
-    """Drops REMOVED_FIELDS from a config's keyword arguments; a removed behaviour that was switched on is refused in one
-    line (the checkpoint was trained with an objective this version no longer has)."""
+    """Drops REMOVED_FIELDS from a config's keyword arguments; a removed behaviour that was switched on is refused in
+    one line (the checkpoint was trained with an objective or option this version no longer has)."""
     for name in REMOVED_FIELDS:
         value = kwargs.pop(name, None)
         if name in REMOVED_BEHAVIOURS and value:
