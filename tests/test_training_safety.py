@@ -201,3 +201,41 @@ def test_resume_refuses_weights_changed_inside_and_last_skips_them(tmp_path, cap
     with caplog.at_level("WARNING"):
         assert resolve_resume_checkpoint("last", str(out)) == str(out / "checkpoint-4")
     assert "checkpoint-6" in caplog.text
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_refuses_an_output_dir_that_holds_its_catalog(tmp_path, capsys):
+    """The final save replaces the entries it writes (catalog/ among them): an --output_dir holding the --catalog
+    folder is refused in one line, --overwrite or not, and the catalog is left as it was."""
+    catalog = _catalog(tmp_path)
+    before = _files(catalog)
+    for extra in ((), ("--overwrite",)):
+        code = cli_main(_args(catalog, tmp_path, *extra))
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert "--output_dir" in err and "holds the --catalog folder" in err
+    code = cli_main(_args(catalog, catalog, "--overwrite"))
+    assert code == 1 and "is the --catalog folder" in capsys.readouterr().err
+    assert _files(catalog) == before
+
+
+def test_init_from_refuses_a_catalog_of_another_prepare_run(tmp_path, capsys):
+    """--init_from keeps its checkpoint's IDs: a --catalog that gives its items other IDs is refused before
+    training, and nothing is written."""
+    catalog_a, catalog_b = _catalog(tmp_path / "a"), _catalog(tmp_path / "b", seed=1)
+    assert cli_main(_args(catalog_a, tmp_path / "run_a")) == 0
+    capsys.readouterr()
+    tuned = tmp_path / "tuned"
+    fine_tune = ["train", "--init_from", str(tmp_path / "run_a"), "--output_dir", str(tuned), "--max_steps", "2",
+                 "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "True", "--eval_users", "0",
+                 "--disable_tqdm", "True"]
+    code = cli_main([*fine_tune, "--catalog", str(catalog_b)])
+    # transformers' weight-loading progress bar aside, one line
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if line.strip() and "Loading weights" not in line)
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "--catalog" in err and "is not the catalog" in err
+    assert not tuned.exists() or not any(tuned.iterdir())
+    assert cli_main([*fine_tune, "--catalog", str(catalog_a)]) == 0  # its own catalog fine-tunes

@@ -199,21 +199,23 @@ def id_neighbour_rows(rows: torch.Tensor, codes: torch.Tensor, new_codes: torch.
     return out
 
 
-def check_assets_match(model_dir, tokenizer, assets: CatalogAssets, source, flag: str = "assets") -> None:
+def check_assets_match(model_dir, tokenizer, assets: CatalogAssets | None, source, flag: str = "assets",
+                       remedy: str | None = None) -> None:
     """Refuses quantizer assets (from `source`, a catalog folder or checkpoint) that another `cobra-hf prepare` run
     made than the one the checkpoint in `model_dir` was trained with: its new items would get IDs from another
     quantizer, which the model reads as other items. With the checkpoint's own `catalog/` assets, their
-    fingerprints must be equal; without them, `source`'s items must have the semantic IDs the model gives them."""
+    fingerprints must be equal; without them (or with assets=None: a source without any), `source`'s items must
+    have the semantic IDs the model gives them. remedy: what the refusal of other assets tells the user to do."""
     from pathlib import Path
 
     own = Path(model_dir) / ASSETS_DIR / VOCAB_FILE
-    if own.is_file():
+    if own.is_file() and assets is not None:
         expected = load_catalog_assets(model_dir).fingerprint
         if expected != assets.fingerprint:
             raise ValueError(
                 f"{flag} {source} holds the quantizer of another `cobra-hf prepare` run (fingerprint "
-                f"{assets.fingerprint[:12]}) than {model_dir} was trained with ({expected[:12]}); drop {flag} to use "
-                "the checkpoint's own."
+                f"{assets.fingerprint[:12]}) than {model_dir} was trained with ({expected[:12]}); "
+                + (remedy or f"drop {flag} to use the checkpoint's own.")
             )
         return
     from .tokenization_cobra import CobraTokenizer

@@ -191,6 +191,13 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
 
 
 def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> None:
+    from ..safe_io import check_not_inputs
+
+    # the final save replaces the entries it writes (catalog/, tokenizer files, ...): an input inside the output
+    # folder would be replaced, --overwrite or not
+    check_not_inputs(training_args.output_dir, {"the --catalog folder": cobra_args.catalog, "the --data folder":
+                                                cobra_args.data, "the --init_from checkpoint": cobra_args.init_from},
+                     "--output_dir")
     out = Path(training_args.output_dir)
     resuming = training_args.resume_from_checkpoint is not None
     if out.is_dir() and any(out.iterdir()) and not (cobra_args.overwrite or resuming):
@@ -198,6 +205,21 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
             f"Output folder {out} already holds files; pass --overwrite to write into it, or "
             "--resume_from_checkpoint to continue a run."
         )
+
+
+def _check_init_catalog(init_from: str, tokenizer, catalog: str) -> None:
+    """--init_from keeps its checkpoint's tokenizer, while --catalog gives the data folder and the quantizer assets
+    copied into the new checkpoint: a catalog of another `cobra-hf prepare` run would leave a quantizer beside the
+    model that gives items other IDs (or, without assets, pass silently with IDs of its own). Refused in one line."""
+    from ..cold_start import check_assets_match
+    from ..semantic_ids.assets import load_catalog_assets
+
+    try:
+        assets = load_catalog_assets(catalog)
+    except FileNotFoundError:  # a catalog without assets (`prepare --ids-from`): its IDs are compared instead
+        assets = None
+    check_assets_match(init_from, tokenizer, assets, catalog, flag="--catalog",
+                       remedy="pass the catalog folder that `cobra-hf prepare` made for it.")
 
 
 def parse_generation(text: str) -> dict:
@@ -240,6 +262,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
 
         model = CobraForSequentialRecommendation.from_pretrained(cobra_args.init_from)
         tokenizer = CobraTokenizer.from_pretrained(cobra_args.init_from)
+        _check_init_catalog(cobra_args.init_from, tokenizer, cobra_args.catalog)
         prepare_args = read_prepare_args(cobra_args.catalog)
         if cobra_args.recipe is not None and recipe is not None and recipe.model:  # said only when asked for
             logger.warning("--recipe %s: its model settings do not apply with --init_from (the checkpoint's config "
