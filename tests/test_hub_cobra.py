@@ -108,6 +108,25 @@ def test_push_then_load_by_repo_id_without_cobra_hf(checkpoint, hub_patched, tmp
         assert_same_recommendations(result, items, scores)
 
 
+def test_push_refuses_a_damaged_checkpoint_before_any_upload(checkpoint, hub_patched, tmp_path, capsys):
+    """A weights file changed after its save (header intact, one flipped bit): `cobra-hf push` says which file in one
+    line and exits 1 before creating the repo."""
+    import shutil
+
+    from cobra_hf.cli.main import main
+
+    folder = shutil.copytree(checkpoint[0], tmp_path / "model")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0x01
+    weights.write_bytes(bytes(data))
+    repo = hub_patched.repo_id("cobra-damaged")
+    assert main(["push", str(folder), "--repo-id", repo]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("Pushing")]
+    assert len(err) == 1 and "model.safetensors is corrupted" in err[0], err
+    assert not [key for key in hub_patched.server.state.repos if key[1].endswith("cobra-damaged")]
+
+
 def test_trainer_push_to_hub_writes_the_cobra_card(hub_patched, tmp_path):
     from datasets import Dataset
     from transformers import TrainingArguments

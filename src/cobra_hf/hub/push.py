@@ -102,7 +102,8 @@ def push_checkpoint(
 ) -> str:
     """Create `repo_id` on the Hub (if needed) and upload the checkpoint folder `model_dir`.
 
-    The folder is checked first (config.json with auto_map, model.safetensors, item_catalog.json,
+    An interrupted write of the folder is repaired first (`safe_io.repair_interrupted`), and every file that
+    checksums.json records is verified. The folder is checked first (config.json with auto_map, model.safetensors, item_catalog.json,
     tokenizer_config.json, the code files auto_map names and the ones they import, README.md);
     Trainer leftovers (`checkpoint-*`, `runs/`, optimizer/scheduler/RNG states) are not uploaded.
     A folder without README.md gets the cobra-hf model card first, written into the folder from its config.json
@@ -112,12 +113,19 @@ def push_checkpoint(
     """
     from huggingface_hub import HfApi
 
+    from ..integrity import verify_files
+    from ..safe_io import repair_interrupted
+
     folder = Path(model_dir)
+    # a swap that a kill left half-done is undone first, and the recorded checksums are checked: a mix of old and
+    # new files, or a damaged one, would upload fine and then fail every download
+    repair_interrupted(folder)
     if write_card and folder.is_dir() and (folder / "config.json").is_file() and not (folder / "README.md").is_file():
         from .checkpoint import write_card_from_config
 
         write_card_from_config(folder, repo_id=repo_id)
     validate_checkpoint(model_dir)
+    verify_files(folder)
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(
