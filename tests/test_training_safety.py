@@ -239,3 +239,27 @@ def test_init_from_refuses_a_catalog_of_another_prepare_run(tmp_path, capsys):
     assert "--catalog" in err and "is not the catalog" in err
     assert not tuned.exists() or not any(tuned.iterdir())
     assert cli_main([*fine_tune, "--catalog", str(catalog_a)]) == 0  # its own catalog fine-tunes
+
+
+def test_train_refuses_data_with_many_items_its_catalog_lacks(tmp_path, capsys, caplog):
+    """--data whose sequences hold many item ids the catalog lacks (another crawl, another dataset) is refused in one
+    line naming --drop_unknown; with the flag, or when those items are the catalog's held-out ones, it trains."""
+    catalog = _catalog(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    new_ids = [f"N{i:02d}" for i in range(10)]
+    (other / "items.jsonl").write_text("".join(
+        json.dumps({"item_id": i, "title": f"thing {i}"}) + "\n" for i in [f"I{j:02d}" for j in range(40)] + new_ids))
+    rng = random.Random(5)
+    (other / "sequences.txt").write_text("".join(
+        f"U{u:02d} " + " ".join(rng.choice([f"I{j:02d}" for j in range(40)] + new_ids) for _ in range(6)) + "\n"
+        for u in range(40)))
+    code = cli_main(_args(catalog, tmp_path / "run", "--data", str(other)))
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "--data" in err and "10 item ids" in err and "--drop_unknown" in err and "N00" in err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    assert cli_main(_args(catalog, tmp_path / "run", "--data", str(other), "--drop_unknown", "True")) == 0
+    assert any("they are dropped from the sequences" in message for message in caplog.messages)
+    (catalog / "heldout_items.jsonl").write_text("".join(json.dumps({"item_id": i}) + "\n" for i in new_ids))
+    assert cli_main(_args(catalog, tmp_path / "run_heldout", "--data", str(other))) == 0

@@ -112,7 +112,15 @@ def index_splits(
         }), EVAL_FEATURES)
     result = datasets.DatasetDict(result)
     result.coverage = {name: split_coverage(splits[name], lookup) for name in ("validation", "test")}
+    result.unknown_items, result.data_items = unknown_item_ids(sequences, lookup)
     return result
+
+
+def unknown_item_ids(sequences: datasets.Dataset, lookup: dict[str, int]) -> tuple[list[str], int]:
+    """The distinct item ids of the sequences (column `item_ids`) that the catalog (`lookup`) lacks, sorted, and
+    how many distinct item ids the sequences hold."""
+    ids = pc.unique(pc.list_flatten(sequences.data.table.column("item_ids"))).to_pylist()
+    return sorted(item for item in ids if item not in lookup), len(ids)
 
 
 def split_coverage(split: datasets.Dataset, lookup: dict[str, int]) -> dict[str, int]:

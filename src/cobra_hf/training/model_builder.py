@@ -27,6 +27,14 @@ def read_prepare_args(catalog_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def heldout_item_ids(catalog_dir: str | Path) -> set[str]:
+    """The items `prepare --holdout-fraction` left out of a catalog (for cold-start studies): absent by design."""
+    path = Path(catalog_dir) / "heldout_items.jsonl"
+    if not path.is_file():
+        return set()
+    return {str(json.loads(line)["item_id"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
 def load_catalog(catalog_dir: str | Path) -> tuple[CobraTokenizer, dict[str, torch.Tensor], dict]:
     """Reads a catalog folder -> (tokenizer, item text tensors, prepare arguments)."""
     from ..safe_io import repair_interrupted

@@ -44,6 +44,7 @@ class CobraTrainingArguments:
     eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time, see cobra_hf.evaluation.sample_users) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
+    drop_unknown: bool = field(default=False, metadata={"help": "train on the items the catalog knows when more than 1%% of --data's item ids are not in it (they are dropped from the sequences; without the flag that is refused)"})
     recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): joint (default, recommended), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
     select_decoding: bool = field(default=True, metadata={"help": "after training, evaluate the recipe's decoding_grid on the validation users and save the best by Recall@10 as the generate() defaults (not with --generation)"})
     # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
@@ -222,6 +223,27 @@ def _check_init_catalog(init_from: str, tokenizer, catalog: str) -> None:
                        remedy="pass the catalog folder that `cobra-hf prepare` made for it.")
 
 
+def _check_data_items(splits, data_dir: str, cobra_args: CobraTrainingArguments) -> None:
+    """Item ids of --data that the catalog lacks are dropped from the sequences. The held-out items of a cold-start
+    catalog aside, more than 1% of the data's items means it is most likely not the catalog's data: refused in one
+    line unless --drop_unknown; fewer are dropped with a warning."""
+    from ..evaluation.coverage import MAX_UNKNOWN_TARGET_SHARE
+    from .model_builder import heldout_item_ids
+
+    heldout = heldout_item_ids(cobra_args.catalog)
+    unexpected = [item for item in splits.unknown_items if item not in heldout]
+    if not unexpected:
+        return
+    share = len(unexpected) / max(splits.data_items, 1)
+    named = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
+    message = (f"--data {data_dir} holds {len(unexpected)} item ids ({share:.1%} of its items) that the model's catalog "
+               f"({cobra_args.init_from or cobra_args.catalog}) lacks: {named}")
+    if share > MAX_UNKNOWN_TARGET_SHARE and not cobra_args.drop_unknown:
+        raise ValueError(f"{message}; is it the data the catalog was prepared from? Prepare a catalog of it, or pass "
+                         "--drop_unknown to train on the items the catalog knows.")
+    logger.warning("%s; they are dropped from the sequences.", message)
+
+
 def parse_generation(text: str) -> dict:
     """--generation: a JSON object of generate() keyword arguments (checked further by set_generation_defaults)."""
     try:
@@ -281,6 +303,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     if not data_dir:
         raise ValueError("No dataset folder: pass --data DATA_DIR (the catalog does not record one).")
     splits = index_splits(data_dir, tokenizer, max_history=model.config.max_history)
+    _check_data_items(splits, data_dir, cobra_args)
     train_split = splits["train"]
     if cobra_args.max_train_sequences:
         train_split = train_split.shuffle(seed=training_args.seed).select(range(min(cobra_args.max_train_sequences, len(train_split))))
