@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,24 @@ def test_training_saves_the_catalog_assets(cold, tmp_path):
     assets = load_catalog_assets(tmp_path / "run")
     model, tokenizer = load_checkpoint(str(tmp_path / "run"))
     assert add_items(model, tokenizer, cold["heldout"][:1], assets) == [tokenizer.num_items - 1]
+
+
+def test_add_items_refuses_another_encoder_of_the_same_width(cold, tmp_path):
+    """An encoder folder of the same width as the catalog's but other weights (another model) would quantize the
+    new items in another space: refused, naming --encoder, and the model and tokenizer are unchanged."""
+    import torch
+    from transformers import BertModel
+
+    other = tmp_path / "other_encoder"
+    shutil.copytree(cold["encoder"], other)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        BertModel(BertModel.from_pretrained(str(cold["encoder"])).config).save_pretrained(str(other))
+    model, tokenizer = load_checkpoint(str(cold["checkpoint"]))
+    before = (tokenizer.catalog_hash, model.item_codes.clone())
+    assets = load_catalog_assets(cold["checkpoint"])
+    assert assets.encoder_signature is not None
+    with pytest.raises(ValueError, match="embeds text unlike the one the catalog was made with.*--encoder"):
+        add_items(model, tokenizer, cold["heldout"][:2], assets, encoder=other)
+    assert tokenizer.catalog_hash == before[0] and torch.equal(model.item_codes, before[1])
+    assert add_items(model, tokenizer, cold["heldout"][:2], assets, encoder=cold["encoder"])  # its own encoder

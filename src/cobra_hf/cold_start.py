@@ -24,7 +24,8 @@ from .cobra_generation import prefix_keys
 from .data.item_text import item_text
 from .semantic_ids.assets import ASSETS_DIR, VOCAB_FILE, CatalogAssets, load_catalog_assets
 from .semantic_ids.catalog import tokenize_with_vocab
-from .semantic_ids.embeddings import embed_texts, load_encoder_tokenizer
+from .semantic_ids.embeddings import (ENCODER_CHECK_MIN_COSINE, embed_texts, encoder_signature, load_encoder_tokenizer,
+                                     signature_cosine)
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,14 @@ def add_items(
             f"The encoder {encoder_path} gives {embeddings.shape[1]}-d embeddings; the quantizer reads "
             f"{assets.quantizer.config.input_dim}-d: use the encoder the catalog was made with."
         )
+    if assets.encoder_signature:  # the same width is not the same encoder: compare their embeddings of one sentence
+        cosine = signature_cosine(encoder_signature(encoder_path, max_length=assets.embed_max_length,
+                                                    device=embed_device, dtype=embed_dtype), assets.encoder_signature)
+        if cosine < ENCODER_CHECK_MIN_COSINE:
+            raise ValueError(
+                f"The encoder {encoder_path} embeds text unlike the one the catalog was made with "
+                f"({assets.encoder_name}): cosine {cosine:.2f} on a check sentence; pass that encoder with --encoder."
+            )
     quantizer = assets.quantizer
     if quantizer.config.dedup_level:
         prefixes = quantizer.encode(embeddings)[:, :-1]  # the per-batch rank is recomputed against the catalog

@@ -50,6 +50,8 @@ class CatalogAssets:
     max_description_chars: int
     embed_max_length: int
     fingerprint: str = ""
+    # the encoder's embedding of embeddings.ENCODER_CHECK_TEXT when prepare ran (None for older catalogs)
+    encoder_signature: list[float] | None = None
 
     def encoder_path(self) -> str:
         """The encoder's folder: the recorded one if it exists here, else the default package when the catalog used
@@ -79,6 +81,7 @@ def _vocab_payload(catalog: Path) -> dict:
         "max_text_tokens": int(prepare_args.get("max_text_tokens", 48)),
         "max_description_chars": int(prepare_args.get("max_description_chars", DEFAULT_DESCRIPTION_CHARS)),
         "embed_max_length": int(prepare_args.get("embed_max_length", 64)),
+        "encoder_signature": prepare_args.get("encoder_signature"),
         "source_token_ids": [int(s) for s in source.tolist()],
     }
 
@@ -166,4 +169,5 @@ def load_catalog_assets(folder: str | os.PathLike) -> CatalogAssets:
         max_description_chars=int(payload["max_description_chars"]),
         embed_max_length=int(payload["embed_max_length"]),
         fingerprint=assets_fingerprint(quantizer, source_token_ids),
+        encoder_signature=payload.get("encoder_signature"),
     )

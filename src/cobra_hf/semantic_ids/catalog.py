@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data.item_text import DEFAULT_DESCRIPTION_CHARS, item_text
-from .embeddings import (DEFAULT_ENCODER_NAME, embed_texts, load_encoder_tokenizer, resolve_device,
+from .embeddings import (DEFAULT_ENCODER_NAME, embed_texts, encoder_signature, load_encoder_tokenizer, resolve_device,
                          resolve_embed_dtype, resolve_encoder)
 from .rqvae import RQVAE, RQVAEConfig, id_stats
 
@@ -322,6 +322,10 @@ def build_catalog(
             texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
             show_progress=show_progress, max_length=embed_max_length, device=embed_device, dtype=embed_dtype,
         )  # [N, E]
+    # the encoder as it ran here, kept with the catalog's assets for add-items to recognise it (not for --ids-from:
+    # such a catalog takes no new items)
+    signature = None if ids_from is not None else encoder_signature(encoder_path, max_length=embed_max_length,
+                                                                    device=embed_device, dtype=embed_dtype)
     embed_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -402,6 +406,7 @@ def build_catalog(
             "max_text_tokens": max_text_tokens,
             "max_description_chars": max_description_chars,
             "embed_max_length": embed_max_length,
+            "encoder_signature": signature,
             "embed_dtype": embed_dtype,
             "embed_device": embed_device,
             "max_history": max_history,

@@ -27,6 +27,26 @@ EMBED_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 DEFAULT_BATCH_SIZE = {"cpu": 64, "cuda": 512, "mps": 256}
 
 
+# embedded once by `prepare` and kept with the catalog's assets: `add-items` embeds it again with the encoder it is
+# given, and a different encoder of the same width (which would quantize new items in another space) is told apart
+ENCODER_CHECK_TEXT = "Encoder check: a soft cotton shirt in navy blue, machine washable."
+ENCODER_CHECK_MIN_COSINE = 0.98  # the same encoder on another device or dtype stays above 0.999
+
+
+def encoder_signature(model_name_or_path, max_length: int = 64, device: str = "auto", dtype: str = "auto") -> list[float]:
+    """The encoder's embedding of ENCODER_CHECK_TEXT, Float[E] as a list (rounded to 6 decimals)."""
+    vector = embed_texts([ENCODER_CHECK_TEXT], model_name_or_path, show_progress=False, max_length=max_length,
+                         device=device, dtype=dtype)[0]
+    return [round(float(x), 6) for x in vector.float()]
+
+
+def signature_cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine of two encoder signatures (0 when their widths differ)."""
+    if len(a) != len(b):
+        return 0.0
+    return float(torch.nn.functional.cosine_similarity(torch.tensor(a)[None], torch.tensor(b)[None])[0])
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> str:
     """The device the sentence encoder runs on: "auto" (or None) = "cuda" when a CUDA GPU is visible, else "cpu";
     "cpu", "cuda", "cuda:N" and "mps" are checked against this machine. A ValueError (one line, naming --device)
