@@ -263,3 +263,19 @@ def test_train_refuses_data_with_many_items_its_catalog_lacks(tmp_path, capsys, 
     assert any("they are dropped from the sequences" in message for message in caplog.messages)
     (catalog / "heldout_items.jsonl").write_text("".join(json.dumps({"item_id": i}) + "\n" for i in new_ids))
     assert cli_main(_args(catalog, tmp_path / "run_heldout", "--data", str(other))) == 0
+
+
+def test_resuming_another_runs_checkpoint_into_a_folder_with_files_is_refused(tmp_path, capsys):
+    """--resume_from_checkpoint of another folder's run into a non-empty --output_dir would end by replacing what
+    that folder holds: refused in one line (into an empty folder, or with --overwrite, it is allowed)."""
+    catalog = _catalog(tmp_path)
+    assert cli_main(_args(catalog, tmp_path / "run_a", "--max_steps", "2")) == 0
+    capsys.readouterr()
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / "config.json").write_text("{}")  # someone's model
+    code = cli_main(_args(catalog, other, "--resume_from_checkpoint", str(tmp_path / "run_a" / "checkpoint-2")))
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "is not one of its checkpoints" in err and "--overwrite" in err
+    assert (other / "config.json").read_text() == "{}" and [p.name for p in other.iterdir()] == ["config.json"]

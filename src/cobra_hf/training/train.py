@@ -200,11 +200,21 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
                                                 cobra_args.data, "the --init_from checkpoint": cobra_args.init_from},
                      "--output_dir")
     out = Path(training_args.output_dir)
-    resuming = training_args.resume_from_checkpoint is not None
-    if out.is_dir() and any(out.iterdir()) and not (cobra_args.overwrite or resuming):
+    resume = training_args.resume_from_checkpoint
+    if not (out.is_dir() and any(out.iterdir())) or cobra_args.overwrite:
+        return
+    if resume is None:
         raise FileExistsError(
             f"Output folder {out} already holds files; pass --overwrite to write into it, or "
             "--resume_from_checkpoint to continue a run."
+        )
+    # resuming continues the run of the folder it writes to: a checkpoint of another folder would end by replacing
+    # whatever model this one holds
+    named = str(resume) not in ("last", "True", "true")
+    if named and out.resolve() not in Path(resume).resolve().parents:
+        raise FileExistsError(
+            f"Output folder {out} already holds files and --resume_from_checkpoint {resume} is not one of its "
+            "checkpoints; resume into the folder of that run, an empty --output_dir, or pass --overwrite."
         )
 
 
