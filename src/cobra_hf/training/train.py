@@ -191,7 +191,8 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
     return cobra_args, training_args
 
 
-def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> None:
+def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, resume: str | None) -> None:
+    """resume: the checkpoint --resume_from_checkpoint resolved to (resolve_resume_checkpoint), or None."""
     from ..safe_io import check_not_inputs
 
     # the final save replaces the entries it writes (catalog/, tokenizer files, ...): an input inside the output
@@ -200,7 +201,6 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
                                                 cobra_args.data, "the --init_from checkpoint": cobra_args.init_from},
                      "--output_dir")
     out = Path(training_args.output_dir)
-    resume = training_args.resume_from_checkpoint
     if not (out.is_dir() and any(out.iterdir())) or cobra_args.overwrite:
         return
     if resume is None:
@@ -210,8 +210,7 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
         )
     # resuming continues the run of the folder it writes to: a checkpoint of another folder would end by replacing
     # whatever model this one holds
-    named = str(resume) not in ("last", "True", "true")
-    if named and out.resolve() not in Path(resume).resolve().parents:
+    if out.resolve() not in Path(resume).resolve().parents:
         raise FileExistsError(
             f"Output folder {out} already holds files and --resume_from_checkpoint {resume} is not one of its "
             "checkpoints; resume into the folder of that run, an empty --output_dir, or pass --overwrite."
@@ -280,8 +279,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     from ..safe_io import repair_interrupted
 
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
-    _check_output_dir(cobra_args, training_args)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    _check_output_dir(cobra_args, training_args, resume)
     if resume:
         check_not_finished(resume, training_args, training_args.output_dir, cobra_args.overwrite)
     generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
