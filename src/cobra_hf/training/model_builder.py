@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from ..configuration_cobra import CobraConfig
 from ..modeling_cobra import CobraForSequentialRecommendation
-from ..semantic_ids.catalog import load_catalog_arrays
+from ..semantic_ids.catalog import HELDOUT_FILE, load_catalog_arrays
 from ..tokenization_cobra import CobraTokenizer
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def read_prepare_args(catalog_dir: str | Path) -> dict:
 
 def heldout_item_ids(catalog_dir: str | Path) -> set[str]:
     """The items `prepare --holdout-fraction` left out of a catalog (for cold-start studies): absent by design."""
-    path = Path(catalog_dir) / "heldout_items.jsonl"
+    path = Path(catalog_dir) / HELDOUT_FILE
     if not path.is_file():
         return set()
     return {str(json.loads(line)["item_id"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
