@@ -24,7 +24,7 @@ from .cobra_generation import prefix_keys
 from .data.item_text import item_text
 from .semantic_ids.assets import ASSETS_DIR, VOCAB_FILE, CatalogAssets, load_catalog_assets
 from .semantic_ids.catalog import tokenize_with_vocab
-from .semantic_ids.embeddings import (ENCODER_CHECK_MIN_COSINE, embed_texts, encoder_signature, load_encoder_tokenizer,
+from .semantic_ids.embeddings import (ENCODER_CHECK_MIN_COSINE, ENCODER_CHECK_TEXT, embed_texts, load_encoder_tokenizer,
                                      signature_cosine)
 
 logger = logging.getLogger(__name__)
@@ -120,17 +120,19 @@ def add_items(
         assets = load_catalog_assets(assets)
     encoder_path = str(encoder) if encoder is not None else assets.encoder_path()
     texts = [item_text(dict(item), max_description_chars=assets.max_description_chars) for item in items]
-    embeddings = embed_texts(texts, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
+    # with a recorded encoder signature, the check sentence is embedded in the same pass (one encoder load)
+    check = [ENCODER_CHECK_TEXT] if assets.encoder_signature else []
+    embeddings = embed_texts(texts + check, encoder_path, batch_size=embed_batch_size, cache_dir=cache_dir,
                              show_progress=False, max_length=assets.embed_max_length, device=embed_device,
-                             dtype=embed_dtype)  # [n, E]
+                             dtype=embed_dtype)  # [n (+ 1), E]
+    signature, embeddings = (embeddings[-1], embeddings[:-1]) if check else (None, embeddings)
     if embeddings.shape[1] != assets.quantizer.config.input_dim:
         raise ValueError(
             f"The encoder {encoder_path} gives {embeddings.shape[1]}-d embeddings; the quantizer reads "
             f"{assets.quantizer.config.input_dim}-d: use the encoder the catalog was made with."
         )
-    if assets.encoder_signature:  # the same width is not the same encoder: compare their embeddings of one sentence
-        cosine = signature_cosine(encoder_signature(encoder_path, max_length=assets.embed_max_length,
-                                                    device=embed_device, dtype=embed_dtype), assets.encoder_signature)
+    if signature is not None:  # the same width is not the same encoder: compare their embeddings of one sentence
+        cosine = signature_cosine(signature.float().tolist(), assets.encoder_signature)
         if cosine < ENCODER_CHECK_MIN_COSINE:
             raise ValueError(
                 f"The encoder {encoder_path} embeds text unlike the one the catalog was made with "
