@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cobra_hf.safe_io import (
+    JOURNAL_FILE,
     MARKER_FILE,
     check_not_inputs,
     read_marker,
@@ -139,6 +140,33 @@ def test_repair_leaves_running_processes_and_foreign_folders_alone(tmp_path):
     ours = staging_dir(target)  # this process is alive: in use
     assert repair_interrupted(target) == []
     assert foreign.is_dir() and ours.is_dir()
+
+
+def test_repair_leaves_the_swap_and_staging_of_another_host_alone(tmp_path):
+    """On a file system that two machines share, a pid means nothing across them: a swap journal or staging marker
+    written on another host is left as it is (its process may still run there), and a staging folder of another
+    host is never taken over. The same leftovers written on this host by a process that is gone are repaired."""
+    target, staged = _folders(tmp_path)
+    shutil.rmtree(staged)
+    before = _snapshot(target)
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(SAFE_IO), str(target), "_move", "2"],
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    leftovers = {name: tmp_path / name for name in _hidden_leftovers(tmp_path)}
+    journal_path = next(p for p in leftovers.values() if (p / JOURNAL_FILE).exists()) / JOURNAL_FILE
+    marker_path = next(p for p in leftovers.values() if (p / MARKER_FILE).exists()) / MARKER_FILE
+    journal, marker = json.loads(journal_path.read_text()), json.loads(marker_path.read_text())
+    assert journal["host"] == marker["host"]  # both record where they were written
+    for path, record in ((journal_path, journal), (marker_path, marker)):
+        path.write_text(json.dumps({**record, "host": "another-host"}))
+    done = repair_interrupted(target)
+    assert len(done) == 1 and "another-host" in done[0] and "left as it is" in done[0]
+    assert sorted(_hidden_leftovers(tmp_path)) == sorted(leftovers) and _snapshot(target) != before
+    with pytest.raises(FileExistsError, match="in use by another process on another-host"):
+        staging_dir(target, suffix=marker_path.parent.name.rsplit("-", 1)[1])
+    for path, record in ((journal_path, journal), (marker_path, marker)):  # written here: the process is gone
+        path.write_text(json.dumps(record))
+    assert repair_interrupted(target) and _hidden_leftovers(tmp_path) == [] and _snapshot(target) == before
 
 
 def test_legacy_state_with_the_folder_renamed_away_is_restored(tmp_path):

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,11 +106,14 @@ def staging_dir(target: str | os.PathLike, suffix: str | None = None) -> Path:
     folder = _hidden(target, PARTIAL_TAG) if suffix is None else target.parent / f".{target.name}.{PARTIAL_TAG}-{suffix}"
     if folder.exists():
         marker = _read_json(folder / MARKER_FILE)
-        if marker is None or (_alive(marker.get("pid")) and marker.get("pid") != os.getpid()):
-            raise FileExistsError(f"{folder} is in use by another process (or not cobra-hf's); {target} was not written.")
+        ours = marker is not None and marker.get("pid") == os.getpid() and not _other_host(marker)
+        if marker is None or (_alive(marker) and not ours):
+            host = "" if marker is None or not _other_host(marker) else f" on {_other_host(marker)}"
+            raise FileExistsError(f"{folder} is in use by another process{host} (or not cobra-hf's); {target} was not "
+                                  "written.")
         _remove(folder)
     folder.mkdir()
-    _write_json_atomic(folder / MARKER_FILE, {"staging_for": target.name, "pid": os.getpid(), "files": []})
+    _write_json_atomic(folder / MARKER_FILE, {"staging_for": target.name, **_owner(), "files": []})
     return folder
 
 
@@ -147,7 +151,7 @@ def swap_into_place(staged: str | os.PathLike, target: str | os.PathLike, names:
     backup.mkdir()
     journal = {
         # names, not paths: the journal stays right if the parent folder is moved before the repair
-        "target": target.name, "staged": staged.name, "pid": os.getpid(), "state": "moving",
+        "target": target.name, "staged": staged.name, **_owner(), "state": "moving",
         "names": names,
         "existing": [n for n in names if (target / n).exists() or (target / n).is_symlink()],
         "incoming": [n for n in names if (staged / n).exists()],
@@ -183,10 +187,26 @@ def _roll_back(journal: dict, backup: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- repair
-def _alive(pid) -> bool:
-    """Whether process `pid` still runs here (then its staging and swap folders are in use, not leftovers)."""
+def _owner() -> dict:
+    """Who writes a staging folder or a swap: this process and this machine (its record in the marker or journal)."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _other_host(record: dict) -> str | None:
+    """The machine that wrote `record`, when it is not this one (records without a host predate the field)."""
+    host = record.get("host")
+    return host if isinstance(host, str) and host != socket.gethostname() else None
+
+
+def _alive(record: dict) -> bool:
+    """Whether the process that wrote `record` (a staging marker or a swap journal) may still run (then its staging
+    and swap folders are in use, not leftovers). A process of another machine sharing this file system cannot be
+    checked from here: it counts as running, so that one host never undoes another's live swap."""
+    pid = record.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
+    if _other_host(record):
+        return True
     if pid == os.getpid():  # this very process (another thread of it) is writing there
         return True
     try:
@@ -214,11 +234,11 @@ def repair_interrupted(target: str | os.PathLike) -> list[str]:
             done.append(message)
     for staged in sorted(parent.glob(f".{glob.escape(target.name)}.{PARTIAL_TAG}-*")):
         marker = _read_json(staged / MARKER_FILE)
-        if staged.is_dir() and marker is not None and "pid" in marker and not _alive(marker.get("pid")):
+        if staged.is_dir() and marker is not None and "pid" in marker and not _alive(marker):
             _remove(staged)
             done.append(f"deleted {staged.name}, the unfinished output of an interrupted cobra-hf run")
     marker = _read_json(target / MARKER_FILE) if target.is_dir() else None
-    if marker is not None and marker.get("staging_for") == target.name and not _alive(marker.get("pid")):
+    if marker is not None and marker.get("staging_for") == target.name and not _alive(marker):
         # a staged folder renamed into place whole; the process was killed before it removed its staging marker
         (target / MARKER_FILE).unlink()
         done.append("removed the staging mark that an interrupted cobra-hf run left in the finished folder")
@@ -233,8 +253,10 @@ def _repair_backup(backup: Path, target: Path) -> str | None:
         return _repair_legacy_backup(backup, target)
     if not _valid_journal(journal, target):
         return f"{backup.name} holds a swap journal that cobra-hf cannot read; it was left as it is"
-    if _alive(journal.get("pid")):
-        return None
+    if _alive(journal):
+        host = _other_host(journal)
+        return (None if host is None else f"{backup.name} holds a replace by a cobra-hf run on {host}, which this "
+                "machine cannot check: left as it is (run the command again there to repair it)")
     if journal.get("state") == "done":
         _remove(backup)
         _remove(backup.parent / journal["staged"])
