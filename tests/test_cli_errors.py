@@ -163,6 +163,22 @@ def test_evaluate_refuses_counts_below_one(checkpoint, tmp_path, capsys, flag, v
     assert_one_line_error(code, out, err, "evaluate", flag, value)
 
 
+def test_evaluate_refuses_mode_and_all_modes_together(checkpoint, tmp_path, capsys):
+    """--all-modes evaluates every mode: a --mode beside it would be ignored, so the pair is refused."""
+    data = write_data(tmp_path / "data", known_sequences(5))
+    code, out, err = run(capsys, "evaluate", str(checkpoint), "--data", str(data), "--mode", "sparse", "--all-modes")
+    assert_one_line_error(code, out, err, "evaluate", "--mode sparse and --all-modes")
+
+
+def test_prepare_refuses_a_negative_description_length(tmp_path, capsys):
+    """A negative --max-description-chars used to act as 0 (the description silently left out)."""
+    data = write_data(tmp_path / "data", known_sequences(5))
+    code, out, err = run(capsys, "prepare", str(data), "--output", str(tmp_path / "cat"),
+                         "--max-description-chars", "-1")
+    assert_one_line_error(code, out, err, "prepare", "--max-description-chars must be >= 0", "-1")
+    assert not (tmp_path / "cat").exists()
+
+
 def test_evaluate_output_into_a_missing_folder_fails_before_the_evaluation(checkpoint, tmp_path, capsys, monkeypatch):
     import cobra_hf.evaluation as evaluation
 

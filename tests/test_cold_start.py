@@ -305,3 +305,17 @@ def test_add_items_refuses_another_encoder_of_the_same_width(cold, tmp_path):
         add_items(model, tokenizer, cold["heldout"][:2], assets, encoder=other)
     assert tokenizer.catalog_hash == before[0] and torch.equal(model.item_codes, before[1])
     assert add_items(model, tokenizer, cold["heldout"][:2], assets, encoder=cold["encoder"])  # its own encoder
+
+
+def test_prepare_records_a_relative_encoder_as_the_folder_it_named(cold, tmp_path, monkeypatch, capsys):
+    """`prepare --encoder enc` from the encoder's parent folder: the catalog records the folder itself, so train and
+    add-items run from anywhere else still find it (they read the recorded path)."""
+    from cobra_hf.cli.main import main
+
+    encoder = Path(cold["encoder"]).resolve()
+    monkeypatch.chdir(encoder.parent)
+    assert main(["prepare", str(cold["data"]), "--output", str(tmp_path / "cat"), "--encoder", encoder.name,
+                 "--levels", "2", "--codebook-size", "8", "--epochs", "2", "--max-text-tokens", "8", "--quiet"]) == 0
+    assert json.loads((tmp_path / "cat" / "prepare_args.json").read_text())["encoder"] == str(encoder)
+    monkeypatch.chdir(tmp_path)
+    assert load_catalog_assets(tmp_path / "cat").encoder_path() == str(encoder)

@@ -49,6 +49,9 @@ def check_flags(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}.")
     check_generation_flags(args)
+    if args.all_modes and args.mode:
+        raise ValueError(f"--mode {args.mode} and --all-modes together: --all-modes evaluates every mode; give one "
+                         "of the two.")
     if args.output:
         output = Path(args.output)
         if output.exists():

@@ -286,6 +286,9 @@ def build_catalog(
     inputs = {"the data folder": data_dir, "the --encoder folder": encoder, "the --cache-dir folder": cache_dir}
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    if max_description_chars < 0:
+        raise ValueError(f"--max-description-chars must be >= 0 (0 leaves the description out), got "
+                         f"{max_description_chars}")
     if quantizer not in QUANTIZERS:
         raise ValueError(f"--quantizer must be one of {', '.join(QUANTIZERS)}, got {quantizer!r}")
     if ids_from is not None:
@@ -394,7 +397,9 @@ def build_catalog(
 
         prepare_args = {
             "data_dir": str(Path(data_dir).resolve()),
-            "encoder": None if encoder is None else str(encoder),
+            # resolved like data_dir: a relative --encoder would name another folder (or none) when train, evaluate
+            # or add-items run from another working directory; a name from the local HF cache stays as given
+            "encoder": None if encoder is None else str(Path(encoder).resolve() if Path(encoder).exists() else encoder),
             "encoder_name": DEFAULT_ENCODER_NAME if encoder is None else Path(str(encoder)).name,
             "seed": seed,
             "num_levels": num_levels,
