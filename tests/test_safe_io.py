@@ -398,3 +398,34 @@ def test_add_items_in_place_keeps_weight_files_cobra_hf_did_not_write(cold, tmp_
     assert (model_dir / "pytorch_model.bin").read_bytes() == b"the user's own copy"
     assert not (model_dir / "model.safetensors.index.json").exists()
     assert "model.safetensors.index.json" not in read_checksums(model_dir)
+
+
+def test_a_save_never_replaces_a_catalog_folder_it_did_not_write(cold, tmp_path, capsys):
+    """A `cobra-hf prepare` output (or any folder of the user's) named catalog/ inside the save folder: the model's
+    save_pretrained, save_checkpoint and train refuse before writing anything (they used to rename it aside and
+    delete it); a checkpoint's own catalog/ is still replaced."""
+    from cobra_hf.cli.main import main
+    from cobra_hf.hub.checkpoint import save_checkpoint
+    from cobra_hf.inference import load_checkpoint
+
+    model, tokenizer = load_checkpoint(str(cold["checkpoint"]))
+    target = tmp_path / "export"
+    shutil.copytree(cold["catalog"], target / "catalog")
+    before = _snapshot(target)
+    refusal = r"export/catalog is not the catalog/ folder of a checkpoint \(it holds "
+    with pytest.raises(FileExistsError, match=refusal):
+        model.save_pretrained(target)
+    with pytest.raises(FileExistsError, match=refusal):
+        save_checkpoint(model, tokenizer, target, catalog_dir=cold["catalog"])
+    capsys.readouterr()
+    code = main(["train", "--catalog", str(cold["catalog"]), "--output_dir", str(target), "--overwrite",
+                 "--max_steps", "1", "--use_cpu", "True", "--eval_users", "0", "--disable_tqdm", "True"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1 and "is not the catalog/ folder of a checkpoint" in err[0], err
+    assert _snapshot(target) == before
+    own = tmp_path / "own"
+    model.save_pretrained(own)
+    (own / "catalog" / "prepare_args.json").write_text("{}")  # an older save's assets: replaced
+    model.save_pretrained(own)
+    save_checkpoint(model, tokenizer, own, catalog_dir=cold["catalog"])
+    assert (own / "catalog" / "prepare_args.json").read_bytes() == (cold["catalog"] / "prepare_args.json").read_bytes()

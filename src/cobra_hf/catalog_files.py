@@ -28,6 +28,26 @@ DEFAULT_NAMES = tuple(f"{ASSETS_DIR}/{name}" for name in
                       ("quantizer/config.json", "quantizer/model.safetensors", MARKER, "prepare_args.json"))
 
 
+def check_replaceable(target: str | os.PathLike) -> None:
+    """Refuses (FileExistsError) to let a save replace `target` (a folder's catalog/) unless it is absent or a
+    checkpoint's assets folder: the marker file and nothing but the asset files. A `cobra-hf prepare` output, or any
+    folder of the user's, named catalog/ inside the save folder is never replaced."""
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return
+    known = {name[len(ASSETS_DIR) + 1 :] for name in DEFAULT_NAMES}
+    found = ({p.relative_to(target).as_posix() for p in target.rglob("*") if not p.is_dir()}
+             if target.is_dir() and not target.is_symlink() else {target.name})
+    if (target / MARKER).is_file() and not target.is_symlink() and found <= known:
+        return
+    other = sorted(found - known) or [target.name]
+    raise FileExistsError(
+        f"{target} is not the {ASSETS_DIR}/ folder of a checkpoint (it holds {', '.join(other[:3])}"
+        f"{', ...' if len(other) > 3 else ''}): a checkpoint saved into {target.parent} writes {ASSETS_DIR}/ there and "
+        "would replace it; save into another folder, or move it away first."
+    )
+
+
 def read_assets(folder: str | os.PathLike) -> dict[str, bytes] | None:
     """{path relative to catalog/: bytes} of folder/catalog/, or None when it has no usable catalog/ folder."""
     base = Path(folder) / ASSETS_DIR
@@ -92,6 +112,7 @@ def write_assets(files: dict[str, bytes] | None, folder: str | os.PathLike) -> l
     names = [f"{ASSETS_DIR}/{name}" for name in files]
     if read_assets(folder) == files:
         return names
+    check_replaceable(target)
     tmp = folder / f".{ASSETS_DIR}.partial-{uuid.uuid4().hex[:8]}"
     old = folder / f".{ASSETS_DIR}.old-{uuid.uuid4().hex[:8]}"
     try:
@@ -100,7 +121,7 @@ def write_assets(files: dict[str, bytes] | None, folder: str | os.PathLike) -> l
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         if target.exists():
-            os.replace(target, old)  # catalog/ of a checkpoint is cobra-hf's own folder
+            os.replace(target, old)  # catalog/ of a checkpoint (check_replaceable): cobra-hf's own folder
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

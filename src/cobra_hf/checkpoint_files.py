@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .catalog_files import assets_from_source, loaded_assets, write_assets
+from .catalog_files import ASSETS_DIR, assets_from_source, check_replaceable, loaded_assets, write_assets
 from .integrity import (changed_files, check_loaded_model, checkpoint_folder, file_states, record_checksums,
                         tensors_pass, verify_files, weights_verified)
 
@@ -60,6 +60,8 @@ class CheckpointFilesMixin:
         would upload before them, leaving a Hub repo without catalog/ and checksums.json): the folder is saved, then
         `push_to_hub` (repo_id: kwargs' or the folder's name, as transformers does) uploads a complete save."""
         hub_kwargs = {name: kwargs.pop(name) for name in HUB_ARGUMENTS if name in kwargs}
+        if getattr(self, "catalog_assets", None):  # refused before anything is written, not after the weights
+            check_replaceable(Path(save_directory) / ASSETS_DIR)
         before = file_states(save_directory)
         super().save_pretrained(save_directory, *args, **kwargs)
         main_process = args[0] if args else kwargs.get("is_main_process", True)

@@ -40,6 +40,10 @@ def save_checkpoint(
     folder.
     """
     folder = Path(save_directory)
+    if catalog_dir is not None:  # model.save_pretrained checks the model's own assets the same way
+        from ..catalog_files import ASSETS_DIR, check_replaceable
+
+        check_replaceable(folder / ASSETS_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

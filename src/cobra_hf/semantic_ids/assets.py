@@ -116,6 +116,9 @@ def copy_catalog_assets(
             if (source / PREPARE_ARGS_FILE).is_file():
                 shutil.copy2(source / PREPARE_ARGS_FILE, tmp / PREPARE_ARGS_FILE)
 
+    from ..catalog_files import check_replaceable
+
+    check_replaceable(target)  # before any work: a folder of the user's named catalog/ is never replaced
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{ASSETS_DIR}.partial-{uuid.uuid4().hex[:8]}"
     try:

@@ -201,6 +201,9 @@ def _check_output_dir(cobra_args: CobraTrainingArguments, training_args: Trainin
                                                 cobra_args.data, "the --init_from checkpoint": cobra_args.init_from},
                      "--output_dir")
     out = Path(training_args.output_dir)
+    from ..catalog_files import ASSETS_DIR, check_replaceable
+
+    check_replaceable(out / ASSETS_DIR)  # a catalog/ of the user's there would be replaced by the final save
     if not (out.is_dir() and any(out.iterdir())) or cobra_args.overwrite:
         return
     if resume is None:
