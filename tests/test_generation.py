@@ -328,6 +328,26 @@ def test_set_generation_defaults_are_checked_used_and_saved(tmp_path):
     assert torch.equal(again.item_indices, expected.item_indices)
 
 
+def test_a_partial_generation_config_takes_the_rest_from_the_model(tmp_path):
+    """generate(generation_config=G) and from_pretrained(generation_config=G) with G setting only some fields (as
+    transformers 5 reads them): generate fills the unset ones from the model's own decoding, from_pretrained from the
+    defaults, and neither crashes on transformers' None; G.top_k (sampling's) is refused, naming recommend_top_k."""
+    from transformers import GenerationConfig
+
+    model, tok = tiny_model(40, DENSE_LEVELS)
+    model.eval().set_generation_defaults(beam_fusion="joint", dense_guided_ids=5, num_beams=3, top_k=4)
+    batch = tok(random_histories(40, 6, seed=9))
+    for given, same_as in ((GenerationConfig(), {}), (GenerationConfig(num_candidates=2), {"num_candidates": 2}),
+                           (GenerationConfig(recommend_top_k=6, num_beams=None), {"top_k": 6})):
+        got, expected = model.generate(**batch, generation_config=given), model.generate(**batch, **same_as)
+        assert torch.equal(got.item_indices, expected.item_indices) and torch.equal(got.scores, expected.scores)
+    with pytest.raises(ValueError, match="^generation_config.top_k is transformers' sampling setting.*recommend_top_k"):
+        model.generate(**batch, generation_config=GenerationConfig(top_k=5))
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, generation_config=GenerationConfig(recommend_top_k=3))
+    assert loaded.generation_config.recommend_top_k == 3 and loaded.generation_config.num_beams == 20
+
+
 @pytest.mark.parametrize("mode", ["cobra", "dense", "no_fusion"])
 def test_faiss_matches_torch(dense_model, mode):
     pytest.importorskip("faiss")

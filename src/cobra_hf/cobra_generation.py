@@ -15,6 +15,8 @@ D vector width, I catalog items, K recommendations.
 
 from __future__ import annotations
 
+import copy
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +162,23 @@ def _refuse_history_head_settings(settings: dict) -> None:
         raise ValueError("beam_fusion_dense_psi needs the ID-free dense head: train with history_dense_loss_weight > 0.")
 
 
+def merged_generation_config(decoder, generation_config: GenerationConfig | None) -> GenerationConfig:
+    """generate(generation_config=...) as transformers 5 reads it: the settings it leaves unset (None or absent) come
+    from the model's own generation_config (its saved, validated decoding), not from DEFAULT_GENERATION. Its `top_k`
+    is transformers' sampling field, not the number of recommendations: refused, naming recommend_top_k."""
+    if generation_config is None or generation_config is decoder.generation_config:
+        return decoder.generation_config
+    if getattr(generation_config, "top_k", None) is not None and "top_k" in generation_config.to_diff_dict():
+        raise ValueError("generation_config.top_k is transformers' sampling setting; set recommend_top_k in the "
+                         "generation config (or pass top_k=K to generate()) for the number of recommendations.")
+    merged = copy.deepcopy(decoder.generation_config)
+    for name in DEFAULT_GENERATION:
+        value = getattr(generation_config, name, None)
+        if value is not None:
+            setattr(merged, name, value)
+    return merged
+
+
 def set_generation_defaults(decoder, kwargs: dict) -> None:
     """Checks `kwargs` like generate() does and writes every resolved setting into decoder.generation_config."""
     for name, value in resolve_settings(decoder.config, decoder.generation_config, kwargs).items():
@@ -180,7 +199,9 @@ def restore_generation_defaults(decoder, generation_config, source, kwargs: dict
             if local.is_file():  # there, but unreadable: say so rather than silently use other defaults
                 raise ValueError(f"{local} is not a valid generation config: {err}") from None
             return
-    saved = {name: getattr(generation_config, name, default) for name, default in DEFAULT_GENERATION.items()}
+    # a field left unset (None: transformers 5's GenerationConfig() leaves num_beams so) takes the default
+    saved = {name: default if getattr(generation_config, name, None) is None else getattr(generation_config, name)
+             for name, default in DEFAULT_GENERATION.items()}
     try:
         set_generation_defaults(decoder, saved)
     except ValueError as err:
@@ -201,7 +222,7 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
              attention_mask: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
              **kwargs) -> CobraGenerationOutput:
     """Coarse-to-fine recommendation for a batch of histories; see CobraForSequentialRecommendation.generate."""
-    settings = resolve_settings(decoder.config, generation_config or decoder.generation_config, dict(kwargs))
+    settings = resolve_settings(decoder.config, merged_generation_config(decoder, generation_config), dict(kwargs))
     if decoder.training:
         raise RuntimeError("Call model.eval() before generate(): dropout would make recommendations random.")
     item_mask = decoder.check_inputs(input_ids, attention_mask, item_index)
