@@ -151,6 +151,9 @@ def test_members_of_another_catalog_are_refused(pair):
     no_head, _ = tiny_model(40, LEVELS, history_dense_loss_weight=0.0)
     with pytest.raises(ValueError, match="ID-free dense head"):
         CobraEnsemble([model, no_head])
+    shorter, _ = tiny_model(40, LEVELS, max_history=4)  # its position table ends at 4: it failed mid-decoding
+    with pytest.raises(ValueError, match=r"^Ensemble member 2 reads histories of up to 4 items and member 1 of 8"):
+        CobraEnsemble([model, shorter], roles=["vectors", "ids"])
     with pytest.raises(ValueError, match="only normalised"):
         CobraEnsemble([model]).all_item_vectors(normalized=False)
 

@@ -64,6 +64,11 @@ class CobraEnsemble(nn.Module):
                     f"{theirs.num_items} items) than member 1 ({ours.catalog_hash!r}, {ours.num_items} items): "
                     "members must be trained on one catalog."
                 )
+            if theirs.max_history != ours.max_history:  # positions past a member's table would fail mid-decoding
+                raise ValueError(
+                    f"Ensemble member {number} reads histories of up to {theirs.max_history} items and member 1 of "
+                    f"{ours.max_history} (max_history): members must read the same history length."
+                )
         needs_history_head = [n + 1 for n in self.vector_members if not members[n].config.history_dense_loss_weight]
         if needs_history_head and len(needs_history_head) != len(self.vector_members):
             raise ValueError(
