@@ -94,6 +94,24 @@ def test_unknown_items(tok):
     assert dropped["item_index"].tolist() == [[1, 2]]
     with pytest.raises(ValueError, match="unknown_items"):
         CobraTokenizer.from_items(["a"], [[0]], level_sizes=[2], unknown_items="ignore")
+    # per call too: any other word used to drop the unknown ids ("raise" did the opposite of what it asks)
+    for policy in ("raise", "skip"):
+        with pytest.raises(ValueError, match=f"^unknown_items must be 'error' or 'drop', got '{policy}'"):
+            tok([["i1", "nope"]], unknown_items=policy)
+        with pytest.raises(ValueError, match="^unknown_items must be"):
+            tok.items_to_indices(["i1"], unknown_items=policy)
+
+
+def test_text_tokenizer_arguments_are_refused_not_ignored(tok):
+    """padding=True / "longest" is what the tokenizer does anyway; truncation, max_length and padding="max_length"
+    would do nothing, so they are refused (max_history is the cap)."""
+    plain = tok([["i1"], ["i2", "i3"]])
+    for padding in (True, "longest"):
+        assert tok([["i1"], ["i2", "i3"]], padding=padding)["input_ids"].tolist() == plain["input_ids"].tolist()
+    for kwargs, named in (({"truncation": True}, "truncation"), ({"max_length": 3}, "max_length"),
+                          ({"padding": "max_length"}, "padding='max_length'")):
+        with pytest.raises(ValueError, match=f"^CobraTokenizer does not take {named}: .*max_history"):
+            tok([["i1"]], **kwargs)
 
 
 def test_empty_history_raises(tok):

@@ -233,6 +233,8 @@ class CobraTokenizer(PreTrainedTokenizer):
     def items_to_indices(self, items: Sequence[str], unknown_items: str | None = None) -> list[int]:
         """Item ids -> catalog indices. Unknown ids raise a KeyError naming them, or are dropped."""
         policy = unknown_items or self.unknown_items
+        if policy not in ("error", "drop"):  # any other word would drop unknown ids silently
+            raise ValueError(f"unknown_items must be 'error' or 'drop', got {policy!r}.")
         indices = [self.item_to_index.get(str(item), -1) for item in items]
         if -1 in indices:
             unknown = [str(item) for item, index in zip(items, indices) if index < 0]
@@ -300,7 +302,15 @@ class CobraTokenizer(PreTrainedTokenizer):
         is read like `tok(string)`: whitespace-separated ids, so a bare id is one item, never its characters; a row
         that is a single id is a one-item history. Anything else (floats, bools, dicts) is a ValueError naming it.
         Unknown ids raise (or are dropped with unknown_items="drop"); a history with no known item raises a ValueError.
+        Rows are always left-padded to the longest one (padding=True or "longest" is accepted and changes nothing);
+        other text-tokenizer arguments (truncation, max_length, padding="max_length", ...) are refused, since they
+        would do nothing here: max_history is the length cap.
         """
+        padding = kwargs.pop("padding", True)
+        if padding not in (True, "longest") or kwargs:
+            given = sorted(kwargs) + ([] if padding in (True, "longest") else [f"padding={padding!r}"])
+            raise ValueError(f"CobraTokenizer does not take {', '.join(given)}: histories are left-padded to the "
+                             "longest row and cut to max_history (pass max_history=N).")
         indices = [self.items_to_indices(history, unknown_items) for history in self._as_histories(histories)]
         return self.encode_indices(indices, max_history=max_history, return_tensors=return_tensors)
 
