@@ -219,6 +219,8 @@ def test_recommend_errors_name_the_flags_the_user_typed(checkpoint, capsys):
     assert "num_beams" not in assert_one_line_error(code, out, err, "recommend", "--num-beams")
     code, out, err = run(capsys, "recommend", model, "--history", "i1", "--beam-fusion-tau", "nan")
     assert "beam_fusion_tau" not in assert_one_line_error(code, out, err, "recommend", "--beam-fusion-tau")
+    code, out, err = run(capsys, "recommend", model, "--history", "i1", "--beam-fusion-psi=-16")
+    assert_one_line_error(code, out, err, "recommend", "--beam-fusion-psi must be >= 0, got -16.0")
 
 
 def test_invalid_json_message_has_no_doubled_word(tmp_path):

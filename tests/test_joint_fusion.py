@@ -156,6 +156,10 @@ def test_bad_fusion_settings_raise(grouped_model):
         ({"beam_fusion_dense_psi": float("nan"), "beam_fusion": "joint"}, "beam_fusion_dense_psi"),
         ({"beam_fusion_tau": float("inf")}, "beam_fusion_tau"),
         ({"beam_fusion_psi": None}, "beam_fusion_psi"),
+        # a negative weight would rank the least likely beams / least similar items first, with exit 0
+        ({"beam_fusion_psi": -16.0}, r"^beam_fusion_psi must be >= 0, got -16.0"),
+        ({"beam_fusion_tau": -0.9}, r"^beam_fusion_tau must be >= 0"),
+        ({"beam_fusion_dense_psi": -1.0, "beam_fusion": "joint"}, r"^beam_fusion_dense_psi must be >= 0"),
     )
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):

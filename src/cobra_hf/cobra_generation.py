@@ -142,6 +142,8 @@ def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
             raise ValueError(f"{name} must be a number, got {settings[name]!r}.") from None
         if not math.isfinite(settings[name]):
             raise ValueError(f"{name} must be finite, got {settings[name]}.")
+        if settings[name] < 0:  # a negative weight ranks the least likely beams and least similar items first
+            raise ValueError(f"{name} must be >= 0, got {settings[name]}.")
     if not config.history_dense_loss_weight:
         _refuse_history_head_settings(settings)
     if int(settings["recommend_top_k"]) > config.num_items:

@@ -53,6 +53,8 @@ def check_generation_flags(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not math.isfinite(value):
             raise ValueError(f"{FLAG_OF_ARGUMENT[name]} must be a finite number, got {value}.")
+        if value is not None and value < 0:  # a negative weight ranks the least likely beams and items first
+            raise ValueError(f"{FLAG_OF_ARGUMENT[name]} must be >= 0, got {value}.")
 
 
 def name_flags(message: str, args: argparse.Namespace) -> str:
