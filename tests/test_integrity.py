@@ -220,6 +220,21 @@ def test_a_negative_item_index_is_reported_as_such(tiny):
         model.generate(**batch)
 
 
+def test_right_padded_raw_inputs_are_refused(tiny):
+    """Raw tensors padded on the right (pad_sequence's default) pass every catalog check, but decoding reads the last
+    position as the newest item: refused, naming the rows; the tokenizer's left padding decodes as before."""
+    model, tok = tiny
+    batch = tok([["i1", "i2", "i3"], ["i4"]])
+    right = {key: value.clone() for key, value in batch.items()}
+    levels = len(model.config.level_sizes)
+    for key, width in (("input_ids", levels), ("attention_mask", levels), ("item_index", 1)):
+        row = right[key][1]
+        right[key][1] = torch.cat([row[-width:], row[:-width]])  # the one item first, its padding after it
+    with pytest.raises(ValueError, match=r"^attention_mask rows \[1\] have padding after an item: .*left-padded"):
+        model.generate(**right)
+    assert model.generate(**batch, top_k=5).item_indices.shape == (2, 5)
+
+
 # ------------------------------------------------------------------------------------------------ case 18
 def test_short_rows_under_exclude_history_are_a_counted_warning(tiny):
     model, tok = tiny
