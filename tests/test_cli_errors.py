@@ -179,6 +179,27 @@ def test_prepare_refuses_a_negative_description_length(tmp_path, capsys):
     assert not (tmp_path / "cat").exists()
 
 
+@pytest.mark.parametrize("flags, named", [(("--max-history", "0"), "--max-history must be at least 1, got 0"),
+                                          (("--levels", "0"), "--levels must be at least 1, got 0"),
+                                          (("--codebook-size", "0"), "--codebook-size must be at least 1"),
+                                          (("--quantizer", "rq-kmeans", "--epochs", "5"), "leave --epochs out")])
+def test_prepare_refuses_sizes_below_one_and_epochs_it_would_ignore(tmp_path, capsys, flags, named):
+    """--max-history 0 wrote a catalog that train refused later; --levels 0 with rq-kmeans ended in a traceback after
+    the embedding pass; --epochs was silently ignored by RQ-KMeans. Each is now one line before any work."""
+    data = write_data(tmp_path / "data", known_sequences(5))
+    code, out, err = run(capsys, "prepare", str(data), "--output", str(tmp_path / "cat"), *flags)
+    assert_one_line_error(code, out, err, "prepare", named)
+    assert not (tmp_path / "cat").exists()
+
+
+def test_train_refuses_max_train_sequences_below_one(tmp_path, capsys):
+    """--max_train_sequences 0 trained on every sequence (a truthiness test)."""
+    code, out, err = run(capsys, "train", "--catalog", str(tmp_path / "cat"), "--output_dir", str(tmp_path / "out"),
+                         "--max_train_sequences", "0")
+    assert_one_line_error(code, out, err, "train", "--max_train_sequences must be at least 1, got 0")
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_output_into_a_missing_folder_fails_before_the_evaluation(checkpoint, tmp_path, capsys, monkeypatch):
     import cobra_hf.evaluation as evaluation
 

@@ -265,6 +265,11 @@ def test_model_flags_are_cobra_config_fields_and_refuse_what_they_cannot_set():
     assert cobra_args.model_overrides == {"hidden_size": 64, "text_embedding_dim": -1}
     cobra_args, _ = parse_args(["--catalog", "c", "--output_dir", "o", "--use_text_embeddings", "False"])
     assert cobra_args.model_overrides == {"text_embedding_dim": 0}
+    for spelled, dim in (("t", -1), ("Y", -1), ("n", 0), ("0", 0)):  # transformers' boolean spellings
+        cobra_args, _ = parse_args(["--catalog", "c", "--output_dir", "o", f"--use_text_embeddings={spelled}"])
+        assert cobra_args.model_overrides == {"text_embedding_dim": dim}
+    with pytest.raises(ValueError, match="^--use_text_embeddings takes True or False, got 'ture'"):  # meant off
+        parse_args(["--catalog", "c", "--output_dir", "o", "--use_text_embeddings", "ture"])
     with pytest.raises(ValueError, match="^--model_config: num_items is not a CobraConfig field"):
         parse_args(["--catalog", "c", "--output_dir", "o", "--model_config", '{"num_items": 3}'])
     with pytest.raises(ValueError, match="^--hidden_size: a model flag does nothing with --init_from"):

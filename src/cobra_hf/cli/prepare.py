@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.item_text import DEFAULT_DESCRIPTION_CHARS
     from ..semantic_ids.catalog import build_catalog
 
+    if args.epochs is not None and (args.quantizer == "rq-kmeans" or args.ids_from):
+        raise ValueError("--epochs sets the RQ-VAE's training epochs; RQ-KMeans (--quantizer rq-kmeans, --ids-from) "
+                         "has none: leave --epochs out.")
     device, dtype = check_embedding_flags(args)  # a device this machine lacks: one line, before any work
     started = time.perf_counter()
     output = build_catalog(

@@ -55,6 +55,7 @@ class CobraTrainingArguments:
 CATALOG_FIELDS = ("level_sizes", "num_items", "text_vocab_size", "max_text_tokens", "catalog_hash", "format_version")
 # --use_text_embeddings True|False, the flag before text_embedding_dim became one, still spells -1 | 0
 TEXT_EMBEDDINGS_ALIAS = "use_text_embeddings"
+BOOL_TRUE, BOOL_FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")  # transformers' string_to_bool
 
 
 def model_field_help() -> dict[str, str]:
@@ -101,7 +102,10 @@ def _alias_text_embeddings(argv: list[str]) -> list[str]:
             given = index < len(argv) and not argv[index].startswith("--")
             value = argv[index] if given else "True"
             index += given
-        out += ["--text_embedding_dim", "-1" if value.lower() in ("true", "1", "yes") else "0"]
+        spelled = value.lower()
+        if spelled not in BOOL_TRUE + BOOL_FALSE:  # as transformers' own boolean flags read it
+            raise ValueError(f"--{TEXT_EMBEDDINGS_ALIAS} takes True or False, got {value!r}.")
+        out += ["--text_embedding_dim", "-1" if spelled in BOOL_TRUE else "0"]
     return out
 
 
@@ -281,6 +285,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
     from ..safe_io import repair_interrupted
 
+    if cobra_args.max_train_sequences is not None and cobra_args.max_train_sequences < 1:
+        raise ValueError(f"--max_train_sequences must be at least 1, got {cobra_args.max_train_sequences} (leave it "
+                         "out to train on every sequence).")
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     _check_output_dir(cobra_args, training_args, resume)
@@ -317,7 +324,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     splits = index_splits(data_dir, tokenizer, max_history=model.config.max_history)
     _check_data_items(splits, data_dir, cobra_args)
     train_split = splits["train"]
-    if cobra_args.max_train_sequences:
+    if cobra_args.max_train_sequences is not None:
         train_split = train_split.shuffle(seed=training_args.seed).select(range(min(cobra_args.max_train_sequences, len(train_split))))
     if model.config.dense_logq_correction:
         model.set_item_frequencies(item_slot_counts(train_split, model.config.num_items))
