@@ -170,6 +170,20 @@ def test_evaluate_refuses_mode_and_all_modes_together(checkpoint, tmp_path, caps
     assert_one_line_error(code, out, err, "evaluate", "--mode sparse and --all-modes")
 
 
+def test_generation_flags_the_mode_does_not_read_are_refused(checkpoint, tmp_path, capsys):
+    """A flag that the chosen mode (or the fusion) never reads used to change nothing with exit 0."""
+    data = write_data(tmp_path / "data", known_sequences(5))
+    base = ("evaluate", str(checkpoint), "--data", str(data), "--max-users", "3")
+    code, out, err = run(capsys, *base, "--mode", "no_fusion", "--num-candidates", "3", "--num-beams", "4")
+    assert_one_line_error(code, out, err, "evaluate", "--num-beams, --num-candidates changes nothing in no_fusion")
+    code, out, err = run(capsys, *base, "--all-modes", "--beam-fusion", "paper", "--beam-fusion-dense-psi", "4")
+    assert_one_line_error(code, out, err, "evaluate", "--beam-fusion-dense-psi changes nothing", "paper fusion")
+    code, out, err = run(capsys, "recommend", str(checkpoint), "--history", "i1", "--mode", "sparse",
+                         "--beam-fusion-psi", "3")
+    assert_one_line_error(code, out, err, "recommend", "--beam-fusion-psi changes nothing in sparse mode")
+    assert run(capsys, *base, "--mode", "sparse", "--num-beams", "4")[0] == 0  # what sparse mode reads
+
+
 def test_prepare_refuses_a_negative_description_length(tmp_path, capsys):
     """A negative --max-description-chars used to act as 0 (the description silently left out)."""
     data = write_data(tmp_path / "data", known_sequences(5))

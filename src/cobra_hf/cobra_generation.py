@@ -210,6 +210,19 @@ def restore_generation_defaults(decoder, generation_config, source, kwargs: dict
         raise ValueError(f"The generation config of {source} ({GENERATION_FILE}): {err}") from None
 
 
+def settings_read(settings: dict) -> set[str]:
+    """The beam and fusion settings (keys of DEFAULT_GENERATION) that decoding with these settings reads: "dense"
+    reads none; "no_fusion" none (one beam, all its items, cosine); "sparse" num_beams; "cobra" every one, psi_h only
+    with the joint fusion. What the command line refuses to take silently (cli/generation_flags.py)."""
+    mode = settings["recommend_mode"]
+    if mode == "sparse":
+        return {"num_beams"}
+    if mode != "cobra":
+        return set()
+    read = {"num_beams", "num_candidates", "dense_guided_ids", "beam_fusion", "beam_fusion_tau", "beam_fusion_psi"}
+    return read | ({"beam_fusion_dense_psi"} if settings["beam_fusion"] == "joint" else set())
+
+
 def reads_history_query(settings: dict) -> bool:
     """Whether these settings read v_0, the ID-free dense prediction."""
     if settings["recommend_mode"] == "dense":

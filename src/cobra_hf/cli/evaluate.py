@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..configuration_cobra import GENERATION_MODES
 from .ensemble_flags import add_ensemble_flags, ensemble_sources
-from .generation_flags import add_generation_flags, check_generation_flags, generation_kwargs, name_flags
+from .generation_flags import (add_generation_flags, check_flags_read, check_generation_flags, generation_kwargs,
+                               name_flags)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,10 @@ def main(argv: list[str]) -> int:
     # "dense" needs the ID-free head, which a model trained with history_dense_loss_weight 0 does not have
     modes = ([mode for mode in GENERATION_MODES if mode != "dense" or model.config.history_dense_loss_weight]
              if args.all_modes else [args.mode or model.generation_config.recommend_mode])
+    try:
+        check_flags_read(args, model, modes)
+    except ValueError as err:
+        raise ValueError(name_flags(str(err), args)) from None
     results = []
     for mode in modes:
         try:

@@ -57,6 +57,24 @@ def check_generation_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"{FLAG_OF_ARGUMENT[name]} must be >= 0, got {value}.")
 
 
+def check_flags_read(args: argparse.Namespace, model, modes: list[str]) -> None:
+    """Refuses a generation flag that none of `modes` reads with the model's resolved settings (e.g. --num-beams in
+    dense mode, --beam-fusion-dense-psi under the paper's fusion): it would change nothing, with exit 0."""
+    from ..cobra_generation import resolve_settings, settings_read
+
+    given = generation_kwargs(args)
+    read = set()
+    for mode in modes:
+        read |= settings_read(resolve_settings(model.config, model.generation_config, {**given, "mode": mode}))
+    unread = [name for name in given if name not in read]
+    if unread:
+        fusion = resolve_settings(model.config, model.generation_config, given)["beam_fusion"]
+        raise ValueError(f"{', '.join(FLAG_OF_ARGUMENT[name] for name in unread)} changes nothing in "
+                         f"{' / '.join(modes)} mode with the {fusion} fusion (dense and no_fusion read no beam or "
+                         "fusion setting, sparse only --num-beams, --beam-fusion-dense-psi only the joint fusion): "
+                         "leave it out.")
+
+
 def name_flags(message: str, args: argparse.Namespace) -> str:
     """A generate() error message with the argument names of the flags the user gave replaced by the flags
     (`top_k=50 asks ...` -> `--top-k 50 asks ...`); a setting that came from the checkpoint keeps its own name."""

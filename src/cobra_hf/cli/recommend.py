@@ -8,7 +8,8 @@ import sys
 
 from ..configuration_cobra import GENERATION_MODES
 from .ensemble_flags import add_ensemble_flags, ensemble_sources
-from .generation_flags import add_generation_flags, check_generation_flags, generation_kwargs, name_flags
+from .generation_flags import (add_generation_flags, check_flags_read, check_generation_flags, generation_kwargs,
+                               name_flags)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> int:
         kwargs["mode"] = args.mode
     kwargs.update(generation_kwargs(args))
     try:
+        check_flags_read(args, model, [args.mode or model.generation_config.recommend_mode])
         rows = recommend(model, tokenizer, [history], top_k=args.top_k, **kwargs)[0]
     except ValueError as err:  # generate() names its arguments; the user typed flags
         raise ValueError(name_flags(str(err), args)) from None
