@@ -429,3 +429,31 @@ def test_a_save_never_replaces_a_catalog_folder_it_did_not_write(cold, tmp_path,
     model.save_pretrained(own)
     save_checkpoint(model, tokenizer, own, catalog_dir=cold["catalog"])
     assert (own / "catalog" / "prepare_args.json").read_bytes() == (cold["catalog"] / "prepare_args.json").read_bytes()
+
+
+def test_a_swapped_in_checkpoint_keeps_a_users_catalog_and_drops_its_own_stale_one(cold, tmp_path):
+    """checkpoint_entries (the final save of CobraTrainer.save_model, add-items --in-place): a catalog/ of the user's
+    in the target is refused before anything moves; a catalog/ an earlier cobra-hf save recorded, which the new
+    checkpoint lacks (trained on a catalog without assets), goes with the old model instead of staying beside the new
+    one with another quantizer."""
+    from cobra_hf.inference import load_checkpoint
+    from cobra_hf.safe_io import checkpoint_entries
+
+    model, _ = load_checkpoint(str(cold["checkpoint"]))
+    users = tmp_path / "users"
+    shutil.copytree(cold["catalog"], users / "catalog")  # a prepare output kept under that name
+    staged = staging_dir(users)
+    model.save_pretrained(staged)
+    with pytest.raises(FileExistsError, match="users/catalog is not the catalog/ folder of a checkpoint"):
+        checkpoint_entries(staged, users)
+    shutil.rmtree(staged)
+    ours = tmp_path / "ours"
+    model.save_pretrained(ours)  # records catalog/ in checksums.json
+    model.catalog_assets = None  # the next model has no assets (a catalog made with --ids-from)
+    staged = staging_dir(ours)
+    model.save_pretrained(staged)
+    assert not (staged / "catalog").exists()
+    entries = checkpoint_entries(staged, ours)
+    assert "catalog" in entries
+    swap_into_place(staged, ours, entries)
+    assert not (ours / "catalog").exists() and (ours / "config.json").is_file()

@@ -295,7 +295,9 @@ _WEIGHT_PATTERNS = ("model-*-of-*.safetensors", "model.safetensors.index.json", 
 def checkpoint_entries(staged: str | os.PathLike, target: str | os.PathLike) -> list[str]:
     """The entries of `target` that a checkpoint saved into `staged` replaces: what was saved (minus the staging
     marker, and minus README.md when the one in `target` was written by a person) plus weight files of another
-    layout that the new weights make stale, when a cobra-hf save recorded them (checksums.json). Everything else in `target` (.git/, checkpoint-N/, ...) stays."""
+    layout that the new weights make stale, when a cobra-hf save recorded them (checksums.json), and a recorded
+    catalog/ the new checkpoint lacks. A catalog/ in `target` that is not a checkpoint's assets is refused
+    (catalog_files.check_replaceable). Everything else in `target` (.git/, checkpoint-N/, ...) stays."""
     from .hub.model_card import is_generated_model_card
 
     staged, target = Path(staged), Path(target)
@@ -311,4 +313,15 @@ def checkpoint_entries(staged: str | os.PathLike, target: str | os.PathLike) -> 
     except ValueError:  # an unreadable record: treat nothing as ours
         ours = set()
     stale = {p.name for pattern in _WEIGHT_PATTERNS for p in target.glob(pattern) if p.name in ours} - set(names)
+    from .catalog_files import ASSETS_DIR, check_replaceable
+
+    if ASSETS_DIR in names or (target / ASSETS_DIR).exists():
+        # a catalog/ of the user's there is never swapped out (FileExistsError); one a cobra-hf save recorded, that
+        # the new checkpoint lacks (a catalog without assets), goes with the old model: left, it would give new items
+        # the old quantizer's IDs
+        recorded = any(name.startswith(ASSETS_DIR + "/") for name in ours)
+        if ASSETS_DIR in names or recorded:
+            check_replaceable(target / ASSETS_DIR)
+        if ASSETS_DIR not in names and recorded:
+            stale.add(ASSETS_DIR)
     return names + sorted(stale)
