@@ -127,6 +127,37 @@ def test_push_refuses_a_damaged_checkpoint_before_any_upload(checkpoint, hub_pat
     assert not [key for key in hub_patched.server.state.repos if key[1].endswith("cobra-damaged")]
 
 
+def test_push_names_the_repo_in_the_card_and_refuses_a_folder_missing_a_recorded_file(checkpoint, hub_patched,
+                                                                                        tmp_path, capsys):
+    """The card `cobra-hf train` wrote before the repo existed names a placeholder repo: push fills in the repo id the
+    Hub resolved. A folder that lacks a file its checksums.json records (its decoding settings here) is refused
+    before the repo is created."""
+    import shutil
+
+    from cobra_hf.cli.main import main
+    from cobra_hf.hub.model_card import PLACEHOLDER_REPO, write_model_card
+
+    folder = shutil.copytree(checkpoint[0], tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    write_model_card(folder, config_dict=config, training_info=None, eval_results={"recall@10": 0.1, "split": "test"},
+                     dataset_name="toy", repo_id=None)
+    assert PLACEHOLDER_REPO in (folder / "README.md").read_text()
+    repo = hub_patched.repo_id("cobra-named")
+    assert main(["push", str(folder), "--repo-id", repo]) == 0
+    card = (folder / "README.md").read_text()
+    assert PLACEHOLDER_REPO not in card and f'repo = "{repo}"' in card and f"# {repo.split('/')[-1]}" in card
+    assert "name: cobra-model" not in card
+    assert main(["push", str(folder), "--repo-id", repo]) == 0  # the filled card is final: nothing new to upload
+
+    broken = shutil.copytree(checkpoint[0], tmp_path / "broken")
+    (broken / "generation_config.json").unlink()  # recorded; a load would fall back to the package defaults
+    capsys.readouterr()
+    assert main(["push", str(broken), "--repo-id", hub_patched.repo_id("cobra-broken")]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("Pushing")]
+    assert len(err) == 1 and "lacks generation_config.json, which its checksums.json records" in err[0], err
+    assert not [key for key in hub_patched.server.state.repos if key[1].endswith("cobra-broken")]
+
+
 def test_trainer_push_to_hub_writes_the_cobra_card(hub_patched, tmp_path):
     from datasets import Dataset
     from transformers import TrainingArguments

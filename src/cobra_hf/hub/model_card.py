@@ -17,6 +17,8 @@ import os
 import re
 from pathlib import Path
 
+# what a card written without a repo id (`cobra-hf train`) says instead; `fill_repo_id` replaces it at push time
+PLACEHOLDER_REPO, PLACEHOLDER_MODEL_NAME = "your-name/your-cobra-model", "cobra-model"
 MARKER = "<!-- cobra-hf:model-card"
 # Cards that libraries write on their own (transformers' Trainer, push_to_hub's default card):
 # replacing them loses nothing the user wrote.
@@ -122,7 +124,7 @@ def _metrics(eval_results: dict | None) -> list[tuple[str, str, int, float]]:
 def _card_data(eval_results, dataset_name, repo_id, license):
     from huggingface_hub import EvalResult, ModelCardData
 
-    model_name = (repo_id or "cobra-model").split("/")[-1]
+    model_name = (repo_id or PLACEHOLDER_MODEL_NAME).split("/")[-1]
     metrics = _metrics(eval_results)
     eval_list = None
     if metrics:
@@ -182,7 +184,7 @@ def render_model_card(
     if not path.is_file():
         raise FileNotFoundError(f"The model card template {path} does not exist.")
     training_info = dict(training_info or {})
-    repo = repo_id or "your-name/your-cobra-model"
+    repo = repo_id or PLACEHOLDER_REPO
     history = list(example_history or ["ITEM_ID_1", "ITEM_ID_2", "ITEM_ID_3"])
 
     config_rows = [(label, _format_value(key, config_dict[key])) for key, label in _CONFIG_ROWS
@@ -236,6 +238,17 @@ def render_model_card(
 def is_cobra_model_card(text: str) -> bool:
     """Whether a README.md was written by cobra-hf (it carries our marker comment)."""
     return MARKER in text
+
+
+def fill_repo_id(text: str, repo_id: str) -> str:
+    """A cobra-hf card written without a repo id, naming `repo_id` instead of the placeholder: its title, usage code,
+    command line and model-index name (what `push` uploads). Any other text is returned unchanged."""
+    if MARKER not in text or PLACEHOLDER_REPO not in text:
+        return text
+    name = repo_id.split("/")[-1]
+    text = text.replace(PLACEHOLDER_REPO, repo_id)
+    text = re.sub(rf"^# {re.escape(PLACEHOLDER_REPO.split('/')[-1])}$", f"# {name}", text, flags=re.M)
+    return re.sub(rf"^(\s*-?\s*name: ){re.escape(PLACEHOLDER_MODEL_NAME)}$", rf"\g<1>{name}", text, flags=re.M)
 
 
 def is_generated_model_card(text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -92,6 +93,22 @@ def validate_checkpoint(model_dir: str | Path) -> None:
         )
 
 
+def _name_repo_in_card(folder: Path, repo_id: str) -> None:
+    """A cobra-hf card that `cobra-hf train` wrote before the repo existed names a placeholder repo in its usage code:
+    it is rewritten (atomically) with the repo id the Hub resolved (`me/name` for a bare `name`). A card of the
+    user's is never touched."""
+    from .model_card import fill_repo_id
+
+    card = folder / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        filled = fill_repo_id(text, repo_id)
+        if filled != text:
+            aside = card.with_name(f".README.md.partial-{os.getpid()}")
+            aside.write_text(filled, encoding="utf-8")
+            os.replace(aside, card)
+
+
 def push_checkpoint(
     model_dir: str | Path,
     repo_id: str,
@@ -113,7 +130,7 @@ def push_checkpoint(
     """
     from huggingface_hub import HfApi
 
-    from ..integrity import verify_files
+    from ..integrity import read_checksums, verify_files
     from ..safe_io import repair_interrupted
 
     folder = Path(model_dir)
@@ -126,8 +143,14 @@ def push_checkpoint(
         write_card_from_config(folder, repo_id=repo_id)
     validate_checkpoint(model_dir)
     verify_files(folder)
+    # a load skips recorded files that a download left out; an upload of a folder that lacks one is incomplete
+    missing = sorted(name for name in (read_checksums(folder) or {}) if not (folder / name).is_file())
+    if missing:
+        raise ValueError(f"{folder} lacks {', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}, which "
+                         f"its checksums.json records: re-save the checkpoint (nothing was uploaded).")
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+    _name_repo_in_card(folder, repo_url.repo_id)
     info = api.upload_folder(
         folder_path=str(model_dir),
         repo_id=repo_url.repo_id,
