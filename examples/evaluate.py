@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cobra_hf.evaluation import evaluate_split
+from cobra_hf.evaluation.coverage import check_coverage
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training import index_splits
 
@@ -18,12 +20,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub repo id")
     parser.add_argument("--data", required=True, help="dataset folder (sequences.txt + items.jsonl)")
     parser.add_argument("--split", default="test", choices=["validation", "test"])
-    parser.add_argument("--max-users", type=int, default=None, help="evaluate on the first N users only")
+    parser.add_argument("--max-users", type=int, default=None, help="evaluate a seeded random sample of N users")
     parser.add_argument("--num-beams", type=int, default=20)
     args = parser.parse_args(argv)
 
     model, tokenizer = load_checkpoint(args.model)
-    split = index_splits(args.data, tokenizer, max_history=model.config.max_history)[args.split]
+    splits = index_splits(args.data, tokenizer, max_history=model.config.max_history, require_train=False)
+    # users whose target the catalog lacks are left out; refused when that is most of them (other data)
+    warning = check_coverage(splits.coverage[args.split], args.split, args.data, args.model, drop_unknown=False)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    split = splits[args.split]
     metrics = evaluate_split(model, tokenizer, split, max_users=args.max_users, num_beams=args.num_beams,
                              show_progress=False)
     metrics = {"split": args.split, **metrics}

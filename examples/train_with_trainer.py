@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 from transformers import TrainingArguments
 
+from cobra_hf.catalog_files import check_replaceable
 from cobra_hf.evaluation import evaluate_split
 from cobra_hf.hub import save_checkpoint
+from cobra_hf.safe_io import check_not_inputs
 from cobra_hf.training import CobraDataCollator, CobraTrainer, build_model, index_splits
 
 
@@ -32,6 +35,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-users", type=int, default=500, help="validation users for Recall/NDCG at the end")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    # the final save writes catalog/ and the tokenizer files into --output: refused now, not after the training
+    check_not_inputs(args.output, {"the --catalog folder": args.catalog, "the --data folder": args.data}, "--output")
+    check_replaceable(Path(args.output) / "catalog")
 
     # 1. A new model sized for the catalog (item codes and texts are stored inside it) and its tokenizer.
     model, tokenizer = build_model(args.catalog, hidden_size=args.hidden_size, seed=args.seed)

@@ -80,3 +80,29 @@ def test_train_finetune_evaluate_examples(catalog_scientific, tmp_path, capsys):
                                              "--num-beams", "4"])
     assert metrics["split"] == "test" and 0.0 <= metrics["recall@10"] <= 1.0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == metrics
+
+
+def test_examples_refuse_what_the_cli_refuses(catalog_scientific, tiny_checkpoint, tmp_path):
+    """train_with_trainer refuses an --output that holds its --catalog before training (its final save writes
+    catalog/ there); evaluate refuses data whose targets the model does not know; a sample size below 1 is refused
+    (a negative one evaluated all users but the last ones)."""
+    import shutil
+
+    from conftest import data_make_folder
+
+    catalog = Path(catalog_scientific)
+    data = json.loads((catalog / "prepare_args.json").read_text())["data_dir"]
+    inside = tmp_path / "run"
+    shutil.copytree(catalog, inside / "catalog")
+    with pytest.raises(ValueError, match="--output .* holds the --catalog folder"):
+        load_example("train_with_trainer").main(["--catalog", str(inside / "catalog"), "--data", data,
+                                                 "--output", str(inside), "--max-steps", "1"])
+    assert not (inside / "model.safetensors").exists()
+    folder = tiny_checkpoint[0]
+    foreign = data_make_folder(tmp_path / "foreign", num_items=30, num_users=20)
+    with pytest.raises(ValueError, match="can be evaluated|not in the catalog"):
+        load_example("evaluate").main(["--model", str(folder), "--data", str(foreign)])
+    from cobra_hf.evaluation.sampling import sample_rows
+
+    with pytest.raises(ValueError, match="^max_users must be at least 1, got -5"):
+        sample_rows(100, -5)

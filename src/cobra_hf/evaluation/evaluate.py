@@ -30,6 +30,8 @@ def evaluate_model(
     """
     if len(histories) != len(targets):
         raise ValueError(f"{len(histories)} histories for {len(targets)} targets.")
+    if not targets:
+        raise ValueError("No user to evaluate: the split is empty (or none of its users is in the catalog).")
     was_training = model.training
     model.eval()
     generate_kwargs.setdefault("top_k", max(ks))

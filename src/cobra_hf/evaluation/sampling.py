@@ -15,6 +15,8 @@ SEED = 0
 def sample_rows(total: int, users: int | None, seed: int = SEED) -> list[int] | None:
     """`users` row numbers of a split of `total` rows, drawn at random (seeded) and kept in split order; None (all
     rows) when users is None or not smaller than the split."""
+    if users is not None and users < 1:  # a negative count would slice off the last users instead
+        raise ValueError(f"max_users must be at least 1, got {users}.")
     if users is None or users >= total:
         return None
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:users].sort().values.tolist()
