@@ -51,6 +51,11 @@ def test_pipeline_parameters(recommender):
     assert recommender(["i1", "nope"], top_k=2, unknown_items="drop") == recommender(["i1"], top_k=2)
     with pytest.raises(KeyError, match="nope"):
         recommender(["i1", "nope"])
+    # a flat list of int ids is one history, as the tokenizer reads it (1490 is item "1490"; unknown here)
+    with pytest.raises(KeyError, match=r"\['12', '7'\]"):
+        recommender([12, 7])
+    with pytest.raises(ValueError, match="^unknown_items must be 'error' or 'drop'"):
+        recommender(HISTORY, unknown_items="skip")
     with pytest.raises(ValueError, match="unknown parameters"):
         recommender(HISTORY, temperature=0.5)
     with pytest.raises(ValueError, match="history"):

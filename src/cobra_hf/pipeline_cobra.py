@@ -54,8 +54,9 @@ class CobraRecommendationPipeline(Pipeline):
 
     def __call__(self, histories, **kwargs):
         single = isinstance(histories, str) or (
-            isinstance(histories, (list, tuple)) and len(histories) > 0 and all(isinstance(i, str) for i in histories)
-        )
+            isinstance(histories, (list, tuple)) and len(histories) > 0
+            and all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in histories)
+        )  # a flat list of ids, strings or ints (1490 is item "1490"), is one history, as the tokenizer reads it
         if not single and not (isinstance(histories, (list, tuple)) and len(histories) > 0):
             raise ValueError(
                 "The cobra-recommendation pipeline takes a history (a list of item ids) or a list of histories, "
