@@ -45,13 +45,6 @@ def shared_decoder_trunk_model():
     return model.eval(), tok
 
 
-@pytest.fixture(scope="module")
-def narrow_trunk_model():
-    """An ID trunk half the backbone's width (config.id_trunk_hidden_size)."""
-    model, tok = tiny_model(30, SPARSE_LEVELS, seed=7, id_trunk=True, id_trunk_hidden_size=16)
-    return model.eval(), tok
-
-
 def valid_ids(model) -> set[tuple[int, ...]]:
     return {tuple(row) for row in model.item_codes.tolist()}
 
@@ -118,8 +111,7 @@ def test_no_invalid_id_and_real_items(which, request):
         assert (out.scores[:, :-1] >= out.scores[:, 1:]).all(), "items are not best first"
 
 
-@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "shared_decoder_trunk_model",
-                                   "narrow_trunk_model"])
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "shared_decoder_trunk_model"])
 def test_exhaustive_beam_search_equals_brute_force(which, request):
     model, tok = request.getfixturevalue(which)
     num_ids = len(valid_ids(model))

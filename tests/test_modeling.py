@@ -421,6 +421,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "id_trunk_shared_items" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_shared_items=False).to_dict()
     with pytest.raises(ValueError, match="^id_trunk_shared_items=True: .*removed"):
         CobraConfig(level_sizes=list(LEVELS), id_trunk=True, id_trunk_shared_items=True)
+    # id_trunk_hidden_size (session 21: two seeds, half the full trunk's gain): a narrow trunk's weights fit no longer
+    assert "id_trunk_hidden_size" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_hidden_size=0).to_dict()
+    with pytest.raises(ValueError, match="^id_trunk_hidden_size=64: an ID trunk narrower than the backbone was removed"):
+        CobraConfig(level_sizes=list(LEVELS), id_trunk=True, id_trunk_hidden_size=64)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:

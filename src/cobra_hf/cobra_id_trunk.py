@@ -3,7 +3,7 @@
 Beside the dense losses, one shared decoder predicts the IDs about 20% worse than the same decoder trained for IDs
 alone, and then COBRA's beams add nothing to its dense mode (docs/EXPERIMENTS.md, "Where the cascade's gain comes
 from"). With an ID trunk, a `CobraModel` of the same sizes with its own item encoder and per-level code heads reads
-the same interleaved sequence and is trained by the sparse loss alone (config.id_trunk_hidden_size makes it narrower); its code probabilities drive the beam search,
+the same interleaved sequence and is trained by the sparse loss alone; its code probabilities drive the beam search,
 while the main backbone gives every dense vector (the ID-conditioned v_k, the ID-free v_0, the catalog's). It doubles
 the parameters and the decoding work. Travels with every checkpoint for trust_remote_code (modeling_cobra imports it).
 
@@ -23,18 +23,17 @@ from .configuration_cobra import CobraConfig
 
 
 class IdTrunk(nn.Module):
-    """`model`: a CobraModel built from config.id_trunk_config(), the main backbone's config at the trunk's width
-    D_t (its own catalog buffers, kept equal to the main one's by CobraForSequentialRecommendation.set_catalog);
-    `sparse_head`: one Linear(D_t, K_l) per level. Its catalog vectors (the dense tokens it reads, from its own item
-    encoder) are cached like the main model's."""
+    """`model`: a CobraModel with the main backbone's config (its own catalog buffers, kept equal to the main one's
+    by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one Linear(D, K_l) per level. Its catalog
+    vectors (the dense tokens it reads, from its own item encoder) are cached like the main model's."""
 
     def __init__(self, config: CobraConfig, main_backbone: CobraModel | None = None):
         super().__init__()
-        self.model = CobraModel(config.id_trunk_config(), defer_init=True)
+        self.model = CobraModel(config, defer_init=True)
         # config.id_trunk_shared_decoder: the main backbone's decoder runs over this trunk's item vectors; held in a
         # tuple so that it is not registered (and saved) a second time as this module's child
         self._shared = (main_backbone,) if config.id_trunk_shared_decoder else ()
-        self.sparse_head = nn.ModuleList(nn.Linear(config.trunk_hidden_size, size) for size in config.level_sizes)
+        self.sparse_head = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.level_sizes)
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
 
@@ -55,6 +54,6 @@ class IdTrunk(nn.Module):
         return tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
 
     def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
-        """The history through this trunk: (Float[B, D_t] the last position's output, its cache)."""
+        """The history through this trunk: (Float[B, D] the last position's output, its cache)."""
         item_vectors = self.catalog_index.item_vectors(normalized=False)[item_index] * item_mask[..., None]
         return self.decoder.prefill(input_ids, item_mask, item_vectors)

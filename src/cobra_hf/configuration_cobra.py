@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 from transformers import PreTrainedConfig
 
 CONFIG_FORMAT_VERSION = 1
@@ -11,11 +9,12 @@ CONFIG_FORMAT_VERSION = 1
 # (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_BEHAVIOURS: a non-zero loss
 # weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
-                  "sparse_label_smoothing", "id_trunk_shared_items")
+                  "sparse_label_smoothing", "id_trunk_shared_items", "id_trunk_hidden_size")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
-                      "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors"}
+                      "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
+                      "id_trunk_hidden_size": "an ID trunk narrower than the backbone"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -78,10 +77,6 @@ class CobraConfig(PreTrainedConfig):
             code heads but runs the main backbone's decoder (code embeddings and layers) over its item vectors: one
             decoder, trained by every loss, read with two item representations (a probe of partial sharing:
             docs/EXPERIMENTS.md). The trunk's own decoder weights stay unused.
-        id_trunk_hidden_size (`int`, defaults to 0): with id_trunk, the trunk's width (its item encoder, decoder and
-            code heads); its intermediate_size scales with it and it keeps num_attention_heads. 0: hidden_size, the
-            trunk the same size as the backbone. A narrower trunk costs less to train and decode (a probe of how
-            much capacity the IDs need: docs/EXPERIMENTS.md).
     """
 
     model_type = "cobra"
@@ -113,7 +108,6 @@ class CobraConfig(PreTrainedConfig):
         item_deletion: float = 0.0,
         id_trunk: bool = False,
         id_trunk_shared_decoder: bool = False,
-        id_trunk_hidden_size: int = 0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -144,7 +138,6 @@ class CobraConfig(PreTrainedConfig):
         self.item_deletion = float(item_deletion)
         self.id_trunk = bool(id_trunk)
         self.id_trunk_shared_decoder = bool(id_trunk_shared_decoder)
-        self.id_trunk_hidden_size = int(id_trunk_hidden_size)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -183,32 +176,10 @@ class CobraConfig(PreTrainedConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.id_trunk_shared_decoder and not self.id_trunk:
             raise ValueError("id_trunk_shared_decoder=True needs id_trunk=True (it says which decoder the trunk runs).")
-        if self.id_trunk_hidden_size:
-            if not self.id_trunk or self.id_trunk_shared_decoder:
-                raise ValueError("id_trunk_hidden_size needs id_trunk=True and id_trunk_shared_decoder=False (it sets "
-                                 "the width of the trunk's own decoder).")
-            if self.id_trunk_hidden_size < 0 or self.id_trunk_hidden_size % self.num_attention_heads:
-                raise ValueError(f"id_trunk_hidden_size must be 0 or a positive multiple of num_attention_heads "
-                                 f"({self.num_attention_heads}), got {self.id_trunk_hidden_size}.")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."
             )
-
-    @property
-    def trunk_hidden_size(self) -> int:
-        """Width of the ID trunk's outputs (id_trunk_hidden_size, or hidden_size when that is 0)."""
-        return self.id_trunk_hidden_size or self.hidden_size
-
-    def id_trunk_config(self) -> "CobraConfig":
-        """The config the ID trunk's backbone is built from: a copy of this one at the trunk's width
-        (intermediate_size in the same ratio). Only the sizes differ; CobraForSequentialRecommendation.set_catalog
-        keeps its num_items equal to this config's."""
-        trunk = copy.deepcopy(self)
-        trunk.hidden_size = self.trunk_hidden_size
-        trunk.intermediate_size = max(1, self.intermediate_size * trunk.hidden_size // self.hidden_size)
-        trunk.id_trunk, trunk.id_trunk_shared_decoder, trunk.id_trunk_hidden_size = False, False, 0
-        return trunk
 
     @property
     def num_levels(self) -> int:

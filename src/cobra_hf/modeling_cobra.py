@@ -125,9 +125,6 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
                                             None if item_text_embeddings is None else item_text_embeddings.clone())
         self.config.num_items = int(item_codes.shape[0])
         self.config.catalog_hash = catalog_hash
-        if self.id_trunk is not None:  # the trunk's config is a sized copy of this one (CobraConfig.id_trunk_config)
-            self.id_trunk.model.config.num_items = self.config.num_items
-            self.id_trunk.model.config.catalog_hash = catalog_hash
         self.invalidate_caches()
 
     def invalidate_caches(self) -> None:
@@ -154,9 +151,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
 
     @property
     def decoder_width(self) -> int:
-        """Width of the outputs prefill and step return: D, or D + D_t with an ID trunk (main, then trunk; D_t =
-        config.trunk_hidden_size)."""
-        return self.config.hidden_size + (self.config.trunk_hidden_size if self.id_trunk is not None else 0)
+        """Width of the outputs prefill and step return: D, or 2D with an ID trunk (main, then trunk)."""
+        return self.config.hidden_size * (2 if self.id_trunk is not None else 1)
 
     @property
     def id_index(self) -> SemanticIdIndex:

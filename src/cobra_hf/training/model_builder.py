@@ -140,14 +140,10 @@ def build_model(
     )
     model.keep_catalog_assets(catalog_dir)  # every save of the model writes catalog/ (what add-items needs)
     if init_text_embeddings:
-        rows_by_width = {}
-        for backbone in model.backbones():  # an ID trunk's text encoder starts where the main one does (at its width)
-            width = backbone.config.hidden_size
-            if width not in rows_by_width:
-                rows_by_width[width] = pretrained_token_embeddings(prepare_args.get("encoder"),
-                                                                   text["source_token_ids"], width)
-            if rows_by_width[width] is not None:
-                with torch.no_grad():
-                    backbone.item_encoder.token_embed.weight.copy_(rows_by_width[width])
+        rows = pretrained_token_embeddings(prepare_args.get("encoder"), text["source_token_ids"], config.hidden_size)
+        if rows is not None:
+            with torch.no_grad():
+                for backbone in model.backbones():  # an ID trunk's text encoder starts where the main one does
+                    backbone.item_encoder.token_embed.weight.copy_(rows)
                     backbone.item_encoder.token_embed.weight[0].zero_()
     return model, tokenizer
