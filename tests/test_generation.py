@@ -38,13 +38,6 @@ def trunk_model():
     return model.eval(), tok
 
 
-@pytest.fixture(scope="module")
-def shared_decoder_trunk_model():
-    """An ID trunk with its own item encoder and code heads that runs the main backbone's decoder."""
-    model, tok = tiny_model(30, SPARSE_LEVELS, seed=6, id_trunk=True, id_trunk_shared_decoder=True)
-    return model.eval(), tok
-
-
 def valid_ids(model) -> set[tuple[int, ...]]:
     return {tuple(row) for row in model.item_codes.tolist()}
 
@@ -111,7 +104,7 @@ def test_no_invalid_id_and_real_items(which, request):
         assert (out.scores[:, :-1] >= out.scores[:, 1:]).all(), "items are not best first"
 
 
-@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "shared_decoder_trunk_model"])
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model"])
 def test_exhaustive_beam_search_equals_brute_force(which, request):
     model, tok = request.getfixturevalue(which)
     num_ids = len(valid_ids(model))

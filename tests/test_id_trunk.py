@@ -77,43 +77,10 @@ def test_each_loss_trains_only_its_own_backbone(pair):
         assert all(g is None or not g.any() for g in grads[len(reaches):])
 
 
-def test_a_shared_decoder_trunk_reads_its_own_items_through_the_main_decoder():
-    """config.id_trunk_shared_decoder: the trunk's sparse loss reaches its item encoder, its code heads and the main
-    decoder, never the trunk's own decoder or the main item encoder; the dense losses never reach the trunk."""
-    with pytest.raises(ValueError, match="^id_trunk_shared_decoder=True needs id_trunk=True"):
-        CobraForSequentialRecommendation.config_class(id_trunk_shared_decoder=True)
-    model, tok = tiny_model(40, LEVELS, id_trunk=True, id_trunk_shared_decoder=True)
-    model.train()
-    assert model.id_trunk.decoder is model.model
-    assert not any(name.startswith("id_trunk.") and "id_trunk.model" not in name and "id_trunk.sparse_head" not in name
-                   for name in model.state_dict())  # the shared decoder is not saved twice
-    batch = tok(random_histories(40, 8, seed=9), unknown_items="error")
-    out = model(**batch, labels=batch["input_ids"].clone())
-    params = dict(model.named_parameters())
-    item_encoder = ("item_encoder.", "item_embed.")
-
-    def grads(loss, names):
-        found = torch.autograd.grad(loss, [params[n] for n in names], retain_graph=True, allow_unused=True)
-        return [g is not None and bool(g.any()) for g in found]
-
-    trunk_items = [n for n in params if n.startswith("id_trunk.model.") and any(k in n for k in item_encoder)]
-    trunk_decoder = [n for n in params if n.startswith("id_trunk.model.") and n not in trunk_items]
-    main_items = [n for n in params if n.startswith("model.") and any(k in n for k in item_encoder)]
-    main_decoder = [n for n in params if n.startswith("model.") and n not in main_items]
-    heads = [n for n in params if n.startswith("id_trunk.sparse_head")]
-    assert trunk_items and trunk_decoder and main_items and main_decoder
-    assert all(grads(out.sparse_loss, heads)) and any(grads(out.sparse_loss, trunk_items))
-    assert any(grads(out.sparse_loss, main_decoder))
-    assert not any(grads(out.sparse_loss, trunk_decoder + main_items))
-    dense = out.dense_loss + out.history_dense_loss + out.backbone_sparse_loss
-    assert not any(grads(dense, trunk_items + trunk_decoder + heads))
-
-
-@pytest.mark.parametrize("shared_decoder", [False, True], ids=["own-decoder", "shared-decoder"])
-def test_a_trunk_model_learns_and_loads_bit_exact(tmp_path, shared_decoder):
+def test_a_trunk_model_learns_and_loads_bit_exact(tmp_path):
     """A model built with id_trunk=True: AdamW steps lower its trunk's sparse loss; save/load keeps every tensor
     and every recommendation."""
-    model, tok = tiny_model(40, LEVELS, id_trunk=True, id_trunk_shared_decoder=shared_decoder)
+    model, tok = tiny_model(40, LEVELS, id_trunk=True)
     batch = tok(random_histories(40, 16, seed=3), unknown_items="error")
     labels = batch["input_ids"].clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -129,8 +96,7 @@ def test_a_trunk_model_learns_and_loads_bit_exact(tmp_path, shared_decoder):
     model.eval()
     model.save_pretrained(tmp_path)
     loaded = CobraForSequentialRecommendation.from_pretrained(tmp_path).eval()
-    assert loaded.config.id_trunk and loaded.config.id_trunk_shared_decoder == shared_decoder
-    assert (loaded.id_trunk.decoder is loaded.model) == shared_decoder
+    assert loaded.config.id_trunk
     state, loaded_state = model.state_dict(), loaded.state_dict()
     assert state.keys() == loaded_state.keys() and any(key.startswith("id_trunk.") for key in state)
     assert all(torch.equal(state[key], loaded_state[key]) for key in state)

@@ -425,6 +425,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "id_trunk_hidden_size" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_hidden_size=0).to_dict()
     with pytest.raises(ValueError, match="^id_trunk_hidden_size=64: an ID trunk narrower than the backbone was removed"):
         CobraConfig(level_sizes=list(LEVELS), id_trunk=True, id_trunk_hidden_size=64)
+    # id_trunk_shared_decoder (sessions 20-21: two seeds, under the full trunk's gain at its cost)
+    assert "id_trunk_shared_decoder" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_shared_decoder=False).to_dict()
+    with pytest.raises(ValueError, match="^id_trunk_shared_decoder=True: an ID trunk running the main backbone's"):
+        CobraConfig(level_sizes=list(LEVELS), id_trunk=True, id_trunk_shared_decoder=True)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:

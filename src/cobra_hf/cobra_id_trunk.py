@@ -27,28 +27,19 @@ class IdTrunk(nn.Module):
     by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one Linear(D, K_l) per level. Its catalog
     vectors (the dense tokens it reads, from its own item encoder) are cached like the main model's."""
 
-    def __init__(self, config: CobraConfig, main_backbone: CobraModel | None = None):
+    def __init__(self, config: CobraConfig):
         super().__init__()
         self.model = CobraModel(config, defer_init=True)
-        # config.id_trunk_shared_decoder: the main backbone's decoder runs over this trunk's item vectors; held in a
-        # tuple so that it is not registered (and saved) a second time as this module's child
-        self._shared = (main_backbone,) if config.id_trunk_shared_decoder else ()
         self.sparse_head = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.level_sizes)
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
-
-    @property
-    def decoder(self) -> CobraModel:
-        """The backbone whose decoder reads this trunk's item vectors: its own, or the main one with
-        config.id_trunk_shared_decoder."""
-        return self._shared[0] if self._shared else self.model
 
     def sparse_logits(self, input_ids: torch.Tensor, item_mask: torch.Tensor, distinct: torch.Tensor,
                       slot: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Teacher-forced code logits of items 2..H: input_ids Long[B, H*L], item_mask Bool[B, H], the batch's
         distinct items Long[U] and each slot's row among them Long[B, H] -> per level Float[B, H - 1, K_l]."""
         item_vectors = self.model.encode_items(distinct)[slot] * item_mask[..., None]
-        hidden = self.decoder(input_ids, None, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
+        hidden = self.model(input_ids, None, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         batch, length = item_mask.shape
         grid = hidden.view(batch, length, self.model.config.num_levels + 1, -1)
         return tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
@@ -56,4 +47,4 @@ class IdTrunk(nn.Module):
     def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
         """The history through this trunk: (Float[B, D] the last position's output, its cache)."""
         item_vectors = self.catalog_index.item_vectors(normalized=False)[item_index] * item_mask[..., None]
-        return self.decoder.prefill(input_ids, item_mask, item_vectors)
+        return self.model.prefill(input_ids, item_mask, item_vectors)

@@ -9,12 +9,14 @@ CONFIG_FORMAT_VERSION = 1
 # (the field is dropped silently), unless it switched the removed behaviour on (REMOVED_BEHAVIOURS: a non-zero loss
 # weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
-                  "sparse_label_smoothing", "id_trunk_shared_items", "id_trunk_hidden_size")
+                  "sparse_label_smoothing", "id_trunk_shared_items", "id_trunk_hidden_size",
+                  "id_trunk_shared_decoder")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
                       "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
-                      "id_trunk_hidden_size": "an ID trunk narrower than the backbone"}
+                      "id_trunk_hidden_size": "an ID trunk narrower than the backbone",
+                      "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -73,10 +75,6 @@ class CobraConfig(PreTrainedConfig):
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
             the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
-        id_trunk_shared_decoder (`bool`, defaults to False): with id_trunk, the trunk keeps its own item encoder and
-            code heads but runs the main backbone's decoder (code embeddings and layers) over its item vectors: one
-            decoder, trained by every loss, read with two item representations (a probe of partial sharing:
-            docs/EXPERIMENTS.md). The trunk's own decoder weights stay unused.
     """
 
     model_type = "cobra"
@@ -107,7 +105,6 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
-        id_trunk_shared_decoder: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -137,7 +134,6 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = bool(dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = bool(id_trunk)
-        self.id_trunk_shared_decoder = bool(id_trunk_shared_decoder)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -174,8 +170,6 @@ class CobraConfig(PreTrainedConfig):
         for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.id_trunk_shared_decoder and not self.id_trunk:
-            raise ValueError("id_trunk_shared_decoder=True needs id_trunk=True (it says which decoder the trunk runs).")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."

@@ -79,7 +79,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         self.dense_head = nn.Linear(width, width)
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
-        self.id_trunk = IdTrunk(config, self.model) if config.id_trunk else None
+        self.id_trunk = IdTrunk(config) if config.id_trunk else None
         # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
         # makes them) moves (.to) or is edited in place
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
@@ -269,7 +269,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if self.id_trunk is None:
             return self.model.step(codes, level, positions, cache)
         return torch.cat([self.model.step(codes, level, positions, cache.caches[0]),
-                          self.id_trunk.decoder.step(codes, level, positions, cache.caches[1])], -1)
+                          self.id_trunk.model.step(codes, level, positions, cache.caches[1])], -1)
 
     def _backbone_part(self, hidden: torch.Tensor) -> torch.Tensor:
         """The main backbone's share of a prefill/step output Float[..., W] -> Float[..., D] (all of it without a
