@@ -16,7 +16,6 @@ D vector width, I catalog items, K recommendations.
 from __future__ import annotations
 
 import copy
-
 import math
 from dataclasses import dataclass
 from pathlib import Path
