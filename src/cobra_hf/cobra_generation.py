@@ -242,9 +242,10 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
     item_mask = decoder.check_inputs(input_ids, attention_mask, item_index)
     if not bool(item_mask.any(1).all()):
         raise ValueError("A history in this batch is empty: a recommendation needs at least one item.")
-    if item_mask.shape[1] > 1 and bool((item_mask[:, 1:].long() < item_mask[:, :-1].long()).any()):
-        # decoding starts from the last position: padding after an item would be read as the history's end
-        rows = (item_mask[:, 1:].long() < item_mask[:, :-1].long()).any(1).nonzero().flatten().tolist()
+    # decoding starts from the last position: padding after an item would be read as the history's end
+    padded_after = (item_mask[:, :-1] & ~item_mask[:, 1:]).any(1)  # Bool[B]: an item, then padding
+    if bool(padded_after.any()):
+        rows = padded_after.nonzero().flatten().tolist()
         raise ValueError(f"attention_mask rows {rows[:5]} have padding after an item: histories must be left-padded "
                          "(padding first, the newest item last), as CobraTokenizer encodes them.")
     k, mode = int(settings["recommend_top_k"]), settings["recommend_mode"]
