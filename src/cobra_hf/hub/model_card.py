@@ -271,8 +271,12 @@ def write_model_card(save_directory: str | os.PathLike, *args, overwrite_user_ca
     if readme.exists() and not overwrite_user_card:
         if not is_generated_model_card(readme.read_text(encoding="utf-8", errors="replace")):
             return False
-    text = render_model_card(*args, **kwargs)
+    write_card_text(readme, render_model_card(*args, **kwargs))
+    return True
+
+
+def write_card_text(readme: Path, text: str) -> None:
+    """Writes a card aside (`.README.md.tmp`, which push never uploads) and renames it in: the old card or the new."""
     tmp = readme.with_name(".README.md.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, readme)
-    return True

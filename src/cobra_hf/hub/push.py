@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -95,18 +94,16 @@ def validate_checkpoint(model_dir: str | Path) -> None:
 
 def _name_repo_in_card(folder: Path, repo_id: str) -> None:
     """A cobra-hf card that `cobra-hf train` wrote before the repo existed names a placeholder repo in its usage code:
-    it is rewritten (atomically) with the repo id the Hub resolved (`me/name` for a bare `name`). A card of the
-    user's is never touched."""
-    from .model_card import fill_repo_id
+    it is rewritten (atomically, as every card is) with the repo id the Hub resolved (`me/name` for a bare `name`).
+    A card of the user's is never touched."""
+    from .model_card import fill_repo_id, write_card_text
 
     card = folder / "README.md"
     if card.is_file():
         text = card.read_text(encoding="utf-8")
         filled = fill_repo_id(text, repo_id)
         if filled != text:
-            aside = card.with_name(f".README.md.partial-{os.getpid()}")
-            aside.write_text(filled, encoding="utf-8")
-            os.replace(aside, card)
+            write_card_text(card, filled)
 
 
 def push_checkpoint(
