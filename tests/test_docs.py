@@ -185,3 +185,35 @@ def test_paper_rows_match_the_paper_notes():
         for i, dataset in enumerate(("beauty", "sports", "toys")):
             expected = values[4 * i: 4 * i + 4]
             assert [paper[dataset][model][m] for m in render.METRICS] == expected, (model, dataset)
+
+
+def test_fusion_grids_and_decoding_speed_render_against_their_reference_points(tmp_path):
+    """A fusion grid holding a dense-mode point shows every point's gain over it on the same users (a grid without one
+    shows '-'); bench_decoding.py files render each setting against the first."""
+    renderer = render.Renderer(tmp_path)
+    assert render.BLOCKS["decoding-speed"](renderer) == "No decoding-speed measurements yet."
+    folder = tmp_path / "research" / "fusion"
+    folder.mkdir(parents=True)
+    joint = {"beam_fusion": "joint", "dense_guided_ids": 50, "beam_fusion_tau": 0.3, "beam_fusion_psi": 2,
+             "beam_fusion_dense_psi": 16}
+    (folder / "trunk.json").write_text(json.dumps({
+        "grid": [{"setting": {"mode": "dense"}, "validation": {"recall@10": 0.1, "ndcg@10": 0.05, "users": 5000}},
+                 {"setting": {"mode": "cobra", **joint, "num_beams": 1},
+                  "validation": {"recall@10": 0.104, "ndcg@10": 0.0505, "users": 5000}}],
+        "paper_validation": {"recall@10": 0.07, "ndcg@10": 0.04, "users": 5000}}))
+    (folder / "joint.json").write_text(json.dumps({
+        "grid": [{"setting": joint, "validation": {"recall@10": 0.1, "ndcg@10": 0.05, "users": 5000}}],
+        "paper_validation": {"recall@10": 0.07, "ndcg@10": 0.04, "users": 5000}}))
+    text = render.BLOCKS["research-fusion"](renderer)
+    assert "| `trunk` | dense mode | 0.1000 | 0.0500 | - | 5000 |" in text
+    assert "| `trunk` | joint, tau 0.3, psi 2, psi_h 16, G 50, M 1 | 0.1040 | 0.0505 | +4.0% / +1.0% | 5000 |" in text
+    assert "| `trunk` | the paper's BeamFusion (tau 0.9, psi 16) | 0.0700 | 0.0400 | -30.0% / -20.0% | 5000 |" in text
+    assert "| `joint` | joint, tau 0.3, psi 2, psi_h 16, G 50 | 0.1000 | 0.0500 | - | 5000 |" in text
+    speed = tmp_path / "research" / "decoding_speed"
+    speed.mkdir()
+    (speed / "trunk.json").write_text(json.dumps({"results": [
+        {"setting": {"num_beams": 20}, "users_per_second": 40.7, "ratio": 1.0, "same_top10_share": 1.0},
+        {"setting": {"num_beams": 1}, "users_per_second": 57.0, "ratio": 1.401, "same_top10_share": 0.8564}]}))
+    text = render.BLOCKS["decoding-speed"](renderer)
+    assert "| `trunk` | num_beams 1 | 57.0 | 1.40x | 0.856 |" in text
+    assert "research/decoding_speed/trunk.json" in renderer.read

@@ -85,8 +85,19 @@ def block_research_summary(r: Renderer, arg=None) -> str:
         " `paper.json`. " + r.sources())
 
 
+def _fusion_label(setting: dict) -> str:
+    """A grid point as a row label: the joint fusion's weights, or the mode of a reference point (e.g. dense)."""
+    if setting.get("beam_fusion", "joint") != "joint" or setting.get("mode", "cobra") != "cobra":
+        return f"{setting.get('mode', 'cobra')} mode" + (f", {setting['beam_fusion']} fusion"
+                                                        if "beam_fusion" in setting else "")
+    beams = f", M {setting['num_beams']}" if "num_beams" in setting else ""
+    return (f"joint, tau {num(setting['beam_fusion_tau'])}, psi {num(setting['beam_fusion_psi'])}, psi_h "
+            f"{num(setting['beam_fusion_dense_psi'])}, G {setting.get('dense_guided_ids', 0)}{beams}")
+
+
 def block_research_fusion(r: Renderer, arg=None) -> str:
-    """Validation-only fusion grids (`tune_fusion.py --no-test`) of research models."""
+    """Validation-only fusion grids (`tune_fusion.py --no-test`) of research models; where a grid holds a dense-mode
+    point, every point's gain over it on the same users."""
     files = sorted(r.results.glob("research/fusion/*.json"))
     if not files:
         return "No fusion grids yet."
@@ -94,15 +105,37 @@ def block_research_fusion(r: Renderer, arg=None) -> str:
     for path in files:
         grid = r.load(path.relative_to(r.results).as_posix())
         name = f"`{path.stem}`"
-        for point in grid["grid"]:
-            s, v = point["setting"], point["validation"]
-            rows.append([name, f"joint, tau {num(s['beam_fusion_tau'])}, psi {num(s['beam_fusion_psi'])}, psi_h "
-                         f"{num(s['beam_fusion_dense_psi'])}, G {s.get('dense_guided_ids', 0)}",
-                         f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}", str(v["users"])])
-        v = grid["paper_validation"]
-        rows.append([name, "the paper's BeamFusion (tau 0.9, psi 16)", f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}",
-                     str(v["users"])])
-    return table(["model", "fusion", "validation R@10", "N@10", "users (seeded sample)"], rows) + "\n\n" + r.sources()
+        points = [(p["setting"], p["validation"]) for p in grid["grid"]]
+        points.append(({"mode": "cobra", "beam_fusion": "paper"}, grid["paper_validation"]))
+        dense = next((v for s, v in points if s.get("mode") == "dense"), None)
+        for setting, v in points:
+            label = ("the paper's BeamFusion (tau 0.9, psi 16)" if setting.get("beam_fusion") == "paper"
+                     else _fusion_label(setting))
+            gain = "-" if dense is None or setting.get("mode") == "dense" else (
+                f"{100 * (v['recall@10'] / dense['recall@10'] - 1):+.1f}% / "
+                f"{100 * (v['ndcg@10'] / dense['ndcg@10'] - 1):+.1f}%")
+            rows.append([name, label, f"{v['recall@10']:.4f}", f"{v['ndcg@10']:.4f}", gain, str(v["users"])])
+    return table(["model", "fusion", "validation R@10", "N@10", "over dense mode, same users", "users (seeded sample)"],
+                 rows) + "\n\n" + r.sources()
+
+
+def block_decoding_speed(r: Renderer, arg=None) -> str:
+    """Decoding speed of research checkpoints under several generate() settings (benchmarks/bench_decoding.py,
+    research/decoding_speed/*.json), each against the first setting measured in the same process."""
+    files = sorted(r.results.glob("research/decoding_speed/*.json"))
+    if not files:
+        return "No decoding-speed measurements yet."
+    rows = []
+    for path in files:
+        run = r.load(path.relative_to(r.results).as_posix())
+        for row in run["results"]:
+            setting = ", ".join(f"{key} {value}" for key, value in row["setting"].items())
+            rows.append([f"`{path.stem}`", setting, f"{row['users_per_second']:.1f}", f"{row['ratio']:.2f}x",
+                         f"{row['same_top10_share']:.3f}"])
+    return table(["model", "generate() setting", "users/s (median of rounds)", "against the first",
+                  "users whose top 10 is unchanged"], rows) + (
+        "\n\nValidation histories (a seeded sample), top 10, batches of 256; the settings take turns round after round"
+        " in one process. Threads and what ran beside are in each file. " + r.sources())
 
 
 def _pm(result: dict, metric: str) -> str:
