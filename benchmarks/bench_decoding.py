@@ -8,13 +8,14 @@ lists moved). A benchmark, not a test: it times, it does not score.
 usage:
   python benchmarks/bench_decoding.py --model runs/research/NAME/model --data ../shared/data/beauty \\
       --settings '[{"num_beams": 20}, {"num_beams": 1}]' [--users 1024] [--rounds 3] [--threads 1] \\
-      --output benchmarks/results/research/decoding_speed/NAME.json
+      --output benchmarks/results/research/decoding_speed/NAME.json [--overwrite]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -46,8 +47,11 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--output", required=True, help="JSON report (refuses to replace one without --overwrite)")
+    parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if Path(args.output).exists() and not args.overwrite:
+        parser.error(f"{args.output} already exists (--overwrite to replace it).")
     settings = json.loads(args.settings)
     if not isinstance(settings, list) or not settings or not all(isinstance(s, dict) for s in settings):
         parser.error("--settings must be a non-empty JSON list of dicts of generate() arguments.")
@@ -75,8 +79,11 @@ def main(argv=None) -> None:
         print(json.dumps(rows[-1]), flush=True)
     report = {"model": args.model, "data": args.data, "users": len(histories), "rounds": args.rounds,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size, "results": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=1))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    aside = output.with_name(f".{output.name}.tmp")  # written aside, then renamed: a kill leaves the old report or none
+    aside.write_text(json.dumps(report, indent=1))
+    os.replace(aside, output)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,12 @@ def test_bench_decoding_times_each_setting_against_the_first(tmp_path, data_tiny
     assert rows[1]["same_top10_share"] == 1.0  # the same setting decodes the same lists
     assert rows[2]["same_top10_share"] < 1.0  # 3 beams cannot fill the top 10 that 10 beams fill
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
+    before = output.read_text()
+    with pytest.raises(SystemExit):  # an existing report is not replaced without --overwrite, before any decoding
+        script.main(["--model", "missing", "--data", "missing", "--settings", json.dumps(settings),
+                     "--output", str(output)])
+    assert "--overwrite" in capsys.readouterr().err and output.read_text() == before
 
 
 @pytest.mark.parametrize("flags, message", [(["--settings", "{}"], "non-empty JSON list"),
