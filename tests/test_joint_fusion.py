@@ -132,6 +132,32 @@ def test_paper_stays_the_default(grouped_model):
     assert not torch.equal(joint.scores, paper.scores)
 
 
+def test_paper_fusion_at_tau_0_keeps_dead_beams_out():
+    """tau = 0 is allowed (the beams weigh alike); a dead beam (-inf: a guided ID that repeats a beam, or fewer IDs
+    than beams) must stay weightless instead of turning the user's whole row into NaN (0 * -inf)."""
+    from cobra_hf.cobra_fusion import beam_fusion
+
+    scores = torch.tensor([[-0.5, -2.0, float("-inf")]])
+    cos = torch.tensor([[[0.9, 0.2], [0.8, 0.1], [0.0, 0.0]]])
+    valid = torch.tensor([[[True, True], [True, False], [False, False]]])
+    fused = beam_fusion(scores, cos, valid, tau=0.0, psi=16.0)
+    assert torch.isfinite(fused).all() and fused[0, 2].eq(0).all()
+    assert torch.allclose(fused[0].sum(-1), torch.tensor([0.5, 0.5, 0.0]))  # two live beams, equal weight
+    # tau > 0 is unchanged by the guard
+    expected = torch.softmax(torch.tensor([-0.5, -2.0]) * 0.9, -1)
+    assert torch.allclose(beam_fusion(scores, cos, valid, tau=0.9, psi=16.0)[0, :2].sum(-1), expected)
+
+
+def test_paper_fusion_at_tau_0_decodes_finite_scores(grouped_model):
+    model, tok = grouped_model
+    batch = tok(random_histories(60, 6, max_len=7, seed=3))
+    # more beams than the catalog has IDs on some prefixes, and guided IDs that repeat beams: dead rows
+    out = model.generate(**batch, num_beams=model.id_index.num_ids + 3, num_candidates=2, top_k=6,
+                         dense_guided_ids=3, beam_fusion="paper", beam_fusion_tau=0.0)
+    real = out.item_indices >= 0
+    assert real.any() and torch.isfinite(out.scores[real]).all()
+
+
 def test_joint_with_only_psi_h_is_dense_mode_among_candidates(grouped_model):
     """tau = psi = 0, psi_h = 1: the joint score is cos(v_0, a). With the IDs of the K items nearest to v_0 decoded
     beside the beams and every item of an ID a candidate, the top K are dense mode's top K, in its order."""

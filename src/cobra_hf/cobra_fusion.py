@@ -31,7 +31,8 @@ def beam_fusion(
     candidate_cos: Float[B, M, N] cosine of each beam's dense vector with its candidates;
     candidate_valid: Bool[B, M, N]. Returns Float[B, M, N], 0 where invalid.
     """
-    beam_weight = torch.softmax(tau * beam_scores, dim=-1)
+    dead = beam_scores == float("-inf")  # tau = 0 would make 0 * -inf = NaN: a dead beam stays at -inf
+    beam_weight = torch.softmax((tau * beam_scores.masked_fill(dead, 0.0)).masked_fill(dead, float("-inf")), dim=-1)
     logits = (psi * candidate_cos).masked_fill(~candidate_valid, float("-inf"))
     # a beam without any candidate would give 0/0: give it an all-zero row instead
     has_any = candidate_valid.any(-1, keepdim=True)
