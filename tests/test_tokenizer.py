@@ -213,4 +213,9 @@ def test_add_items(tok):
         tok.add_items(["x"], [[0, 0, 3]])
     with pytest.raises(ValueError, match="twice"):
         tok.add_items(["y", "y"], [[0, 0, 0], [0, 0, 1]])
+    # codes given as [levels, items]: the same number of codes, which a reshape used to scramble without a word
+    with pytest.raises(ValueError, match=r"codes must be \[2, 3\] \(items x levels\), got \[3, 2\]"):
+        tok.add_items(["x", "y"], np.array([[0, 1], [1, 0], [2, 2]]))
+    with pytest.raises(ValueError, match="items x levels"):
+        CobraTokenizer.from_items(["a", "b", "c"], np.array([[0, 1, 1], [1, 0, 1]]), level_sizes=[4, 4])
     assert tok.num_items == 22  # failed additions change nothing

@@ -32,6 +32,17 @@ def catalog_fingerprint(item_ids: Sequence[str], codes: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+def codes_matrix(codes, count: int, levels: int, what: str) -> np.ndarray:
+    """codes as Long[count, levels]; any other shape is refused (a reshape would scramble an array given as
+    [levels, items] without a word). No items may come as an empty array of any shape."""
+    array = np.asarray(codes, dtype=np.int64)
+    if count == 0 and array.size == 0:
+        return array.reshape(0, levels)
+    if array.shape != (count, levels):
+        raise ValueError(f"{what}: codes must be [{count}, {levels}] (items x levels), got {list(array.shape)}.")
+    return array
+
+
 class CobraTokenizer(PreTrainedTokenizer):
     """Maps histories of item ids to semantic-ID tokens and generated items back to item ids.
 
@@ -84,7 +95,7 @@ class CobraTokenizer(PreTrainedTokenizer):
             )
         self.item_ids: list[str] = [str(item) for item in catalog["item_ids"]]
         self.level_sizes: list[int] = [int(size) for size in catalog["level_sizes"]]
-        codes = np.asarray(catalog["codes"], dtype=np.int64).reshape(len(self.item_ids), len(self.level_sizes))
+        codes = codes_matrix(catalog["codes"], len(self.item_ids), len(self.level_sizes), f"Tokenizer catalog file {source}")
         if codes.size and ((codes < 0).any() or (codes >= np.asarray(self.level_sizes)).any()):
             raise ValueError(f"Tokenizer catalog file {source} holds codes outside the level sizes {self.level_sizes}.")
         self.item_codes = codes
@@ -118,6 +129,9 @@ class CobraTokenizer(PreTrainedTokenizer):
         import tempfile
 
         codes = np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[0] != len(item_ids):
+            raise ValueError(f"from_items: codes must be [{len(item_ids)}, levels] (items x levels), got "
+                             f"{list(codes.shape)}.")
         if level_sizes is None:
             level_sizes = (codes.max(axis=0) + 1).tolist()
         with tempfile.TemporaryDirectory() as tmp:
@@ -142,8 +156,8 @@ class CobraTokenizer(PreTrainedTokenizer):
 
     def add_items(self, item_ids: Sequence[str], codes, titles: Sequence[str] | None = None) -> list[int]:
         """Appends new items (codes Long[n, L]) to the catalog; returns their catalog indices."""
-        codes = np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes, dtype=np.int64)
-        codes = codes.reshape(len(item_ids), self.num_levels)
+        codes = codes_matrix(codes.cpu() if isinstance(codes, torch.Tensor) else codes, len(item_ids), self.num_levels,
+                             "add_items")
         clash = [item for item in item_ids if item in self.item_to_index]
         if clash:
             raise ValueError(f"Items already in the catalog: {clash[:5]} ({len(clash)} in all).")
