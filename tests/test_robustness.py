@@ -72,6 +72,14 @@ def test_long_histories_keep_the_newest_items_and_the_model_refuses_raw_overlong
         model.generate(**raw)
     with pytest.raises(ValueError, match="max_history=8"):
         model(**raw)
+    # max_history + 1 items fit the forward pass (the +1 is a training target's slot) but not generate: the next item
+    # would share the last history item's position
+    nine = tok.encode_indices([list(range(9))], max_history=9)
+    with pytest.raises(ValueError, match="A history of 9 items .*max_history=8"):
+        model.generate(**nine)
+    mixed = tok.encode_indices([list(range(8)), [1, 2]], max_history=9)  # padded to 9 slots, no row over 8 items
+    assert torch.equal(model.generate(**mixed, top_k=5, num_beams=3).item_indices,
+                       model.generate(**tok.encode_indices([list(range(8)), [1, 2]]), top_k=5, num_beams=3).item_indices)
 
 
 # ------------------------------------------------------------------------------------------------ dataset folders

@@ -242,6 +242,13 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
     item_mask = decoder.check_inputs(input_ids, attention_mask, item_index)
     if not bool(item_mask.any(1).all()):
         raise ValueError("A history in this batch is empty: a recommendation needs at least one item.")
+    # the +1 slot of check_inputs is the training target's: a history that fills it would give the next item the
+    # position of the last history item, a layout the model never saw
+    longest = int(item_mask.sum(1).max())
+    if longest > decoder.config.max_history:
+        raise ValueError(f"A history of {longest} items is longer than this model reads (max_history="
+                         f"{decoder.config.max_history}): encode it with the checkpoint's tokenizer, which keeps the "
+                         "newest items.")
     # decoding starts from the last position: padding after an item would be read as the history's end
     padded_after = (item_mask[:, :-1] & ~item_mask[:, 1:]).any(1)  # Bool[B]: an item, then padding
     if bool(padded_after.any()):
