@@ -32,6 +32,10 @@ BAD_VALUES = [
     ("length_buckets", 0),
     ("item_deletion", 1.0),
     ("item_deletion", -0.2),
+    # switches: a JSON string "false" (from --model_config or a recipe file) used to count as True through bool()
+    ("use_item_embeddings", "false"),
+    ("dense_logq_correction", "no"),
+    ("id_trunk", 2),
 ]
 
 
@@ -81,3 +85,20 @@ def test_future_format_version_refused(tmp_path):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match="format_version"):
         CobraConfig.from_pretrained(tmp_path)
+
+
+def test_switches_take_true_false_and_one_zero():
+    config = CobraConfig(use_item_embeddings=0, dense_logq_correction=True, id_trunk=False)
+    assert config.use_item_embeddings is False and config.dense_logq_correction is True and config.id_trunk is False
+
+
+def test_model_config_json_and_recipe_switches_refuse_strings(tmp_path):
+    from cobra_hf.training.recipes import model_settings, recipe_from_dict
+    from cobra_hf.training.train import read_model_config
+
+    with pytest.raises(ValueError, match="use_text_embeddings must be true or false, got 'false'"):
+        read_model_config('{"use_text_embeddings": "false"}')
+    assert read_model_config('{"use_text_embeddings": false}') == {"text_embedding_dim": 0}
+    recipe = recipe_from_dict({"model": {"use_text_embeddings": "false"}}, "r.json")
+    with pytest.raises(ValueError, match="use_text_embeddings must be true or false"):
+        model_settings(recipe, {})

@@ -186,10 +186,23 @@ def test_bad_fusion_settings_raise(grouped_model):
         ({"beam_fusion_psi": -16.0}, r"^beam_fusion_psi must be >= 0, got -16.0"),
         ({"beam_fusion_tau": -0.9}, r"^beam_fusion_tau must be >= 0"),
         ({"beam_fusion_dense_psi": -1.0, "beam_fusion": "joint"}, r"^beam_fusion_dense_psi must be >= 0"),
+        # a JSON string "false" (--generation, a recipe file) used to count as True; int() read 2.9 beams as 2
+        ({"exclude_history": "false"}, r"^exclude_history must be true or false, got 'false'"),
+        ({"use_faiss": "no"}, r"^use_faiss must be true or false"),
+        ({"num_beams": 2.9}, r"^num_beams must be a whole number, got 2.9"),
+        ({"top_k": True}, r"^top_k must be a whole number, got True"),
+        ({"dense_guided_ids": "5"}, r"^dense_guided_ids must be a whole number"),
     )
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             model.generate(**batch, **kwargs)
+    with pytest.raises(ValueError, match="exclude_history must be true or false"):
+        model.set_generation_defaults(exclude_history="false")
+    # whole floats and numpy / torch integers and bools still pass
+    import numpy as np
+    plain = model.generate(**batch, num_beams=4, top_k=5, exclude_history=False)
+    same = model.generate(**batch, num_beams=4.0, top_k=np.int64(5), exclude_history=np.bool_(False))
+    assert torch.equal(plain.item_indices, same.item_indices)
     plain, plain_tok = tiny_model(20, GROUPED_LEVELS, history_dense_loss_weight=0.0)
     plain.eval()
     with pytest.raises(ValueError, match="beam_fusion_dense_psi.*history_dense_loss_weight"):

@@ -127,6 +127,10 @@ def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
         raise ValueError("do_sample=True is not supported: COBRA decoding is deterministic beam search.")
     if settings["recommend_mode"] not in GENERATION_MODES:
         raise ValueError(f"mode must be one of {GENERATION_MODES}, got {settings['recommend_mode']!r}.")
+    for name in ("num_beams", "num_candidates", "recommend_top_k", "dense_guided_ids"):
+        settings[name] = _whole_number(SETTING_NAMES.get(name, name), settings[name])
+    for name in ("exclude_history", "use_faiss"):
+        settings[name] = _true_or_false(name, settings[name])
     for name in ("num_beams", "num_candidates", "recommend_top_k"):
         if int(settings[name]) < 1:
             raise ValueError(f"{SETTING_NAMES.get(name, name)} must be at least 1, got {settings[name]}.")
@@ -150,6 +154,23 @@ def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
             f"top_k={settings['recommend_top_k']} asks for more items than the catalog holds ({config.num_items})."
         )
     return settings
+
+
+def _whole_number(name: str, value) -> int:
+    """A count setting as an int; a bool, a string or a fraction is refused (int() would read True as 1, 2.9 as 2)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be a whole number, got {value!r}.")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{name} must be a whole number, got {value!r}.")
+    return int(value)
+
+
+def _true_or_false(name: str, value) -> bool:
+    """A switch setting as a bool; a string such as "false" is refused (it would count as True)."""
+    numpy_bool = type(value).__name__ in ("bool", "bool_")
+    if isinstance(value, (bool, int)) and value in (0, 1) or numpy_bool:
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
 
 
 def _refuse_history_head_settings(settings: dict) -> None:

@@ -23,6 +23,15 @@ GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 BEAM_FUSION_METHODS = ("paper", "joint")
 
 
+def switch(name: str, value) -> bool:
+    """An on/off field as a bool: true/false (or 1/0); anything else, e.g. the JSON string "false" that bool() reads as
+    True, is a one-line ValueError naming the field."""
+    numpy_bool = type(value).__name__ in ("bool", "bool_")
+    if isinstance(value, (bool, int)) and value in (0, 1) or numpy_bool:
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
 class CobraConfig(PreTrainedConfig):
     r"""Configuration of [`CobraForSequentialRecommendation`].
 
@@ -123,7 +132,7 @@ class CobraConfig(PreTrainedConfig):
         self.decoder_layers = decoder_layers
         self.dropout = dropout
         self.attention_dropout = attention_dropout
-        self.use_item_embeddings = bool(use_item_embeddings)
+        self.use_item_embeddings = switch("use_item_embeddings", use_item_embeddings)
         self.max_history = max_history
         self.length_buckets = int(length_buckets)
         self.contrastive_temperature = contrastive_temperature
@@ -131,9 +140,9 @@ class CobraConfig(PreTrainedConfig):
         self.dense_loss_weight = dense_loss_weight
         self.history_dense_loss_weight = history_dense_loss_weight
         self.num_dense_negatives = int(num_dense_negatives)
-        self.dense_logq_correction = bool(dense_logq_correction)
+        self.dense_logq_correction = switch("dense_logq_correction", dense_logq_correction)
         self.item_deletion = float(item_deletion)
-        self.id_trunk = bool(id_trunk)
+        self.id_trunk = switch("id_trunk", id_trunk)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version

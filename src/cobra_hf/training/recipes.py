@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configuration_cobra import CobraConfig
+from ..configuration_cobra import CobraConfig, switch
 
 DEFAULT_RECIPE = "joint"  # `cobra-hf train` without --recipe (the Python API, build_model/CobraConfig, keeps the paper's)
 NO_RECIPE = "none"  # --recipe none: CobraConfig and TRAINING_DEFAULTS as they are, no generation defaults, no grid
@@ -189,7 +189,7 @@ def model_settings(recipe: Recipe | None, overrides: dict) -> dict:
 
     settings = dict(recipe.model if recipe else {})
     if TEXT_EMBEDDINGS_ALIAS in settings:
-        settings["text_embedding_dim"] = -1 if settings.pop(TEXT_EMBEDDINGS_ALIAS) else 0
+        settings["text_embedding_dim"] = -1 if switch(TEXT_EMBEDDINGS_ALIAS, settings.pop(TEXT_EMBEDDINGS_ALIAS)) else 0
     return {**settings, **overrides}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from ..configuration_cobra import GENERATION_MODES, CobraConfig
+from ..configuration_cobra import GENERATION_MODES, CobraConfig, switch
 from .collator import CobraDataCollator
 from ..evaluation.sampling import sample_split
 from .datasets import index_splits, item_slot_counts
@@ -121,7 +121,7 @@ def read_model_config(text: str | None) -> dict:
     if not isinstance(settings, dict):
         raise ValueError(f"--model_config must be a JSON object of CobraConfig fields, got {text!r}.")
     if TEXT_EMBEDDINGS_ALIAS in settings:
-        settings["text_embedding_dim"] = -1 if settings.pop(TEXT_EMBEDDINGS_ALIAS) else 0
+        settings["text_embedding_dim"] = -1 if switch(TEXT_EMBEDDINGS_ALIAS, settings.pop(TEXT_EMBEDDINGS_ALIAS)) else 0
     allowed = {item.name for item in fields(model_arguments())}
     unknown = sorted(set(settings) - allowed)
     if unknown:
