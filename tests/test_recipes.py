@@ -168,6 +168,21 @@ def test_selection_picks_the_best_recall_first_on_ties_and_sets_the_defaults(mon
     assert model.generation_config.beam_fusion_tau == 0.2
 
 
+def test_a_point_with_a_small_top_k_is_scored_at_10_and_keeps_its_top_k_as_the_default():
+    """A recipe's generation top_k of 5 (or a grid point's) used to reach evaluation, which cannot give Recall@10: the
+    run failed after training, before the model was saved."""
+    model, tokenizer = tiny_model()
+    model.eval()
+    recipe = Recipe("r", generation={"num_beams": 3, "top_k": 5}, decoding_grid=({"num_beams": 4, "top_k": 5},))
+    model.set_generation_defaults(num_beams=3, top_k=5)
+    plan = plan_decoding(model, recipe, None)
+    histories = [[1, 2, 3], [4, 5], [6, 7, 8], [2, 9]]
+    validation = {"history_index": histories, "target_index": [4, 6, 9, 3]}
+    record = select_decoding(model, tokenizer, validation, plan)
+    assert all("recall@10" in point for point in record["points"])
+    assert model.generation_config.recommend_top_k == 5  # the chosen point's own top_k stays the default
+
+
 def test_points_that_need_the_dense_head_are_skipped_without_it():
     model, _ = tiny_model(history_dense_loss_weight=0.0)
     joint = RECIPES["joint"]

@@ -113,7 +113,11 @@ def select_decoding(model, tokenizer, validation, plan: list[dict]) -> dict:
         for entry in points:
             if "skipped" in entry:
                 continue
-            result = evaluate_split(model, tokenizer, validation, show_progress=False, ks=ks, **entry["settings"])
+            # scored at top_k = max(ks) whatever the point's top_k: that one is only the saved default (a top_k
+            # under 10 cannot give Recall@10, and failing here would lose the trained model before its save)
+            scored = {key: value for key, value in entry["settings"].items()
+                      if ARGUMENT_ALIASES.get(key, key) != "recommend_top_k"}
+            result = evaluate_split(model, tokenizer, validation, show_progress=False, ks=ks, **scored)
             entry.update({key: value for key, value in result.items() if "@" in key})
             logger.info("decoding %s %s: validation %s %.4f", entry["name"], entry["settings"], metric, entry[metric])
             if best is None or entry[metric] > best[metric]:  # strictly better: a tie keeps the earlier point
