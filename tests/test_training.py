@@ -242,7 +242,7 @@ def test_train_cli_with_logq_correction_and_model_flags_from_the_config(catalog_
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
                      "--model_config", '{"length_buckets": 5, "item_deletion": 0.1}',
                      "--dense_logq_correction", "True", "--length_buckets", "3", "--max_steps", "2", "--eval_strategy",
-                     "steps", "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "0", "--logging_steps", "1"]) == 0
+                     "steps", "--eval_steps", "2", "--save_strategy", "no", "--eval_users", "3", "--logging_steps", "1"]) == 0
     capsys.readouterr()
     config = json.loads((out / "config.json").read_text())
     assert config["dense_logq_correction"] is True
@@ -354,3 +354,23 @@ def test_length_grouped_batches_are_refused_in_one_line():
 
     with pytest.raises(ValueError, match="group_by_length is not supported"):
         parse_args(["--catalog", "x", "--output_dir", "y", "--train_sampling_strategy", "group_by_length"])
+
+
+def test_eval_users_0_validates_no_user(catalog_scientific, tmp_path, capsys):
+    """--eval_users 0 is "none": no validation loss either (it came from one random user, and could pick the best
+    model by it); below -1, or 0 with --load_best_model_at_end, is one line."""
+    out = tmp_path / "model"
+    base = ["train", "--catalog", str(catalog_scientific), *TINY_TRAIN, "--max_steps", "2", "--eval_strategy", "steps",
+            "--eval_steps", "1", "--save_strategy", "no", "--logging_steps", "1"]
+    assert cli_main([*base, "--output_dir", str(out), "--eval_users", "0"]) == 0
+    history = json.loads((out / "training_summary.json").read_text())["log_history"]
+    assert history and not any(key.startswith("eval_") for entry in history for key in entry)
+    capsys.readouterr()
+    assert cli_main([*base, "--output_dir", str(tmp_path / "a"), "--eval_users", "-5"]) == 1
+    assert "--eval_users must be -1 (all), 0 (none) or a count of users, got -5" in capsys.readouterr().err
+    best = ["train", "--catalog", str(catalog_scientific), *TINY_TRAIN, "--max_steps", "2", "--eval_strategy",
+            "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1", "--load_best_model_at_end",
+            "True"]
+    assert cli_main([*best, "--output_dir", str(tmp_path / "b"), "--eval_users", "0"]) == 1
+    assert "--load_best_model_at_end has nothing to pick by" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

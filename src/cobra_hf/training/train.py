@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, IntervalStrategy, TrainingArguments, set_seed
 
 from ..configuration_cobra import GENERATION_MODES, CobraConfig, switch
 from .collator import CobraDataCollator
@@ -41,7 +41,7 @@ class CobraTrainingArguments:
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
     eval_modes: str = field(default="", metadata={"help": 'comma-separated generate() modes also evaluated at each validation (e.g. "dense,sparse"), logged as eval_<mode>_recall@10 etc.'})
-    eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time, see cobra_hf.evaluation.sample_users) for the loss and Recall/NDCG at each evaluation (0 = none, -1 = all)"})
+    eval_users: int | None = field(default=2000, metadata={"help": "validation users (the same seeded random sample each time, see cobra_hf.evaluation.sample_users) for the loss and Recall/NDCG at each evaluation (0 = none: no validation at all, -1 = all)"})
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
     drop_unknown: bool = field(default=False, metadata={"help": "train on the items the catalog knows when more than 1%% of --data's item ids are not in it (they are dropped from the sequences; without the flag that is refused)"})
@@ -280,6 +280,16 @@ def parse_eval_modes(text: str) -> tuple[str, ...]:
     return modes
 
 
+def _check_eval_users(cobra_args: CobraTrainingArguments, training_args: TrainingArguments) -> None:
+    """--eval_users: -1 (all), 0 (no validation at all) or a count; 0 cannot pick a best model."""
+    users = cobra_args.eval_users
+    if users is not None and users < -1:
+        raise ValueError(f"--eval_users must be -1 (all), 0 (none) or a count of users, got {users}.")
+    if users == 0 and training_args.load_best_model_at_end:
+        raise ValueError("--eval_users 0 validates no user, so --load_best_model_at_end has nothing to pick by: give "
+                         "--eval_users N (or -1 for all).")
+
+
 def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArguments, callbacks=None) -> dict:
     """Trains and saves the checkpoint into training_args.output_dir; returns a summary dict.
     callbacks: extra transformers TrainerCallbacks (e.g. to time the validation curve)."""
@@ -288,6 +298,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     if cobra_args.max_train_sequences is not None and cobra_args.max_train_sequences < 1:
         raise ValueError(f"--max_train_sequences must be at least 1, got {cobra_args.max_train_sequences} (leave it "
                          "out to train on every sequence).")
+    _check_eval_users(cobra_args, training_args)
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     _check_output_dir(cobra_args, training_args, resume)
@@ -332,6 +343,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     recommendation_users = None if eval_users is not None and eval_users < 0 else eval_users
     # the same random users for the validation loss and Recall/NDCG, the same ones in every run
     validation = sample_split(splits["validation"], None if recommendation_users is None else max(recommendation_users, 1))
+    if recommendation_users == 0:  # none: no validation loss either (it used to come from one random user)
+        training_args.eval_strategy = IntervalStrategy.NO
     skipped = skip_reason(recipe, cobra_args.select_decoding, bool(cobra_args.generation), recommendation_users)
     plan = None if skipped else plan_decoding(model, recipe, generation_note)  # checked before training
     callbacks = list(callbacks or [])
