@@ -149,6 +149,15 @@ def test_push_names_the_repo_in_the_card_and_refuses_a_folder_missing_a_recorded
     assert "name: cobra-model" not in card
     assert main(["push", str(folder), "--repo-id", repo]) == 0  # the filled card is final: nothing new to upload
 
+    # a folder with no card at all, pushed under a bare name: the card push writes names the repo the Hub made
+    bare = shutil.copytree(checkpoint[0], tmp_path / "bare")
+    (bare / "README.md").unlink(missing_ok=True)
+    name = hub_patched.repo_id("cobra-bare").split("/")[-1]
+    assert main(["push", str(bare), "--repo-id", name]) == 0
+    card = (bare / "README.md").read_text()
+    assert f'repo = "{hub_patched.user}/{name}"' in card and PLACEHOLDER_REPO not in card
+    assert f'repo = "{name}"' not in card
+
     broken = shutil.copytree(checkpoint[0], tmp_path / "broken")
     (broken / "generation_config.json").unlink()  # recorded; a load would fall back to the package defaults
     capsys.readouterr()

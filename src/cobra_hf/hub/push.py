@@ -137,7 +137,8 @@ def push_checkpoint(
     if write_card and folder.is_dir() and (folder / "config.json").is_file() and not (folder / "README.md").is_file():
         from .checkpoint import write_card_from_config
 
-        write_card_from_config(folder, repo_id=repo_id)
+        # the repo id is not known yet (a bare `name` becomes `me/name`): the placeholder is filled in below
+        write_card_from_config(folder, repo_id=None)
     validate_checkpoint(model_dir)
     verify_files(folder)
     # a load skips recorded files that a download left out; an upload of a folder that lacks one is incomplete
