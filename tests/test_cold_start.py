@@ -91,6 +91,37 @@ def test_bad_items_are_refused_and_nothing_changes(cold):
     assert tokenizer.catalog_hash == hash_before and model.config.num_items == items_before
 
 
+def test_python_items_read_like_items_jsonl_rows(cold, tmp_path, monkeypatch):
+    """add_items(items=[dict]) reads each dict as load_items reads an items.jsonl row: a string category, a dict of
+    attributes and nested lists give the same text (hence embedding and ID) as `cobra-hf add-items` gives that row;
+    an id with whitespace is refused (no history string could name it)."""
+    import json
+
+    import cobra_hf.cold_start as cold_start
+    from cobra_hf.cold_start import load_items_jsonl
+    from cobra_hf.data.item_text import item_text
+
+    model, tokenizer = _load(cold)
+    row = {"item_id": "N1", "title": " balm ", "categories": "Beauty", "attributes": {"color": "red", "size": None},
+           "brand": 7}
+    seen = []
+
+    def capture(texts, *args, **kwargs):
+        seen.extend(texts)
+        raise RuntimeError("stop after the texts")
+
+    monkeypatch.setattr(cold_start, "embed_texts", capture)
+    with pytest.raises(RuntimeError, match="stop after the texts"):
+        add_items(model, tokenizer, [row], cold["checkpoint"])
+    (tmp_path / "items.jsonl").write_text(json.dumps(row) + "\n")
+    assets = cold_start.load_catalog_assets(cold["checkpoint"])
+    from_file = item_text(load_items_jsonl(tmp_path / "items.jsonl")[0], max_description_chars=assets.max_description_chars)
+    assert seen[0] == from_file
+    assert "categories: Beauty" in seen[0] and "color: red" in seen[0] and "B > e" not in seen[0]
+    with pytest.raises(ValueError, match="contains whitespace"):
+        add_items(model, tokenizer, [{"item_id": "A B", "title": "x"}], cold["checkpoint"])
+
+
 def _favour(model, index: int) -> None:
     """Make the model predict item `index`: its codes get the top logits, every beam's dense vector is its vector."""
     codes = model.item_codes[index]

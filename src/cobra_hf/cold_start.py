@@ -30,20 +30,24 @@ from .semantic_ids.embeddings import (ENCODER_CHECK_MIN_COSINE, ENCODER_CHECK_TE
 logger = logging.getLogger(__name__)
 
 
-def _check_items(items: Sequence[Mapping], tokenizer) -> list[str]:
+def _check_items(items: Sequence[Mapping], tokenizer) -> list[dict]:
+    """The items as `load_items` reads an items.jsonl row (`data.item_record`: the same text whichever way an item
+    comes in), each with a title, none in the catalog, no id twice."""
+    from .data.loading import item_record
+
     if isinstance(items, Mapping) or not len(items):
         raise ValueError("items must be a non-empty list of dicts with at least 'item_id' and 'title'.")
-    item_ids = []
+    rows = []
     for position, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise ValueError(f"Item {position} is a {type(item).__name__}, not a dict with 'item_id' and 'title'.")
-        item_id = item.get("item_id")
-        if item_id is None or not str(item_id).strip():
+        if item.get("item_id") is None or not str(item.get("item_id")).strip():
             raise ValueError(f"Item {position} has no 'item_id'.")
-        title = item.get("title")
-        if title is None or not str(title).strip():
-            raise ValueError(f"Item {item_id!r} (position {position}) has no 'title'.")
-        item_ids.append(str(item_id).strip())
+        row = item_record(dict(item), f"Item {position}")
+        if row["title"] is None:
+            raise ValueError(f"Item {row['item_id']!r} (position {position}) has no 'title'.")
+        rows.append(row)
+    item_ids = [row["item_id"] for row in rows]
     known = [item for item in item_ids if item in tokenizer.item_to_index]
     if known:
         raise ValueError(
@@ -53,7 +57,7 @@ def _check_items(items: Sequence[Mapping], tokenizer) -> list[str]:
     repeated = sorted({item for item in item_ids if item_ids.count(item) > 1})
     if repeated:
         raise ValueError(f"The new items list these ids more than once: {repeated[:10]}; nothing was added.")
-    return item_ids
+    return rows
 
 
 def dedup_new_codes(existing: np.ndarray, prefixes: torch.Tensor, level_size: int, on_overflow: str = "share") -> torch.Tensor:
@@ -115,7 +119,8 @@ def add_items(
         raise ValueError(f"on_dedup_overflow must be 'share' or 'error', got {on_dedup_overflow!r}.")
     if item_embeddings not in ("id_neighbours", "zeros"):
         raise ValueError(f"item_embeddings must be 'id_neighbours' or 'zeros', got {item_embeddings!r}.")
-    item_ids = _check_items(items, tokenizer)
+    items = _check_items(items, tokenizer)
+    item_ids = [item["item_id"] for item in items]
     if not isinstance(assets, CatalogAssets):
         assets = load_catalog_assets(assets)
     encoder_path = str(encoder) if encoder is not None else assets.encoder_path()

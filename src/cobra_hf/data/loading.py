@@ -195,6 +195,27 @@ def _as_text_list(value: Any, field: str, where: str) -> list[str] | None:
     return out
 
 
+def item_record(record: dict, where: str) -> dict:
+    """One item as `load_items` reads it, {field: value} over ITEM_FIELDS: item_id a string without whitespace, text
+    fields stripped (None when empty), list fields as lists of strings (a string -> [string], a dict -> "key: value"
+    strings, nested lists flattened). Errors are ValueErrors starting with `where`. Shared with the Python add_items,
+    so that an item gets the same text, embedding and semantic ID whichever way it comes in."""
+    item_id = record.get("item_id")
+    if item_id is None or (isinstance(item_id, str) and not item_id.strip()):
+        raise ValueError(f"{where}: missing 'item_id'")
+    if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
+        raise ValueError(f"{where}: 'item_id' must be a string, got {type(item_id).__name__}")
+    item_id = str(item_id).strip()
+    if any(ch.isspace() for ch in item_id):
+        raise ValueError(f"{where}: item_id {item_id!r} contains whitespace (sequences.txt is space-separated)")
+    row = {"item_id": item_id}
+    for field in ("title", "brand", "description"):
+        row[field] = _as_text(record.get(field), field, where)
+    for field in ("categories", "attributes"):
+        row[field] = _as_text_list(record.get(field), field, where)
+    return row
+
+
 def load_items(path: str | Path) -> datasets.Dataset:
     """Read `items.jsonl`: one JSON object per line with `item_id` and optional text fields.
 
@@ -221,24 +242,15 @@ def load_items(path: str | Path) -> datasets.Dataset:
             raise ValueError(f"{where}: invalid JSON ({err.msg}: column {err.colno})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        item_id = record.get("item_id")
-        if item_id is None or (isinstance(item_id, str) and not item_id.strip()):
-            raise ValueError(f"{where}: missing 'item_id'")
-        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
-            raise ValueError(f"{where}: 'item_id' must be a string, got {type(item_id).__name__}")
-        item_id = str(item_id).strip()
-        if any(ch.isspace() for ch in item_id):
-            raise ValueError(f"{where}: item_id {item_id!r} contains whitespace (sequences.txt is space-separated)")
+        row = item_record(record, where)
+        item_id = row["item_id"]
         if item_id in first_line:
             raise ValueError(
                 f"{where}: duplicate item_id {item_id!r} (first defined on line {first_line[item_id]}, again on line {number})"
             )
         first_line[item_id] = number
-        columns["item_id"].append(item_id)
-        for field in ("title", "brand", "description"):
-            columns[field].append(_as_text(record.get(field), field, where))
-        for field in ("categories", "attributes"):
-            columns[field].append(_as_text_list(record.get(field), field, where))
+        for field in ITEM_FIELDS:
+            columns[field].append(row[field])
     if not columns["item_id"]:
         raise ValueError(f"{path}: no items found")
     return datasets.Dataset.from_dict(columns, features=ITEM_FEATURES)
