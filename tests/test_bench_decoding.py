@@ -3,22 +3,16 @@ first is the baseline, and a setting that changes the lists is told apart from o
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from conftest import make_cold_start
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decoding.py"
+from tiny import benchmark_script
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("bench_decoding", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("bench_decoding")
 
 
 def test_bench_decoding_times_each_setting_against_the_first(tmp_path, data_tiny_encoder, capsys):

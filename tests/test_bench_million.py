@@ -3,7 +3,6 @@ prepare reads the pre-filled (synthetic) embedding cache, and every generation m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tiny import benchmark_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_million.py"
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_million", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("bench_million")
 
 
 @pytest.mark.slow

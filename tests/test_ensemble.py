@@ -39,13 +39,9 @@ def _sibling(model, seed: int) -> CobraForSequentialRecommendation:
 
 
 def _script(name: str):
-    import importlib.util
+    from tiny import benchmark_script
 
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script(name)
 
 
 @pytest.fixture(scope="module")

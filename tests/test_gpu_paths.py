@@ -403,11 +403,9 @@ def test_gpu_check_runs_every_phase_tiny(tmp_path):
 
 
 def test_gpu_check_stage_copies_the_packages_the_device_lacks(tmp_path):
-    import importlib.util
+    from tiny import benchmark_script
 
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("gpu_check")
     copied = module._copy_site_packages(tmp_path / "site")
     assert any(name.startswith("datasets==") for name in copied) and any(name.startswith("dill==") for name in copied)
     assert (tmp_path / "site" / "datasets" / "__init__.py").is_file()

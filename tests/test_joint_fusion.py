@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tiny import random_histories, tiny_model  # noqa: E402
+from tiny import benchmark_script, random_histories, tiny_model  # noqa: E402
 
 from cobra_hf.cobra_generation import joint_fusion  # noqa: E402
 
@@ -235,7 +235,6 @@ def test_cli_fusion_flags(command):
 def test_tune_fusion_script(grouped_model, tmp_path, capsys):
     """benchmarks/tune_fusion.py on a saved tiny checkpoint and frozen splits: every grid point on the validation
     sample, the best one and the paper's fusion on the (capped) test split, JSON + Markdown."""
-    import importlib.util
     import json
 
     model, tok = grouped_model
@@ -245,10 +244,7 @@ def test_tune_fusion_script(grouped_model, tmp_path, capsys):
     histories = [[int(h[1:]) for h in row] for row in random_histories(60, 30, max_len=6, seed=8)]
     split = {"history": histories, "target": [(sum(h) * 7) % 60 for h in histories]}
     torch.save({"validation": split, "test": split}, tmp_path / "splits.pt")
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "tune_fusion.py")
-    spec = importlib.util.spec_from_file_location("tune_fusion", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("tune_fusion")
     grid = [{"beam_fusion": "joint", "num_beams": 4, "beam_fusion_dense_psi": 8.0}, {"num_beams": 6}]
     output = tmp_path / "tune.json"
     argv = ["--model", str(folder), "--splits", str(tmp_path / "splits.pt"), "--val-users", "20",

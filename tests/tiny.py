@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
 
 from cobra_hf import CobraConfig, CobraForSequentialRecommendation, CobraTokenizer
@@ -38,3 +41,12 @@ def random_histories(num_items: int, batch: int, max_len: int = 6, seed: int = 1
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_len + 1, (batch,), generator=gen).tolist()
     return [[f"i{int(i)}" for i in torch.randint(0, num_items, (n,), generator=gen)] for n in lengths]
+
+
+def benchmark_script(name: str):
+    """benchmarks/NAME.py loaded as a module (the scripts are not a package), for tests that call their main()."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

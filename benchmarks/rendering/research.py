@@ -10,18 +10,18 @@ from pathlib import Path
 
 from .core import HEADER, METRICS, MODE_NAMES, Renderer, f4, mean_sd, minutes, num, table
 
+def _runs(r: Renderer, pattern: str) -> list[tuple[Path, dict]]:
+    """(path, parsed JSON) of every results file matching `pattern` (relative to benchmarks/results), sorted."""
+    return [(path, r.load(path.relative_to(r.results).as_posix())) for path in sorted(r.results.glob(pattern))]
+
+
 def block_research(r: Renderer, arg=None) -> str:
     """One section per research run (research/*.json): its command, scores per split and mode with
     standard errors, and its ID-path diagnostics."""
-    files = sorted(r.results.glob("research/*.json"))
-    if not files:
+    runs = _runs(r, "research/*.json")
+    if not runs:
         return "No runs yet."
-    out = []
-    for path in files:
-        rel = path.relative_to(r.results).as_posix()
-        run = r.load(rel)
-        out.append(render_research_run(run, rel))
-    return "\n\n".join(out)
+    return "\n\n".join(render_research_run(run, path.relative_to(r.results).as_posix()) for path, run in runs)
 
 
 def _id_kind(run: dict) -> str:
@@ -45,12 +45,11 @@ def _dense_columns(cfg: dict) -> str:
 def block_research_summary(r: Renderer, arg=None) -> str:
     """One row per research run (research/*.json): IDs, loss weights, validation R@10 / N@10 per
     mode, ID-path diagnostics, and the test numbers read once (research/test/NAME.json) where a run became a recipe."""
-    files = sorted(r.results.glob("research/*.json"))
-    if not files:
+    runs = _runs(r, "research/*.json")
+    if not runs:
         return "No runs yet."
     rows = []
-    for path in files:
-        run = r.load(path.relative_to(r.results).as_posix())
+    for path, run in runs:
         cfg = run.get("config", {})
         val = run.get("validation", {})
         diag = run.get("diagnostics", {})
@@ -98,12 +97,11 @@ def _fusion_label(setting: dict) -> str:
 def block_research_fusion(r: Renderer, arg=None) -> str:
     """Validation-only fusion grids (`tune_fusion.py --no-test`) of research models; where a grid holds a dense-mode
     point, every point's gain over it on the same users."""
-    files = sorted(r.results.glob("research/fusion/*.json"))
-    if not files:
+    grids = _runs(r, "research/fusion/*.json")
+    if not grids:
         return "No fusion grids yet."
     rows = []
-    for path in files:
-        grid = r.load(path.relative_to(r.results).as_posix())
+    for path, grid in grids:
         name = f"`{path.stem}`"
         points = [(p["setting"], p["validation"]) for p in grid["grid"]]
         points.append(({"mode": "cobra", "beam_fusion": "paper"}, grid["paper_validation"]))
@@ -122,12 +120,11 @@ def block_research_fusion(r: Renderer, arg=None) -> str:
 def block_decoding_speed(r: Renderer, arg=None) -> str:
     """Decoding speed of research checkpoints under several generate() settings (benchmarks/bench_decoding.py,
     research/decoding_speed/*.json), each against the first setting measured in the same process."""
-    files = sorted(r.results.glob("research/decoding_speed/*.json"))
-    if not files:
+    runs = _runs(r, "research/decoding_speed/*.json")
+    if not runs:
         return "No decoding-speed measurements yet."
     rows = []
-    for path in files:
-        run = r.load(path.relative_to(r.results).as_posix())
+    for path, run in runs:
         for row in run["results"]:
             setting = ", ".join(f"{key} {value}" for key, value in row["setting"].items())
             rows.append([f"`{path.stem}`", setting, f"{row['users_per_second']:.1f}", f"{row['ratio']:.2f}x",
