@@ -29,7 +29,7 @@ from transformers.utils import ModelOutput
 from .cobra_catalog_index import SemanticIdIndex, prefix_keys  # noqa: F401  (re-exported: tests and scripts use them)
 from .cobra_fusion import (beam_fusion, joint_fusion, mask_items, nearest_items, top_k_items,  # noqa: F401
                            warn_short_rows)
-from .configuration_cobra import BEAM_FUSION_METHODS, GENERATION_MODES
+from .configuration_cobra import BEAM_FUSION_METHODS, GENERATION_MODES, switch
 
 # beam_fusion: "paper" (Eq. 7, per-beam softmax over cosines) or "joint" (one softmax over all beams' candidates,
 # see cobra_fusion.joint_fusion); beam_fusion_dense_psi (psi_h) weighs the ID-free prediction in "joint".
@@ -130,7 +130,7 @@ def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
     for name in ("num_beams", "num_candidates", "recommend_top_k", "dense_guided_ids"):
         settings[name] = _whole_number(SETTING_NAMES.get(name, name), settings[name])
     for name in ("exclude_history", "use_faiss"):
-        settings[name] = _true_or_false(name, settings[name])
+        settings[name] = switch(name, settings[name])  # "false" from JSON would count as True
     for name in ("num_beams", "num_candidates", "recommend_top_k"):
         if int(settings[name]) < 1:
             raise ValueError(f"{SETTING_NAMES.get(name, name)} must be at least 1, got {settings[name]}.")
@@ -163,14 +163,6 @@ def _whole_number(name: str, value) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"{name} must be a whole number, got {value!r}.")
     return int(value)
-
-
-def _true_or_false(name: str, value) -> bool:
-    """A switch setting as a bool; a string such as "false" is refused (it would count as True)."""
-    numpy_bool = type(value).__name__ in ("bool", "bool_")
-    if isinstance(value, (bool, int)) and value in (0, 1) or numpy_bool:
-        return bool(value)
-    raise ValueError(f"{name} must be true or false, got {value!r}.")
 
 
 def _refuse_history_head_settings(settings: dict) -> None:
