@@ -196,6 +196,8 @@ def test_prepare_refuses_a_negative_description_length(tmp_path, capsys):
 @pytest.mark.parametrize("flags, named", [(("--max-history", "0"), "--max-history must be at least 1, got 0"),
                                           (("--levels", "0"), "--levels must be at least 1, got 0"),
                                           (("--codebook-size", "0"), "--codebook-size must be at least 1"),
+                                          (("--embed-max-length", "0"), "--embed-max-length must be at least 1"),
+                                          (("--max-text-tokens", "-2"), "--max-text-tokens must be at least 1"),
                                           (("--quantizer", "rq-kmeans", "--epochs", "5"), "leave --epochs out")])
 def test_prepare_refuses_sizes_below_one_and_epochs_it_would_ignore(tmp_path, capsys, flags, named):
     """--max-history 0 wrote a catalog that train refused later; --levels 0 with rq-kmeans ended in a traceback after

@@ -286,7 +286,8 @@ def build_catalog(
     inputs = {"the data folder": data_dir, "the --encoder folder": encoder, "the --cache-dir folder": cache_dir}
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-    for flag, value in (("--levels", num_levels), ("--codebook-size", codebook_size), ("--max-history", max_history)):
+    for flag, value in (("--levels", num_levels), ("--codebook-size", codebook_size), ("--max-history", max_history),
+                        ("--max-text-tokens", max_text_tokens), ("--embed-max-length", embed_max_length)):
         if int(value) < 1:  # a catalog that train would refuse later, or a traceback after the embedding pass
             raise ValueError(f"{flag} must be at least 1, got {value}")
     if max_description_chars < 0:
