@@ -257,7 +257,8 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
         raise ValueError("A history in this batch is empty: a recommendation needs at least one item.")
     # the +1 slot of check_inputs is the training target's: a history that fills it would give the next item the
     # position of the last history item, a layout the model never saw
-    longest = int(item_mask.sum(1).max())
+    lengths = item_mask.sum(1)  # Long[B]: history items per row; the next item's position
+    longest = int(lengths.max())
     if longest > decoder.config.max_history:
         raise ValueError(f"A history of {longest} items is longer than this model reads (max_history="
                          f"{decoder.config.max_history}): encode it with the checkpoint's tokenizer, which keeps the "
@@ -280,7 +281,7 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
         return CobraGenerationOutput(item_indices=items, scores=scores)
 
     forced = guided_ids(decoder, query, catalog, faiss_index, settings)
-    positions = item_mask.sum(1).clamp(max=decoder.config.max_history)
+    positions = lengths  # at most max_history (checked above)
     num_beams = 1 if mode == "no_fusion" else int(settings["num_beams"])
     codes, beam_scores, beam_vectors = beam_search(decoder, last_hidden, cache, positions, num_beams, forced)
     beam_vectors_n = F.normalize(beam_vectors, dim=-1)
