@@ -178,3 +178,51 @@ def test_join_cli_writes_one_checkpoint_that_decodes_like_the_pair(pair, tmp_pat
     got = joined.generate(**batch, num_beams=5, top_k=6)
     assert torch.equal(got.item_indices, expected.item_indices)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _trainer_for(model, tmp_path, max_grad_norm: float):
+    from transformers import TrainingArguments
+
+    from cobra_hf.training import CobraTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_grad_norm=max_grad_norm, use_cpu=True, report_to="none")
+    return CobraTrainer(model=model, args=args)
+
+
+def _set_grads(model, main_value: float, trunk_value: float) -> None:
+    in_trunk = {id(param) for param in model.id_trunk.parameters()}
+    for param in model.parameters():
+        param.grad = torch.full_like(param, trunk_value if id(param) in in_trunk else main_value)
+
+
+def _norm(params) -> float:
+    return float(torch.linalg.vector_norm(torch.stack([param.grad.norm() for param in params])))
+
+
+def test_each_backbone_is_clipped_on_its_own(tmp_path):
+    """With an ID trunk, max_grad_norm clips the trunk's gradient and the rest's separately: large dense gradients no
+    longer shrink the trunk's step, a large trunk gradient is clipped to max_grad_norm, and the returned norm (the
+    one the Trainer logs) is the whole gradient's before clipping. The Trainer's loop must call this hook."""
+    import inspect
+
+    import transformers.trainer
+
+    assert "self._clip_grad_norm(model)" in inspect.getsource(transformers.trainer)
+    model, _ = tiny_model(40, LEVELS, id_trunk=True)
+    trunk = list(model.id_trunk.parameters())
+    rest = [param for param in model.parameters() if all(param is not other for other in trunk)]
+    trainer = _trainer_for(model, tmp_path, max_grad_norm=1.0)
+    _set_grads(model, main_value=1.0, trunk_value=1e-3)
+    before = (_norm(rest), _norm(trunk))
+    returned = float(trainer._clip_grad_norm(model))
+    assert before[0] > 10 and before[1] < 1.0
+    assert returned == pytest.approx((before[0] ** 2 + before[1] ** 2) ** 0.5, rel=1e-5)
+    assert _norm(rest) == pytest.approx(1.0, rel=1e-4)
+    assert _norm(trunk) == pytest.approx(before[1], rel=1e-6)  # untouched: the global clip scaled it by 1/before[0]
+    _set_grads(model, main_value=1e-3, trunk_value=1.0)
+    trainer._clip_grad_norm(model)
+    assert _norm(trunk) == pytest.approx(1.0, rel=1e-4) and _norm(rest) < 1.0
+    model.id_trunk = None  # without a trunk: the Trainer's global clip
+    for param in model.parameters():
+        param.grad.fill_(1.0)
+    assert float(trainer._clip_grad_norm(model)) > 10 and _norm(model.parameters()) == pytest.approx(1.0, rel=1e-4)
