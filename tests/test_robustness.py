@@ -356,3 +356,72 @@ def test_resume_skips_and_refuses_half_written_checkpoints(tmp_path):
     shutil.rmtree(out / "checkpoint-4")
     with pytest.raises(ValueError, match="No complete checkpoint"):
         resolve_resume_checkpoint("last", str(out))
+
+
+# ------------------------------------------------------------------------------------------------ session 23 audit
+def test_a_flat_list_of_string_histories_is_refused_not_read_as_one_history(tiny):
+    """["i1 i2", "i3"] (sequences.txt lines in a list) used to be one history of two unknown ids, and with
+    unknown_items="drop" two histories silently became one: item ids never hold whitespace, so it is refused."""
+    model, tok = tiny
+    for histories in (["i1 i2", "i3"], [["i1", "i2 i3"]], ["i1", " "]):
+        with pytest.raises(ValueError, match="hold no whitespace"):
+            tok(histories, unknown_items="drop")
+    assert tok([h.split() for h in ["i1 i2", "i3"]])["item_index"].shape[0] == 2
+
+
+def test_exclude_history_leaves_out_the_items_truncation_dropped(tiny):
+    """A history longer than max_history (8): recommend() and the pipeline with exclude_history leave out every one
+    of its items, not only the newest 8 the model reads; generate(history_items=...) is how, and checks its shape."""
+    from cobra_hf.inference import recommend
+    from cobra_hf.pipeline_cobra import CobraRecommendationPipeline
+
+    model, tok = tiny
+    history = [f"i{n}" for n in range(12)]  # i0..i3 fall out of the newest 8
+    rows = recommend(model, tok, [history], top_k=28, exclude_history=True)[0]
+    assert len(rows) == 28 and not {row["item_id"] for row in rows} & set(history)
+    pipe = CobraRecommendationPipeline(model=model, tokenizer=tok)
+    assert not {row["item_id"] for row in pipe(history, top_k=28, exclude_history=True)} & set(history)
+    kept = recommend(model, tok, [history], top_k=40)[0]  # without exclusion the old items may come back
+    assert len(kept) == 40
+    batch = tok([history])
+    with pytest.raises(ValueError, match="history_items must be Long"):
+        model.generate(**batch, exclude_history=True, history_items=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="outside this catalog"):
+        model.generate(**batch, exclude_history=True, history_items=torch.tensor([[40]]))
+
+
+def test_recommend_uses_the_checkpoints_top_k(tiny, tmp_path, capsys):
+    """`cobra-hf recommend` without --top-k gives the checkpoint's tuned top_k (it always gave 10)."""
+    model, tok = tiny
+    model.set_generation_defaults(top_k=14)
+    try:
+        model.save_pretrained(tmp_path / "ck")
+        tok.save_pretrained(tmp_path / "ck")
+    finally:
+        model.set_generation_defaults(top_k=10)
+    assert cli_main(["recommend", str(tmp_path / "ck"), "--history", "i1", "i2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 14
+    assert cli_main(["recommend", str(tmp_path / "ck"), "--history", "i1", "--json", "--top-k", "3"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_evaluate_model_on_a_small_catalog_and_with_targets_outside_it():
+    """A catalog under 10 items is scored up to its size (it raised: top_k=10 is more than the catalog); targets
+    outside the catalog are refused instead of counted as misses."""
+    from cobra_hf.evaluation import evaluate_model
+
+    model, tok = tiny_model(6)
+    model.eval()
+    metrics = evaluate_model(model, tok, [[0, 1], [2]], [3, 4], show_progress=False)
+    assert "recall@6" in metrics and "recall@10" not in metrics and metrics["recall@6"] == 1.0
+    for targets in ([3, 6], [3, -1]):
+        with pytest.raises(ValueError, match="outside this catalog"):
+            evaluate_model(model, tok, [[0, 1], [2]], targets, show_progress=False)
+
+
+def test_fusion_weights_that_overflow_fp32_are_refused(tiny):
+    """beam_fusion_psi=1e308 is finite in Python, inf in fp32: the scores came back NaN with exit 0."""
+    model, tok = tiny
+    for name in ("beam_fusion_psi", "beam_fusion_tau", "beam_fusion_dense_psi"):
+        with pytest.raises(ValueError, match=f"{name} must be at most"):
+            model.generate(**tok([["i1"]]), **{name: 1e308})

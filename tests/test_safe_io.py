@@ -369,6 +369,15 @@ def test_add_items_refuses_the_quantizer_of_another_prepare_run(cold, tmp_path, 
     assert main(["add-items", str(model_dir), str(items), "--catalog", str(cold["catalog"]),
                  "--output", str(tmp_path / "same")]) == 0  # the catalog it was trained on is fine
 
+    from cobra_hf.cold_start import add_items  # the Python entry point refuses it too, and changes nothing
+    from cobra_hf.inference import load_checkpoint
+
+    model, tok = load_checkpoint(str(model_dir))
+    rows = [json.loads(line) for line in items.read_text().splitlines()]
+    with pytest.raises(ValueError, match="another `cobra-hf prepare` run"):
+        add_items(model, tok, rows, other)
+    assert tok.num_items == model.config.num_items and rows[0]["item_id"] not in tok.item_to_index
+
     bare = tmp_path / "bare"  # saved before cold-start support: no catalog/ folder
     shutil.copytree(model_dir, bare)
     shutil.rmtree(bare / "catalog")

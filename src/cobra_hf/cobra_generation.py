@@ -47,6 +47,8 @@ DEFAULT_GENERATION = dict(
     use_faiss=False,
     do_sample=False,
 )
+# BeamFusion weights above this are refused: the paper's are 0.9 and 16, and 1e38 already overflows fp32 scores
+MAX_FUSION_WEIGHT = 1e4
 GENERATION_FILE = "generation_config.json"  # transformers' name for it
 # generate() argument -> its name in DEFAULT_GENERATION / generation_config.json (see the module docstring)
 ARGUMENT_ALIASES = {"top_k": "recommend_top_k", "mode": "recommend_mode"}
@@ -147,6 +149,8 @@ def resolve_settings(config, base: GenerationConfig, kwargs: dict) -> dict:
             raise ValueError(f"{name} must be finite, got {settings[name]}.")
         if settings[name] < 0:  # a negative weight ranks the least likely beams and least similar items first
             raise ValueError(f"{name} must be >= 0, got {settings[name]}.")
+        if settings[name] > MAX_FUSION_WEIGHT:  # finite in Python, inf in fp32: the fused scores would be NaN
+            raise ValueError(f"{name} must be at most {MAX_FUSION_WEIGHT:g}, got {settings[name]:g}.")
     if not config.history_dense_loss_weight:
         _refuse_history_head_settings(settings)
     if int(settings["recommend_top_k"]) > config.num_items:
@@ -249,7 +253,9 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
              attention_mask: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
              **kwargs) -> CobraGenerationOutput:
     """Coarse-to-fine recommendation for a batch of histories; see CobraForSequentialRecommendation.generate."""
-    settings = resolve_settings(decoder.config, merged_generation_config(decoder, generation_config), dict(kwargs))
+    kwargs = dict(kwargs)
+    history_items = kwargs.pop("history_items", None)
+    settings = resolve_settings(decoder.config, merged_generation_config(decoder, generation_config), kwargs)
     if decoder.training:
         raise RuntimeError("Call model.eval() before generate(): dropout would make recommendations random.")
     item_mask = decoder.check_inputs(input_ids, attention_mask, item_index)
@@ -273,7 +279,9 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
     catalog = decoder.all_item_vectors()
     faiss_index = decoder.faiss_index() if settings["use_faiss"] else None
     last_hidden, cache = decoder.prefill(input_ids, item_mask, item_index)
-    banned = (item_index, item_mask) if settings["exclude_history"] else None
+    banned = None
+    if settings["exclude_history"]:
+        banned = history_ban(item_index, item_mask, history_items, decoder.config.num_items)
     query = decoder.history_query(last_hidden) if reads_history_query(settings) else None
     if mode == "dense":
         items, scores = nearest(query, k, catalog, faiss_index, *(banned or ()))
@@ -298,6 +306,23 @@ def generate(decoder: CoarseToFineDecoder, input_ids: torch.Tensor, item_index: 
     return CobraGenerationOutput(
         item_indices=items, scores=best, semantic_ids=codes, beam_scores=beam_scores, beam_vectors=beam_vectors
     )
+
+
+def history_ban(item_index, item_mask, history_items, num_items: int):
+    """What exclude_history leaves out: the items item_index Long[B, H] holds where item_mask Bool[B, H], and, when
+    given, history_items Long[B, E] (each whole history's catalog rows, -1 as padding; `CobraTokenizer.history_items`),
+    which holds the items a history longer than max_history had before the tokenizer kept its newest ones (read only
+    with exclude_history). -> (banned Long[B, H + E], banned_valid Bool[B, H + E])."""
+    if history_items is None:
+        return item_index, item_mask
+    history_items = torch.as_tensor(history_items, device=item_index.device)
+    if history_items.dim() != 2 or history_items.shape[0] != item_index.shape[0] or history_items.is_floating_point():
+        raise ValueError(f"history_items must be Long[B, E] with the batch's {item_index.shape[0]} rows (-1 as "
+                         f"padding), got {history_items.dtype} of shape {tuple(history_items.shape)}.")
+    history_items = history_items.long()
+    if history_items.numel() and (int(history_items.max()) >= num_items or int(history_items.min()) < -1):
+        raise ValueError(f"history_items holds rows outside this catalog (0 to {num_items - 1}, or -1 as padding).")
+    return torch.cat([item_index, history_items], 1), torch.cat([item_mask, history_items >= 0], 1)
 
 
 def nearest(query, k, catalog, faiss_index, banned=None, banned_valid=None):

@@ -123,6 +123,7 @@ def add_items(
     item_ids = [item["item_id"] for item in items]
     if not isinstance(assets, CatalogAssets):
         assets = load_catalog_assets(assets)
+    check_own_assets(model, assets)
     encoder_path = str(encoder) if encoder is not None else assets.encoder_path()
     texts = [item_text(dict(item), max_description_chars=assets.max_description_chars) for item in items]
     # with a recorded encoder signature, the check sentence is embedded in the same pass (one encoder load)
@@ -193,6 +194,26 @@ def add_items(
                 )
         model.invalidate_caches()
     return new_indices
+
+
+def check_own_assets(model, assets: CatalogAssets) -> None:
+    """Refuses `assets` from another `cobra-hf prepare` run than the one whose catalog/ the model carries (a loaded
+    checkpoint's `catalog_assets`): its quantizer would give new items IDs the model reads as other items. A model
+    without them (built in Python, or from an `--ids-from` catalog) is not checked here."""
+    own = getattr(model, "catalog_assets", None)
+    if not own:
+        return
+    import tempfile
+
+    from .catalog_files import write_assets
+
+    with tempfile.TemporaryDirectory(prefix="cobra-assets-") as tmp:
+        write_assets(own, tmp)
+        expected = load_catalog_assets(tmp).fingerprint
+    if expected != assets.fingerprint:
+        raise ValueError(f"assets hold the quantizer of another `cobra-hf prepare` run (fingerprint "
+                         f"{assets.fingerprint[:12]}) than the model's catalog/ ({expected[:12]}): pass the "
+                         "checkpoint folder, or the catalog folder the model was trained on.")
 
 
 def id_neighbour_rows(rows: torch.Tensor, codes: torch.Tensor, new_codes: torch.Tensor, level_sizes) -> torch.Tensor:

@@ -63,14 +63,19 @@ def recommend(
     model: CobraForSequentialRecommendation,
     tokenizer: CobraTokenizer,
     histories: list[list[str]],
-    top_k: int = 10,
+    top_k: int | None = None,
     unknown_items: str = "error",
     **generate_kwargs,
 ) -> list[list[dict]]:
-    """Histories of item ids -> per history, a list of {"item_id", "title", "score", "rank"} best first."""
-    batch = tokenizer(histories, unknown_items=unknown_items)
+    """Histories of item ids -> per history, a list of {"item_id", "title", "score", "rank"} best first; top_k and
+    the other generate() settings default to the model's (its generation_config: 10 items unless tuned)."""
+    if top_k is not None:
+        generate_kwargs["top_k"] = top_k
+    batch = dict(tokenizer(histories, unknown_items=unknown_items))
+    # the whole histories: exclude_history must also leave out the items that the newest max_history dropped
+    batch["history_items"] = tokenizer.history_items(histories, unknown_items=unknown_items)
     device = next(model.parameters()).device
-    output = model.generate(**{key: value.to(device) for key, value in batch.items()}, top_k=top_k, **generate_kwargs)
+    output = model.generate(**{key: value.to(device) for key, value in batch.items()}, **generate_kwargs)
     results = []
     for row in tokenizer.batch_decode_items(output, with_scores=True):
         results.append([

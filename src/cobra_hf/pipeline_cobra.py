@@ -70,7 +70,10 @@ class CobraRecommendationPipeline(Pipeline):
 
     def preprocess(self, inputs, unknown_items=None):
         histories = [history.split() if isinstance(history, str) else history for history in inputs["histories"]]
-        return self.tokenizer(histories, return_tensors="pt", unknown_items=unknown_items)
+        inputs = dict(self.tokenizer(histories, return_tensors="pt", unknown_items=unknown_items))
+        # the whole histories: exclude_history must also leave out the items that the newest max_history dropped
+        inputs["history_items"] = self.tokenizer.history_items(histories, unknown_items=unknown_items)
+        return inputs
 
     def _forward(self, model_inputs, **generate_kwargs):
         output = self.model.generate(**model_inputs, **generate_kwargs)

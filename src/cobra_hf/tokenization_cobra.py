@@ -332,6 +332,12 @@ class CobraTokenizer(PreTrainedTokenizer):
     def _item_id(value, where: str) -> str:
         """One item id (a string, or an int meaning its decimal string) -> str; a ValueError for anything else."""
         if isinstance(value, str):
+            if len(value.split()) != 1 or value != value.strip():
+                # ["i1 i2", "i3 i4"] would otherwise be one history of two unknown ids, and unknown_items="drop"
+                # would turn two histories into one
+                raise ValueError(f"{value!r} is not an item id ({where}): item ids are non-empty and hold no "
+                                 "whitespace. A batch of string histories is a list of lists: "
+                                 "[history.split() for history in histories].")
             return value
         if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
             return str(int(value))
@@ -361,6 +367,16 @@ class CobraTokenizer(PreTrainedTokenizer):
                 raise ValueError(f"Batch row {row} is {history!r} ({type(history).__name__}): a history is a list of "
                                  "item ids (strings or ints) or one string of whitespace-separated ids.")
         return rows
+
+    def history_items(self, histories, unknown_items: str | None = None) -> torch.Tensor:
+        """Each whole history's catalog rows, Long[B, E] (E: the longest history; -1 as padding), for
+        `generate(history_items=...)`: with exclude_history it then also leaves out the items of a history longer
+        than max_history that encoding cut. Takes what `__call__` takes; unknown ids as `unknown_items` says."""
+        rows = [self.items_to_indices(history, unknown_items) for history in self._as_histories(histories)]
+        table = torch.full((len(rows), max(1, max(map(len, rows)))), -1, dtype=torch.long)
+        for row, indices in enumerate(rows):
+            table[row, : len(indices)] = torch.tensor(indices, dtype=torch.long)
+        return table
 
     # ------------------------------------------------------------------ decoding
     def semantic_id(self, item: str) -> tuple[int, ...]:

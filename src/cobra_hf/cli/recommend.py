@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model_dir", help="checkpoint folder (or a Hub repo id)")
     add_ensemble_flags(parser)
     parser.add_argument("--history", nargs="+", required=True, metavar="ITEM", help="item ids, oldest first")
-    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="how many items to recommend (default: the checkpoint's, 10 unless it was tuned)")
     parser.add_argument("--mode", choices=GENERATION_MODES, default=None)
     add_generation_flags(parser)
     parser.add_argument("--exclude-history", action="store_true", default=None,
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     check_generation_flags(args)
     from ..inference import load_ensemble, recommend
@@ -43,16 +44,18 @@ def main(argv: list[str]) -> int:
     # check the history and --top-k against the catalog first: a typo fails in a second, before the weights load
     tokenizer = CobraTokenizer.from_pretrained(sources[0])
     history = known_history(args, tokenizer)
-    if args.top_k > tokenizer.num_items:
+    if args.top_k is not None and args.top_k > tokenizer.num_items:
         raise ValueError(f"--top-k {args.top_k} asks for more items than the catalog holds ({tokenizer.num_items}).")
     model, tokenizer = load_ensemble(sources, tokenizer=tokenizer, roles=roles)
     kwargs = {} if args.exclude_history is None else {"exclude_history": True}
+    if args.top_k is not None:
+        kwargs["top_k"] = args.top_k
     if args.mode:
         kwargs["mode"] = args.mode
     kwargs.update(generation_kwargs(args))
     try:
         check_flags_read(args, model, [args.mode or model.generation_config.recommend_mode])
-        rows = recommend(model, tokenizer, [history], top_k=args.top_k, **kwargs)[0]
+        rows = recommend(model, tokenizer, [history], **kwargs)[0]
     except ValueError as err:  # generate() names its arguments; the user typed flags
         raise ValueError(name_flags(str(err), args)) from None
     if args.json:

@@ -8,7 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..tokenization_cobra import CobraTokenizer
-from .metrics import ranking_metrics
+from .metrics import ranking_metrics, recommendation_ks
 from .sampling import sample_split
 
 
@@ -19,12 +19,13 @@ def evaluate_model(
     histories: list[list[int]],
     targets: list[int],
     batch_size: int = 256,
-    ks=(5, 10),
+    ks=None,
     show_progress: bool = True,
     **generate_kwargs,
 ) -> dict:
     """Recall@k / NDCG@k over all users: histories are catalog-index lists, targets catalog indices.
 
+    ks: the K of the metrics (default (5, 10), cut at the catalog size for a catalog under 10 items: `recommendation_ks`).
     generate_kwargs go to `model.generate` (mode, num_beams, num_candidates, ...); top_k defaults to max(ks).
     Returns the metrics plus `users`, `mode`, `seconds` and `users_per_second`.
     """
@@ -32,6 +33,12 @@ def evaluate_model(
         raise ValueError(f"{len(histories)} histories for {len(targets)} targets.")
     if not targets:
         raise ValueError("No user to evaluate: the split is empty (or none of its users is in the catalog).")
+    outside = [target for target in targets if not 0 <= int(target) < tokenizer.num_items]
+    if outside:  # a miss for every such user would read as a weaker model
+        raise ValueError(f"{len(outside)} target(s) outside this catalog (rows 0 to {tokenizer.num_items - 1}), e.g. "
+                         f"{outside[0]}: map target ids with the checkpoint's tokenizer and leave out unknown ones.")
+    if ks is None:
+        ks = recommendation_ks(tokenizer.num_items)
     was_training = model.training
     model.eval()
     generate_kwargs.setdefault("top_k", max(ks))

@@ -7,6 +7,12 @@ import math
 import torch
 
 
+def recommendation_ks(num_items: int) -> tuple[int, ...]:
+    """The K of the Recall@K / NDCG@K a validation reports: (5, 10); a catalog smaller than 10 items has no top 10,
+    so its metrics stop at the catalog size."""
+    return (5, 10) if num_items >= 10 else tuple(k for k in (5,) if k <= num_items) + (num_items,)
+
+
 def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks=(5, 10)) -> dict[str, float]:
     """ranked Long[U, K] item indices best first (-1 = empty slot), targets Long[U] -> {"recall@k", "ndcg@k"}.
 

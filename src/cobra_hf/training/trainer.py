@@ -10,12 +10,7 @@ import torch
 from transformers import Trainer
 
 from ..evaluation import evaluate_split
-
-
-def recommendation_ks(num_items: int) -> tuple[int, ...]:
-    """The K of the Recall@K / NDCG@K a validation reports: (5, 10); a catalog smaller than 10 items has no top 10,
-    so its metrics stop at the catalog size."""
-    return (5, 10) if num_items >= 10 else tuple(k for k in (5,) if k <= num_items) + (num_items,)
+from ..evaluation.metrics import recommendation_ks  # noqa: F401  (decoding_selection imports it from here)
 
 
 class CobraTrainer(Trainer):
