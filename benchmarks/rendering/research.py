@@ -225,6 +225,7 @@ SHARING_CELLS = [("shared", "shared (the joint model)", "joint_hd2_rqk3x256d_e16
                  ("separate", "shared, detached", "trunk_shared_hd2_rqk3x256d_e16"),
                  ("shared", "separate", "trunk_shdec_hd2_rqk3x256d_e16"),
                  ("separate", "separate (the ID trunk)", "trunk_hd2_rqk3x256d_e16"),
+                 ("separate, clipped on its own", "separate (the ID trunk)", "trunk_clip2_hd2_rqk3x256d_e16"),
                  ("separate, 64 wide", "separate, 64 wide (the narrow trunk)", "trunk_w64_hd2_rqk3x256d_e16")]
 
 
@@ -260,3 +261,28 @@ def block_sharing_cells(r: Renderer, arg=None) -> str:
                    " seeds' own gains). COBRA mode is each run's own joint fusion (tau 0.1 for the joint model, 0.3 for"
                    " the trunks, fixed before the runs). Training minutes depend on how many jobs shared the 2 cores."
                    " " + r.sources())
+
+
+def _spread(stats: dict | None) -> str:
+    return "-" if not stats else f"{stats['p50']:.2f} ({stats['p10']:.2f}-{stats['p90']:.2f})"
+
+
+def block_train_logs(r: Renderer, arg=None) -> str:
+    """The gradient clip in each summarised research run (research/train_logs/*.json, benchmarks/train_log_summary.py):
+    the whole gradient's pre-clip norm, the ID trunk's own where logged, the share of logged steps clipped, and the
+    sparse training loss."""
+    rows = []
+    for path, log in _runs(r, "research/train_logs/*.json"):
+        norm, trunk = log.get("grad_norm"), log.get("id_trunk_grad_norm")
+        clip = "per backbone" if log["per_backbone_clip"] else "global"
+        clipped = f"{100 * norm['clipped_share']:.0f}%" if norm and "clipped_share" in norm else "-"
+        trunk_clipped = f"{100 * trunk['clipped_share']:.0f}%" if trunk and "clipped_share" in trunk else "-"
+        rows.append([f"`{log['name']}`", "yes" if log["id_trunk"] else "no", f"{clip}, {num(log['max_grad_norm'])}",
+                     _spread(norm), clipped, _spread(trunk), trunk_clipped, _spread(log.get("sparse_loss"))])
+    if not rows:
+        return "No runs yet."
+    text = table(["run", "ID trunk", "clip", "whole gradient's norm, median (10th-90th pct)", "logged steps clipped",
+                  "the ID trunk's own norm", "its steps clipped", "sparse training loss"], rows)
+    return text + ("\n\nOver the steps the Trainer logged (every 20th); a norm is one step's, before clipping. Under the"
+                   " global clip an ID trunk's step is scaled by max_grad_norm over the whole norm, which the dense"
+                   " losses set. " + r.sources())
