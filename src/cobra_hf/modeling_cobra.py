@@ -311,8 +311,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         (G, "cobra" mode, default 0 = the paper: the IDs of the G items nearest to v_0 are decoded beside the beams
         and ranked by BeamFusion with them; `semantic_ids` then holds M + G rows), exclude_history (drop items of
         the history; default False, as the paper describes no such filter; `history_items`, from
-        CobraTokenizer.history_items, extends it to the items of histories longer than max_history), use_faiss (nearest-item search over
-        the whole catalog through faiss).
+        CobraTokenizer.history_items, extends it to the items of histories longer than max_history), use_faiss
+        (nearest-item search over the whole catalog through faiss).
         In "cobra" mode each beam's candidates are its ID's N items nearest to the beam's dense vector v_k, with either
         fusion; `scores` is the fusion weight Phi (with "joint", Phi sums to 1 over all candidates of a user).
         Beams that hold fewer than K items in all are topped up with the catalog items nearest to the best beam's

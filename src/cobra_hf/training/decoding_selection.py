@@ -17,8 +17,8 @@ import time
 
 from ..cobra_generation import ARGUMENT_ALIASES, DEFAULT_GENERATION, resolve_settings
 from ..evaluation import evaluate_split
+from ..evaluation.metrics import recommendation_ks
 from .recipes import Recipe
-from .trainer import recommendation_ks
 
 logger = logging.getLogger(__name__)
 NEEDS_HEAD = "needs the ID-free dense head (history_dense_loss_weight > 0), which this model was trained without"

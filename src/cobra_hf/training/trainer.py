@@ -10,7 +10,7 @@ import torch
 from transformers import Trainer
 
 from ..evaluation import evaluate_split
-from ..evaluation.metrics import recommendation_ks  # noqa: F401  (decoding_selection imports it from here)
+from ..evaluation.metrics import recommendation_ks
 
 
 class CobraTrainer(Trainer):
@@ -83,7 +83,7 @@ class CobraTrainer(Trainer):
         trunk, the trunk's parameters and the rest are clipped as two groups, each to max_grad_norm. One global clip
         let the dense losses (gradient norm about 8) set the trunk's step: every step scaled the trunk's gradient
         (norm about 0.7, the sparse loss's alone) by about a tenth, a factor that varied with the other backbone's
-        losses (docs/EXPERIMENTS.md, "research-clip"). DeepSpeed and FSDP, which clip inside their own engines,
+        losses (docs/EXPERIMENTS.md, "Each backbone clipped on its own"). DeepSpeed and FSDP, which clip inside their own engines,
         keep the global clip."""
         trunk = getattr(self.accelerator.unwrap_model(model), "id_trunk", None)
         if trunk is None or self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -91,7 +91,8 @@ class CobraTrainer(Trainer):
         self.accelerator.unscale_gradients()  # mixed precision: once per step, before any clip
         in_trunk = {id(param) for param in trunk.parameters()}
         rest = [param for param in model.parameters() if id(param) not in in_trunk]
-        norms = [torch.nn.utils.clip_grad_norm_(group, self.args.max_grad_norm) for group in (rest, list(trunk.parameters()))]
+        norms = [torch.nn.utils.clip_grad_norm_(group, self.args.max_grad_norm)
+                 for group in (rest, list(trunk.parameters()))]
         self._trunk_norms.append(norms[1].detach())  # read at the next log: no device sync per step
         return torch.linalg.vector_norm(torch.stack(norms))
 
