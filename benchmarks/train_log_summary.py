@@ -2,7 +2,8 @@
 
 Reads the Trainer's log (training_summary.json of runs/research/NAME/model, kept out of git) of each named research
 run and writes benchmarks/results/research/train_logs/NAME.json: per logged quantity (the whole gradient's pre-clip
-norm `grad_norm`; with an ID trunk trained under the per-backbone clip, the trunk's own `id_trunk_grad_norm`; the
+norm `grad_norm`; with an ID trunk trained under the per-backbone clip (commits c493dc1 to 5065e43, measured and
+reverted in session 23: docs/EXPERIMENTS.md), the trunk's own `id_trunk_grad_norm`; the
 loss and its parts) the 10th, 50th and 90th percentiles over the logged steps, and the share of logged steps whose
 norm was above max_grad_norm (read from the run's --train-args, 1.0 by default), i.e. clipped. The logged norm is
 one step's (every logging_steps-th), so the shares are samples, not counts. Reads no model and runs no torch.
@@ -64,7 +65,7 @@ def main() -> None:
         clip = max_grad_norm(report.get("train_args", ""))
         log_history = json.loads(log_path.read_text(encoding="utf-8"))["log_history"]
         summary = {"name": name, "max_grad_norm": clip, "id_trunk": bool(report["config"].get("id_trunk")),
-                   # the per-backbone clip (CobraTrainer._clip_grad_norm) logs the trunk's own norm
+                   # the per-backbone clip (CobraTrainer._clip_grad_norm, since reverted) logged the trunk's own norm
                    "per_backbone_clip": any("id_trunk_grad_norm" in entry for entry in log_history),
                    **summarise(log_history, clip)}
         target = RESULTS / "train_logs" / f"{name}.json"

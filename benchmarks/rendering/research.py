@@ -225,7 +225,7 @@ SHARING_CELLS = [("shared", "shared (the joint model)", "joint_hd2_rqk3x256d_e16
                  ("separate", "shared, detached", "trunk_shared_hd2_rqk3x256d_e16"),
                  ("shared", "separate", "trunk_shdec_hd2_rqk3x256d_e16"),
                  ("separate", "separate (the ID trunk)", "trunk_hd2_rqk3x256d_e16"),
-                 ("separate, clipped on its own", "separate (the ID trunk)", "trunk_clip2_hd2_rqk3x256d_e16"),
+                 ("separate, clipped on its own (reverted)", "separate (the ID trunk)", "trunk_clip2_hd2_rqk3x256d_e16"),
                  ("separate, 64 wide", "separate, 64 wide (the narrow trunk)", "trunk_w64_hd2_rqk3x256d_e16")]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
 from transformers import Trainer
 
 from ..evaluation import evaluate_split
@@ -21,8 +20,6 @@ class CobraTrainer(Trainer):
     generate_kwargs: passed to generate during those evaluations (over the model's generation_config).
     extra_modes: generate() modes (e.g. ("dense", "sparse")) evaluated too, on the same users, and reported as
         `eval_<mode>_recall@10` etc.: the curves of the model's two halves beside the one it is deployed with.
-
-    With an ID trunk (config.id_trunk), `max_grad_norm` clips each backbone's gradient on its own (`_clip_grad_norm`).
 
     `save_model(folder)` (the final model; not the Trainer's checkpoint-N) appears atomically: it is written into a
     staging folder beside `folder`, `final_extras` (callables taking that folder: catalog assets, summary, card)
@@ -40,7 +37,6 @@ class CobraTrainer(Trainer):
         self.extra_modes = tuple(extra_modes)
         self._component_sums: dict[str, float] = {}
         self._component_count = 0
-        self._trunk_norms: list[torch.Tensor] = []  # the ID trunk's pre-clip gradient norms since the last log
         self.final_extras: list = []
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -78,32 +74,11 @@ class CobraTrainer(Trainer):
             self._component_count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def _clip_grad_norm(self, model):
-        """Clips to max_grad_norm and returns the pre-clip norm of the whole gradient, as the Trainer does; with an ID
-        trunk, the trunk's parameters and the rest are clipped as two groups, each to max_grad_norm. One global clip
-        let the dense losses (gradient norm about 8) set the trunk's step: every step scaled the trunk's gradient
-        (norm about 0.7, the sparse loss's alone) by about a tenth, a factor that varied with the other backbone's
-        losses (docs/EXPERIMENTS.md, "Each backbone clipped on its own"). DeepSpeed and FSDP, which clip inside their own engines,
-        keep the global clip."""
-        trunk = getattr(self.accelerator.unwrap_model(model), "id_trunk", None)
-        if trunk is None or self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            return super()._clip_grad_norm(model)
-        self.accelerator.unscale_gradients()  # mixed precision: once per step, before any clip
-        in_trunk = {id(param) for param in trunk.parameters()}
-        rest = [param for param in model.parameters() if id(param) not in in_trunk]
-        norms = [torch.nn.utils.clip_grad_norm_(group, self.args.max_grad_norm)
-                 for group in (rest, list(trunk.parameters()))]
-        self._trunk_norms.append(norms[1].detach())  # read at the next log: no device sync per step
-        return torch.linalg.vector_norm(torch.stack(norms))
-
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._component_count:
             for name, total in self._component_sums.items():
                 logs[name] = round(total / self._component_count, 4)
             self._component_sums, self._component_count = {}, 0
-        if "loss" in logs and self._trunk_norms:
-            logs["id_trunk_grad_norm"] = round(float(torch.stack(self._trunk_norms).mean()), 4)
-            self._trunk_norms = []
         super().log(logs, *args, **kwargs)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
