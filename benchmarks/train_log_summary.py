@@ -2,14 +2,14 @@
 
 Reads the Trainer's log (training_summary.json of runs/research/NAME/model, kept out of git) of each named research
 run and writes benchmarks/results/research/train_logs/NAME.json: per logged quantity (the whole gradient's pre-clip
-norm `grad_norm`; with an ID trunk trained under the per-backbone clip (commits c493dc1 to 5065e43, measured and
-reverted in session 23: docs/EXPERIMENTS.md), the trunk's own `id_trunk_grad_norm`; the
+norm `grad_norm`; with an ID trunk trained under the per-backbone clip (commit c493dc1, measured and reverted in
+session 23 by 3e53070: docs/EXPERIMENTS.md), the trunk's own `id_trunk_grad_norm`; the
 loss and its parts) the 10th, 50th and 90th percentiles over the logged steps, and the share of logged steps whose
 norm was above max_grad_norm (read from the run's --train-args, 1.0 by default), i.e. clipped. The logged norm is
 one step's (every logging_steps-th), so the shares are samples, not counts. Reads no model and runs no torch.
 
 usage:
-  python benchmarks/train_log_summary.py NAME [NAME ...] [--runs runs/research]
+  python benchmarks/train_log_summary.py NAME [NAME ...] [--runs runs/research] [--results benchmarks/results/research]
 """
 
 from __future__ import annotations
@@ -50,14 +50,16 @@ def summarise(log_history: list[dict], clip: float) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+", help="research run names (benchmarks/results/research/NAME.json)")
     parser.add_argument("--runs", default="runs/research", help="where research_run.py kept the trained models")
-    args = parser.parse_args()
-    (RESULTS / "train_logs").mkdir(parents=True, exist_ok=True)
+    parser.add_argument("--results", default=str(RESULTS), help="the folder of the runs' NAME.json; train_logs/ is written in it")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    (results / "train_logs").mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        report_path = RESULTS / f"{name}.json"
+        report_path = results / f"{name}.json"
         log_path = Path(args.runs) / name / "model" / "training_summary.json"
         if not report_path.is_file() or not log_path.is_file():
             raise SystemExit(f"error: {name}: needs {report_path} and {log_path} (run benchmarks/research_run.py first)")
@@ -68,7 +70,7 @@ def main() -> None:
                    # the per-backbone clip (CobraTrainer._clip_grad_norm, since reverted) logged the trunk's own norm
                    "per_backbone_clip": any("id_trunk_grad_norm" in entry for entry in log_history),
                    **summarise(log_history, clip)}
-        target = RESULTS / "train_logs" / f"{name}.json"
+        target = results / "train_logs" / f"{name}.json"
         partial = target.with_suffix(".json.partial")
         partial.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         partial.replace(target)
