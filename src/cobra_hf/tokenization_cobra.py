@@ -332,7 +332,7 @@ class CobraTokenizer(PreTrainedTokenizer):
     def _item_id(value, where: str) -> str:
         """One item id (a string, or an int meaning its decimal string) -> str; a ValueError for anything else."""
         if isinstance(value, str):
-            if len(value.split()) != 1 or value != value.strip():
+            if value.split() != [value]:
                 # ["i1 i2", "i3 i4"] would otherwise be one history of two unknown ids, and unknown_items="drop"
                 # would turn two histories into one
                 raise ValueError(f"{value!r} is not an item id ({where}): item ids are non-empty and hold no "
