@@ -178,3 +178,34 @@ def test_join_cli_writes_one_checkpoint_that_decodes_like_the_pair(pair, tmp_pat
     got = joined.generate(**batch, num_beams=5, top_k=6)
     assert torch.equal(got.item_indices, expected.item_indices)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_train_id_trunk_only_runs_the_trunk_alone_and_trains_nothing_else():
+    """train_id_trunk_only: forward's loss is the trunk's sparse loss of a full forward (dropout off: the same
+    number, without running the main backbone); AdamW steps change the trunk's weights and no other; turning it off
+    restores what was trainable; a model without a trunk refuses it."""
+    model, tok = tiny_model(40, LEVELS, id_trunk=True)
+    batch = tok(random_histories(40, 16, seed=8), unknown_items="error")
+    labels = batch["input_ids"].clone()
+    model.eval()
+    full = model(**batch, labels=labels)
+    model.train_id_trunk_only()
+    alone = model(**batch, labels=labels)
+    torch.testing.assert_close(alone.loss, model.config.sparse_loss_weight * full.sparse_loss)
+    assert alone.dense_loss is None and alone.backbone_sparse_loss is None
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and all(name.startswith("id_trunk.") for name in changed)
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("id_trunk."))
+    model.train_id_trunk_only(False)
+    assert all(p.requires_grad for p in model.parameters())
+    assert model(**batch, labels=labels).dense_loss is not None
+    plain, _ = tiny_model(40, LEVELS)
+    with pytest.raises(ValueError, match="needs a model with an ID trunk"):
+        plain.train_id_trunk_only()

@@ -208,6 +208,40 @@ def test_train_cli_end_to_end_refuses_overwrites_and_fine_tunes(catalog_scientif
     assert json.loads((tuned / "training_summary.json").read_text())["global_step"] == 2
 
 
+def test_train_only_id_trunk_trains_the_trunk_of_a_checkpoint_and_nothing_else(catalog_scientific, tmp_path, capsys,
+                                                                               one_torch_thread):
+    """--init_from CKPT --train_only id_trunk: every weight outside the ID trunk is saved unchanged, the trunk's
+    changed; without --init_from, on a checkpoint without a trunk, or with another part, one line and exit 1."""
+    out = tmp_path / "trunk"
+    quiet = ["--eval_strategy", "no", "--save_strategy", "no", "--eval_users", "0"]
+    assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
+                     "--id_trunk", "True", "--max_steps", "2", *quiet]) == 0
+    start = load_file(str(out / "model.safetensors"))
+    tuned = tmp_path / "tuned"
+    more = ["train", "--catalog", str(catalog_scientific), "--use_cpu", "True", "--disable_tqdm", "True",
+            "--report_to", "none", "--per_device_train_batch_size", "16", "--max_steps", "2", *quiet]
+    assert cli_main([*more, "--init_from", str(out), "--output_dir", str(tuned), "--train_only", "id_trunk"]) == 0
+    weights = load_file(str(tuned / "model.safetensors"))
+    assert weights.keys() == start.keys()
+    changed = {name for name in weights if not torch.equal(weights[name], start[name])}
+    assert changed and all(name.startswith("id_trunk.") for name in changed)
+    summary = json.loads((tuned / "training_summary.json").read_text())
+    assert summary["cobra_args"]["train_only"] == "id_trunk" and summary["global_step"] == 2
+    capsys.readouterr()
+    plain = tmp_path / "plain"
+    assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(plain), *TINY_TRAIN,
+                     "--max_steps", "1", *quiet]) == 0
+    capsys.readouterr()
+    for flags, message in (([], "pass its checkpoint with --init_from"),
+                           (["--init_from", str(plain)], "has no ID trunk"),
+                           (["--init_from", str(out), "--train_only", "decoder"], "unknown part 'decoder'")):
+        if "--train_only" not in flags:
+            flags = [*flags, "--train_only", "id_trunk"]
+        assert cli_main([*more, *flags, "--output_dir", str(tmp_path / "refused")]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_catalog_model_and_evaluation_work_without_datasets(catalog_scientific):
     """A bare accelerator machine with torch and transformers only can build, train and score a model in a plain loop."""
     import subprocess

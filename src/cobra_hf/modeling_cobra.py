@@ -86,6 +86,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
         # share of the training item slots each item fills, Float[I] (set_item_frequencies; training only, not saved)
         self._item_frequency: torch.Tensor | None = None
+        # train_id_trunk_only: forward computes the ID trunk's loss alone (a training mode, not saved)
+        self._id_trunk_only = False
         # the tokenizer's [PAD] is the config's pad_token_id; the Trainer warns and rewrites both when the generation
         # config lacks it
         self.generation_config = GenerationConfig(pad_token_id=config.pad_token_id, **DEFAULT_GENERATION)
@@ -202,6 +204,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if self.training and config.item_deletion > 0 and labels is not None:
             input_ids, item_index, item_mask, labels = delete_items(input_ids, item_index, item_mask, labels,
                                                                     config.item_deletion, config.num_levels)
+        if self._id_trunk_only and labels is not None:
+            return self._id_trunk_loss(input_ids, item_index, item_mask, labels)
         batch, length = item_index.shape
         levels, width = config.num_levels, config.hidden_size
         # each distinct item of the batch goes through the text encoder once, with the InfoNCE negatives beyond the
@@ -229,11 +233,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
                              item_vectors=item_vectors, last_hidden_state=hidden)
         if labels is None:
             return output
-        label_codes = labels.view(batch, length, levels)[:, 1:]
-        target_valid = item_mask[:, :-1] & item_mask[:, 1:] & (label_codes >= 0).all(-1)
-        if not bool(target_valid.any()):
-            raise ValueError("No item to predict in this batch: every sequence needs at least 2 items.")
-        targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
+        targets, target_valid = self._code_targets(labels, item_mask)
         output.sparse_loss = sparse_cross_entropy(sparse_logits, targets, target_valid)
         sparse_total = output.sparse_loss
         if trunk_logits is not None:
@@ -253,6 +253,46 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             output.history_dense_loss = info_nce(history_predictions, target_columns, columns, temperature, log_q)
             output.loss = output.loss + config.history_dense_loss_weight * output.history_dense_loss
         return output
+
+    def _code_targets(self, labels: torch.Tensor, item_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """labels Long[B, H*L], item_mask Bool[B, H] -> (per-level code targets of items 2..H Long[B, H - 1, L], -100
+        where not predicted; which of those items are predicted Bool[B, H - 1])."""
+        batch, length = item_mask.shape
+        label_codes = labels.view(batch, length, self.config.num_levels)[:, 1:]
+        target_valid = item_mask[:, :-1] & item_mask[:, 1:] & (label_codes >= 0).all(-1)
+        if not bool(target_valid.any()):
+            raise ValueError("No item to predict in this batch: every sequence needs at least 2 items.")
+        targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
+        return targets, target_valid
+
+    def _id_trunk_loss(self, input_ids, item_index, item_mask, labels) -> CobraOutput:
+        """forward under train_id_trunk_only: the ID trunk's sparse loss alone; the main backbone is not run."""
+        distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
+        slot = torch.zeros_like(item_index)
+        slot[item_mask] = inverse
+        logits = self.id_trunk.sparse_logits(input_ids, item_mask, distinct, slot)
+        targets, target_valid = self._code_targets(labels, item_mask)
+        sparse_loss = sparse_cross_entropy(logits, targets, target_valid)
+        return CobraOutput(loss=self.config.sparse_loss_weight * sparse_loss, sparse_loss=sparse_loss,
+                           sparse_logits=logits)
+
+    def train_id_trunk_only(self, enabled: bool = True) -> None:
+        """Trains the ID trunk alone (config.id_trunk): every other parameter is frozen and forward computes only the
+        trunk's sparse loss, without running the main backbone, so a step costs what an ID-only model's does. This
+        gives the trunk more epochs than the dense half (`cobra-hf train --init_from CKPT --train_only id_trunk`).
+        `enabled=False` restores what was trainable before."""
+        if self.id_trunk is None:
+            raise ValueError("train_id_trunk_only needs a model with an ID trunk (config.id_trunk); this one has none.")
+        if enabled == self._id_trunk_only:
+            return
+        if enabled:
+            self._trainable_before = {name: p.requires_grad for name, p in self.named_parameters()}
+            for name, parameter in self.named_parameters():
+                parameter.requires_grad_(name.startswith("id_trunk.") and self._trainable_before[name])
+        else:
+            for name, parameter in self.named_parameters():
+                parameter.requires_grad_(self._trainable_before.get(name, True))
+        self._id_trunk_only = enabled
 
     # ------------------------------------------------------------------ generation (cobra_generation's protocol)
     def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:

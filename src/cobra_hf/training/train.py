@@ -37,6 +37,7 @@ class CobraTrainingArguments:
     catalog: str = field(metadata={"help": "catalog folder made by `cobra-hf prepare`"})
     data: str | None = field(default=None, metadata={"help": "dataset folder (default: the one the catalog was prepared from)"})
     init_from: str | None = field(default=None, metadata={"help": "start from this checkpoint instead of a new model (fine-tuning)"})
+    train_only: str | None = field(default=None, metadata={"help": "with --init_from: train only this part and freeze the rest. id_trunk: the ID trunk of a checkpoint built with --id_trunk True, by its sparse loss alone (the main backbone is not run), to give the IDs more epochs than the dense half"})
     model_config: str | None = field(default=None, metadata={"help": "JSON object (or a .json file) of CobraConfig fields for a new model; the model flags given on the command line override it"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
@@ -260,6 +261,23 @@ def _check_data_items(splits, data_dir: str, cobra_args: CobraTrainingArguments)
     logger.warning("%s; they are dropped from the sequences.", message)
 
 
+TRAIN_ONLY_PARTS = ("id_trunk",)
+
+
+def _train_only(model, cobra_args: CobraTrainingArguments) -> None:
+    """--train_only PART: freezes all of the model but PART. Only an existing checkpoint's part can be trained
+    alone: in a new model the frozen rest would stay at its random initialization."""
+    part = cobra_args.train_only
+    if part not in TRAIN_ONLY_PARTS:
+        raise ValueError(f"--train_only: unknown part {part!r}; choose among {list(TRAIN_ONLY_PARTS)}.")
+    if not cobra_args.init_from:
+        raise ValueError(f"--train_only {part} trains one part of a trained model: pass its checkpoint with --init_from.")
+    if not model.config.id_trunk:
+        raise ValueError(f"--train_only id_trunk: the --init_from checkpoint {cobra_args.init_from} has no ID trunk "
+                         "(config.id_trunk is false); train it with --id_trunk True or build one with `cobra-hf join`.")
+    model.train_id_trunk_only()
+
+
 def parse_generation(text: str) -> dict:
     """--generation: a JSON object of generate() keyword arguments (checked further by set_generation_defaults)."""
     try:
@@ -323,6 +341,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         model, tokenizer = build_model(cobra_args.catalog, init_text_embeddings=cobra_args.init_text_embeddings,
                                        seed=training_args.seed, **model_settings(recipe, cobra_args.model_overrides))
         prepare_args = read_prepare_args(cobra_args.catalog)
+    if cobra_args.train_only:
+        _train_only(model, cobra_args)
     if resume:
         check_same_catalog(resume, model.config.catalog_hash, cobra_args.catalog)
     from_recipe, generation_note = recipe_generation(model, recipe)
