@@ -211,12 +211,20 @@ def test_train_cli_end_to_end_refuses_overwrites_and_fine_tunes(catalog_scientif
 def test_train_only_id_trunk_trains_the_trunk_of_a_checkpoint_and_nothing_else(catalog_scientific, tmp_path, capsys,
                                                                                one_torch_thread):
     """--init_from CKPT --train_only id_trunk: every weight outside the ID trunk is saved unchanged, the trunk's
-    changed; without --init_from, on a checkpoint without a trunk, or with another part, one line and exit 1."""
+    changed, and the checkpoint loads (also from a checkpoint whose catalog/ an older version wrote); without
+    --init_from, on a checkpoint without a trunk, or with another part, one line and exit 1."""
+    from cobra_hf.inference import load_checkpoint
+    from cobra_hf.integrity import record_checksums
+
     out = tmp_path / "trunk"
     quiet = ["--eval_strategy", "no", "--save_strategy", "no", "--eval_users", "0"]
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(out), *TINY_TRAIN,
                      "--id_trunk", "True", "--max_steps", "2", *quiet]) == 0
     start = load_file(str(out / "model.safetensors"))
+    # a checkpoint whose catalog/ an older cobra-hf wrote (same IDs, other bytes): the tuned one still loads
+    vocab = out / "catalog" / "item_text_vocab.json"
+    vocab.write_text(json.dumps(json.loads(vocab.read_text()), indent=2))
+    record_checksums(out, ["catalog/item_text_vocab.json"])
     tuned = tmp_path / "tuned"
     more = ["train", "--catalog", str(catalog_scientific), "--use_cpu", "True", "--disable_tqdm", "True",
             "--report_to", "none", "--per_device_train_batch_size", "16", "--max_steps", "2", *quiet]
@@ -227,6 +235,8 @@ def test_train_only_id_trunk_trains_the_trunk_of_a_checkpoint_and_nothing_else(c
     assert changed and all(name.startswith("id_trunk.") for name in changed)
     summary = json.loads((tuned / "training_summary.json").read_text())
     assert summary["cobra_args"]["train_only"] == "id_trunk" and summary["global_step"] == 2
+    load_checkpoint(str(tuned))  # every recorded checksum holds
+    assert (tuned / "catalog" / "item_text_vocab.json").read_bytes() == vocab.read_bytes()
     capsys.readouterr()
     plain = tmp_path / "plain"
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(plain), *TINY_TRAIN,

@@ -409,9 +409,17 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
 
 def _final_files(stage: Path, catalog: str, model, summary: dict) -> None:
     """What the final checkpoint holds besides the Trainer's save, written into its staging folder."""
+    from ..integrity import record_checksums
     from ..semantic_ids.assets import copy_catalog_assets
 
-    copy_catalog_assets(catalog, stage, missing_ok=True)  # quantizer + text vocabulary (cold start)
+    # the catalog/ assets (quantizer + text vocabulary, for cold start) that the model keeps were written and recorded
+    # by its save: --catalog's (build_model), or the --init_from checkpoint's, whose IDs _check_init_catalog matched.
+    # Writing --catalog's over those would leave checksums.json describing other bytes whenever the two differ (a
+    # checkpoint saved by an older cobra-hf), and the final checkpoint would not load.
+    if not getattr(model, "catalog_assets", None):
+        assets = copy_catalog_assets(catalog, stage, missing_ok=True)
+        if assets is not None:
+            record_checksums(stage, [path.relative_to(stage).as_posix() for path in assets.rglob("*") if path.is_file()])
     Path(stage, "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
     _write_card(str(stage), model, summary)
 
