@@ -70,7 +70,7 @@ def block_research_summary(r: Renderer, arg=None) -> str:
             test = "; ".join(f"{t['mode']}: {t['recall@10']:.4f} / {t['ndcg@10']:.4f}"
                              for t in (tests if isinstance(tests, list) else [tests]))
         rows.append([f"`{run.get('name', path.stem)}`", _id_kind(run), losses, _dense_columns(cfg),
-                     minutes(run.get("train_seconds")),
+                     _train_minutes(r, run),
                      cell("cobra"), cell("dense"), cell("sparse"), cell("cobra_paper_fusion"),
                      f"{tf[0]:.3f}" if tf else "-", f"{hits['20']:.3f}" if "20" in hits else "-", test])
     return table(["run", "IDs", "loss weights sparse / dense / ID-free dense", "text encoder layers; InfoNCE columns",
@@ -82,6 +82,62 @@ def block_research_summary(r: Renderer, arg=None) -> str:
         " mode ranks each ID's items by an untrained vector. Test is read once, for a run kept as a recipe"
         " (`cobra-hf evaluate ... --split test`, all users); TIGER's published test figures are in"
         " `paper.json`. " + r.sources())
+
+
+def _init_run(r: Renderer, run: dict) -> dict | None:
+    """The research run whose model a run continued (`--init_from runs/research/NAME/model` in its train args)."""
+    words = str(run.get("train_args", "")).split()
+    if "--init_from" not in words:
+        return None
+    name = Path(words[words.index("--init_from") + 1]).parent.name
+    return r.load(f"research/{name}.json") if r.exists(f"research/{name}.json") else None
+
+
+def _train_minutes(r: Renderer, run: dict) -> str:
+    """Training minutes; for a run that continued another research run's model, that run's minutes + its own."""
+    first = _init_run(r, run)
+    own = minutes(run.get("train_seconds"))
+    return own if first is None else f"{minutes(first.get('train_seconds'))} + {own}"
+
+
+def block_two_phase_trunk(r: Renderer, arg=None) -> str:
+    """The ID trunk given more epochs than the dense half: each `--train_only id_trunk` run (research/trunk2ph_*)
+    beside the one-run trunk it continued, per mode on validation (all users), and the mean over seeds."""
+    rows, gains = [], {"before": [], "after": []}
+    for path, run in _runs(r, "research/trunk2ph_*.json"):
+        first = _init_run(r, run)
+        if first is None:
+            continue
+        before, after = first["validation"], run["validation"]
+        same_dense = all(before["dense"][m] == after["dense"][m] for m in ("recall@10", "ndcg@10"))
+
+        def pair(v):
+            return f"{v['recall@10']:.4f} / {v['ndcg@10']:.4f}"
+
+        def gain(v):
+            return [100 * (v["cobra"][m] / v["dense"][m] - 1) for m in ("recall@10", "ndcg@10")]
+
+        gains["before"].append(gain(before))
+        gains["after"].append(gain(after))
+        rows.append([f"`{first['name']}` -> `{run['name']}`", pair(after["dense"]) + (" (unchanged)" if same_dense else
+                     f" (was {pair(before['dense'])})"), f"{pair(before['sparse'])} -> {pair(after['sparse'])}",
+                     f"{pair(before['cobra'])} -> {pair(after['cobra'])}",
+                     "{:+.1f}% / {:+.1f}% -> {:+.1f}% / {:+.1f}%".format(*gains["before"][-1], *gains["after"][-1]),
+                     pair(after["cobra_paper_fusion"]), f"{minutes(first['train_seconds'])} + {minutes(run['train_seconds'])}"])
+    if not rows:
+        return "No runs yet."
+    if len(rows) > 1:
+        def spread(values):
+            return (f"{statistics.mean(values):+.1f}% ± {statistics.stdev(values):.1f}")
+        rows.append([f"mean of {len(rows)} seeds", "", "", "", " / ".join(spread([g[i] for g in gains["before"]])
+                     for i in (0, 1)) + " -> " + " / ".join(spread([g[i] for g in gains["after"]]) for i in (0, 1)),
+                     "", ""])
+    return table(["phase 1 -> phase 2 (the ID trunk alone)", "dense only R@10 / N@10", "sparse only",
+                  "COBRA mode", "COBRA over its own dense", "COBRA, the paper's BeamFusion (phase 2)",
+                  "train min (phase 1 + 2)"], rows) + (
+        "\n\nValidation split, all 22,363 users; COBRA mode is the trunks' joint fusion fixed before the runs (tau"
+        " 0.3, psi 2, psi_h 16, G 50); ± is the standard deviation over seeds. Phase 2 trains only the ID trunk, so"
+        " the dense mode must not move. Training minutes depend on how many jobs shared the 2 cores. " + r.sources())
 
 
 def _fusion_label(setting: dict) -> str:
