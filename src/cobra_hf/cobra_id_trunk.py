@@ -5,7 +5,8 @@ alone, and then COBRA's beams add nothing to its dense mode (docs/EXPERIMENTS.md
 from"). With an ID trunk, a `CobraModel` of the same sizes with its own item encoder and per-level code heads reads
 the same interleaved sequence and is trained by the sparse loss alone; its code probabilities drive the beam search,
 while the main backbone gives every dense vector (the ID-conditioned v_k, the ID-free v_0, the catalog's). It doubles
-the parameters and the decoding work. Travels with every checkpoint for trust_remote_code (modeling_cobra imports it).
+the parameters and the decoding work. `train_id_trunk_only()` (modeling_cobra) trains the trunk alone, for more
+epochs than the dense half. Travels with every checkpoint for trust_remote_code (modeling_cobra imports it).
 
 Shapes: B batch, H history items, L levels, D hidden size, I catalog items, K_l codes of level l.
 """
