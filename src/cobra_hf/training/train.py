@@ -54,6 +54,8 @@ class CobraTrainingArguments:
 
 # CobraConfig fields that the catalog decides (or that describe the file format): never training flags
 CATALOG_FIELDS = ("level_sizes", "num_items", "text_vocab_size", "max_text_tokens", "catalog_hash", "format_version")
+# the parts `--train_only` can train alone (the rest of the --init_from checkpoint frozen)
+TRAIN_ONLY_PARTS = ("id_trunk",)
 # --use_text_embeddings True|False, the flag before text_embedding_dim became one, still spells -1 | 0
 TEXT_EMBEDDINGS_ALIAS = "use_text_embeddings"
 BOOL_TRUE, BOOL_FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")  # transformers' string_to_bool
@@ -190,6 +192,12 @@ def parse_args(argv: list[str]) -> tuple[CobraTrainingArguments, TrainingArgumen
         # forward already skips most padding (decode_by_length); the training rows carry no length column for it
         raise ValueError("--train_sampling_strategy group_by_length is not supported: batches are random "
                          "(forward skips their padding itself, and grouped batches trained a worse model).")
+    if cobra_args.train_only is not None:  # refused before anything loads; the checkpoint's trunk is checked once loaded
+        if cobra_args.train_only not in TRAIN_ONLY_PARTS:
+            raise ValueError(f"--train_only: unknown part {cobra_args.train_only!r}; choose among {list(TRAIN_ONLY_PARTS)}.")
+        if not cobra_args.init_from:
+            raise ValueError(f"--train_only {cobra_args.train_only} trains one part of a trained model: pass its "
+                             "checkpoint with --init_from (in a new model the frozen rest would stay random).")
     if cobra_args.init_from and cobra_args.model_overrides:
         raise ValueError(f"--{sorted(cobra_args.model_overrides)[0]}: a model flag does nothing with --init_from "
                          "(the checkpoint's config is kept).")
@@ -261,17 +269,9 @@ def _check_data_items(splits, data_dir: str, cobra_args: CobraTrainingArguments)
     logger.warning("%s; they are dropped from the sequences.", message)
 
 
-TRAIN_ONLY_PARTS = ("id_trunk",)
-
-
 def _train_only(model, cobra_args: CobraTrainingArguments) -> None:
-    """--train_only PART: freezes all of the model but PART. Only an existing checkpoint's part can be trained
-    alone: in a new model the frozen rest would stay at its random initialization."""
-    part = cobra_args.train_only
-    if part not in TRAIN_ONLY_PARTS:
-        raise ValueError(f"--train_only: unknown part {part!r}; choose among {list(TRAIN_ONLY_PARTS)}.")
-    if not cobra_args.init_from:
-        raise ValueError(f"--train_only {part} trains one part of a trained model: pass its checkpoint with --init_from.")
+    """--train_only id_trunk (parse_args checked the part and --init_from): freezes all of the model but its ID
+    trunk."""
     if not model.config.id_trunk:
         raise ValueError(f"--train_only id_trunk: the --init_from checkpoint {cobra_args.init_from} has no ID trunk "
                          "(config.id_trunk is false); train it with --id_trunk True or build one with `cobra-hf join`.")
