@@ -45,6 +45,15 @@ __all__ = ["CobraForSequentialRecommendation", "CobraGenerationOutput", "CobraMo
            "CobraPreTrainedModel", "DEFAULT_GENERATION", "info_nce"]
 
 
+def batch_items(item_index: torch.Tensor, item_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """item_index Long[B, H], item_mask Bool[B, H] -> (the batch's distinct items Long[U], sorted; each slot's row
+    among them Long[B, H], 0 where masked)."""
+    distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
+    slot = torch.zeros_like(item_index)
+    slot[item_mask] = inverse
+    return distinct, slot
+
+
 @dataclass
 class CobraOutput(ModelOutput):
     """loss: weighted sum of the losses below (when labels are given).
@@ -212,15 +221,13 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # batch: a negative computed any other way (e.g. a bank of older vectors) differs systematically from fresh
         # positives, and the model learns that difference instead of the user (tried: the loss then stalls at
         # log(catalog / batch items))
-        distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
+        distinct, slot = batch_items(item_index, item_mask)
         columns_index = contrastive_items(distinct, config, self.training) if labels is not None else distinct
         if config.num_dense_negatives and not self.training and labels is not None:
             columns = self.all_item_vectors(normalized=False)[columns_index]
         else:
             columns = self.encode_items(columns_index)
         distinct_rows = torch.searchsorted(columns_index, distinct)
-        slot = torch.zeros_like(item_index)
-        slot[item_mask] = inverse
         item_vectors = columns[distinct_rows][slot] * item_mask[..., None]
         hidden = self.model(input_ids, item_index, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         grid = hidden.view(batch, length, levels + 1, width)
@@ -267,9 +274,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
 
     def _id_trunk_loss(self, input_ids, item_index, item_mask, labels) -> CobraOutput:
         """forward under train_id_trunk_only: the ID trunk's sparse loss alone; the main backbone is not run."""
-        distinct, inverse = torch.unique(item_index[item_mask], return_inverse=True)
-        slot = torch.zeros_like(item_index)
-        slot[item_mask] = inverse
+        distinct, slot = batch_items(item_index, item_mask)
         logits = self.id_trunk.sparse_logits(input_ids, item_mask, distinct, slot)
         targets, target_valid = self._code_targets(labels, item_mask)
         sparse_loss = sparse_cross_entropy(logits, targets, target_valid)
