@@ -115,11 +115,11 @@ def test_bad_recipe_files_are_one_line_errors(tmp_path, content, named):
         parse_args([*BASE, "--recipe", str(path)])
     message = str(caught.value)
     assert message.startswith(f"--recipe {path}: ") and named in message and "\n" not in message
-    assert "known recipes: paper, joint, none" in message
+    assert "known recipes: paper, joint, trunk, none" in message
 
 
 def test_unknown_recipe_is_a_one_line_error(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"^--recipe fancy: unknown recipe; known recipes: paper, joint, none"):
+    with pytest.raises(ValueError, match=r"^--recipe fancy: unknown recipe; known recipes: paper, joint, trunk, none"):
         parse_args([*BASE, "--recipe", "fancy"])
     with pytest.raises(ValueError, match="no such file"):
         parse_args([*BASE, "--recipe", str(tmp_path / "missing.json")])

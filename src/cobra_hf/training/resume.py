@@ -111,18 +111,24 @@ def check_same_catalog(resume: str, catalog_hash: str, catalog: str) -> None:
         )
 
 
-def check_not_finished(resume: str, training_args, output_dir: str, overwrite: bool) -> None:
-    """Refuses to resume a run that is already over: a checkpoint at or past --max_steps (the Trainer would train a
-    step past it and overwrite the final model), or, without --overwrite, an earlier checkpoint of a run whose
-    final model is in output_dir (resuming would replace that model)."""
+def reached_budget(resume: str, training_args) -> bool:
+    """Whether checkpoint `resume` is at or past the run's budget (--max_steps, or the epochs it planned when no more
+    are asked for): resuming it would train nothing more."""
     state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
     step = int(state["global_step"])
     if training_args.max_steps > 0:
-        finished = step >= training_args.max_steps
-    else:  # an epoch budget: over when the checkpoint ended its run and no more epochs are asked for
-        planned_epochs = float(state.get("num_train_epochs") or 0)
-        finished = step >= int(state.get("max_steps") or 0) > 0 and training_args.num_train_epochs <= planned_epochs
-    if finished:
+        return step >= training_args.max_steps
+    planned_epochs = float(state.get("num_train_epochs") or 0)
+    return step >= int(state.get("max_steps") or 0) > 0 and training_args.num_train_epochs <= planned_epochs
+
+
+def check_not_finished(resume: str, training_args, output_dir: str, overwrite: bool, phase: str | None = None) -> None:
+    """Refuses to resume a run that is already over: a checkpoint at or past --max_steps (the Trainer would train a
+    step past it and overwrite the final model), or, without --overwrite, an earlier checkpoint of a run whose
+    final model is in output_dir (resuming would replace that model). phase: the training_summary.json entry whose
+    global_step the checkpoint counts in (a phase after the main run, e.g. "id_trunk_phase"); None = the main run."""
+    step = int(json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    if reached_budget(resume, training_args):
         budget = (f"--max_steps {training_args.max_steps}" if training_args.max_steps > 0
                   else f"--num_train_epochs {training_args.num_train_epochs}")
         raise ValueError(
@@ -133,7 +139,8 @@ def check_not_finished(resume: str, training_args, output_dir: str, overwrite: b
     if not (Path(output_dir) / "config.json").is_file():
         return  # no final model to lose
     try:
-        final_step = int(json.loads(summary.read_text(encoding="utf-8"))["global_step"])
+        record = json.loads(summary.read_text(encoding="utf-8"))
+        final_step = int((record[phase] if phase else record)["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return
     if step < final_step and not overwrite:

@@ -20,9 +20,13 @@ from .collator import CobraDataCollator
 from ..evaluation.sampling import sample_split
 from .datasets import index_splits, item_slot_counts
 from .decoding_selection import plan_decoding, recipe_generation, select_decoding, skip_reason
+from .id_trunk_phase import (PHASE_DIR, check_phase, finished_main_phase, phase_arguments, phase_settings,
+                             resume_points, train_id_trunk_phase)
+from .final_files import final_files
 from .model_builder import build_model, read_prepare_args
 from .recipes import load_recipe, model_settings, recipe_record, training_flags
-from .resume import CHECKPOINT_COMPLETE_FILES, check_not_finished, check_same_catalog, resolve_resume_checkpoint
+from .resume import (CHECKPOINT_COMPLETE_FILES, check_not_finished, check_same_catalog, reached_budget,
+                     resolve_resume_checkpoint)
 from .trainer import CobraTrainer
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ class CobraTrainingArguments:
     data: str | None = field(default=None, metadata={"help": "dataset folder (default: the one the catalog was prepared from)"})
     init_from: str | None = field(default=None, metadata={"help": "start from this checkpoint instead of a new model (fine-tuning)"})
     train_only: str | None = field(default=None, metadata={"help": "with --init_from: train only this part and freeze the rest. id_trunk: the ID trunk of a checkpoint built with --id_trunk True, by its sparse loss alone (the main backbone is not run), to give the IDs more epochs than the dense half"})
+    id_trunk_epochs: float | None = field(default=None, metadata={"help": "epochs of the last phase that trains the ID trunk alone (default: the recipe's, 16 for --recipe trunk, none for the others; 0 = no such phase); the same as a second run with --train_only id_trunk"})
     model_config: str | None = field(default=None, metadata={"help": "JSON object (or a .json file) of CobraConfig fields for a new model; the model flags given on the command line override it"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
@@ -46,7 +51,7 @@ class CobraTrainingArguments:
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
     drop_unknown: bool = field(default=False, metadata={"help": "train on the items the catalog knows when more than 1%% of --data's item ids are not in it (they are dropped from the sequences; without the flag that is refused)"})
-    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): joint (default, recommended), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
+    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): joint (default, recommended), trunk (joint plus an ID trunk, trained in two phases: the cascade that beats its own dense path), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
     select_decoding: bool = field(default=True, metadata={"help": "after training, evaluate the recipe's decoding_grid on the validation users and save the best by Recall@10 as the generate() defaults (not with --generation)"})
     # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
     model_overrides: dict = field(default_factory=dict, init=False)
@@ -318,12 +323,19 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
                          "out to train on every sequence).")
     _check_eval_users(cobra_args, training_args)
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
-    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    _check_output_dir(cobra_args, training_args, resume)
-    if resume:
+    recipe = load_recipe(cobra_args.recipe)  # None: --recipe none
+    phase = phase_settings(recipe, cobra_args.id_trunk_epochs)
+    phase_flag = "--id_trunk_epochs" if cobra_args.id_trunk_epochs is not None else f"--recipe {getattr(recipe, 'name', '')}"
+    phase_args = phase_arguments(training_args, phase) if phase else None
+    resume, phase_resume = resume_points(training_args.resume_from_checkpoint, training_args.output_dir, bool(phase))
+    _check_output_dir(cobra_args, training_args, resume or phase_resume)
+    # a two-phase run killed after its main phase: the main phase is not trained again
+    main_done = bool(phase_resume) or bool(resume and phase and reached_budget(resume, training_args))
+    if phase_resume:
+        check_not_finished(phase_resume, phase_args, training_args.output_dir, cobra_args.overwrite, phase=PHASE_DIR)
+    elif resume and not main_done:
         check_not_finished(resume, training_args, training_args.output_dir, cobra_args.overwrite)
     generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
-    recipe = load_recipe(cobra_args.recipe)  # None: --recipe none
     extra_modes = parse_eval_modes(cobra_args.eval_modes)
     set_seed(training_args.seed)
     if cobra_args.init_from:
@@ -343,8 +355,9 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         prepare_args = read_prepare_args(cobra_args.catalog)
     if cobra_args.train_only:
         _train_only(model, cobra_args)
-    if resume:
-        check_same_catalog(resume, model.config.catalog_hash, cobra_args.catalog)
+    check_phase(phase, model, phase_flag, cobra_args.train_only)
+    if resume or phase_resume:
+        check_same_catalog(resume or phase_resume, model.config.catalog_hash, cobra_args.catalog)
     from_recipe, generation_note = recipe_generation(model, recipe)
     _apply_generation(model, generation, from_recipe, f"--recipe {recipe.name}" if recipe else "--recipe")
     if "dense" in extra_modes and not model.config.history_dense_loss_weight:
@@ -368,25 +381,37 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     skipped = skip_reason(recipe, cobra_args.select_decoding, bool(cobra_args.generation), recommendation_users)
     plan = None if skipped else plan_decoding(model, recipe, generation_note)  # checked before training
     callbacks = list(callbacks or [])
-    trainer = CobraTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_split,
-        eval_dataset=validation if training_args.eval_strategy != "no" else None,
-        data_collator=CobraDataCollator(tokenizer, max_items=model.config.max_history + 1),
-        processing_class=tokenizer,
-        recommendation_split=validation if recommendation_users != 0 else None,
-        extra_modes=extra_modes,
-        callbacks=callbacks,
-    )
+
+    def make_trainer(args: TrainingArguments) -> CobraTrainer:
+        return CobraTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_split,
+            eval_dataset=validation if args.eval_strategy != "no" else None,
+            data_collator=CobraDataCollator(tokenizer, max_items=model.config.max_history + 1),
+            processing_class=tokenizer,
+            recommendation_split=validation if recommendation_users != 0 else None,
+            extra_modes=extra_modes,
+            callbacks=callbacks,
+        )
+
+    trainer = make_trainer(training_args)
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    if main_done:
+        main = finished_main_phase(trainer, resume, training_args.output_dir)
+    else:
+        result = trainer.train(resume_from_checkpoint=resume)
+        main = {"global_step": result.global_step, "train_loss": round(result.training_loss, 4),
+                "log_history": trainer.state.log_history}
+    phase_summary = None
+    if phase_args is not None:
+        trainer, phase_summary = train_id_trunk_phase(model, make_trainer(phase_args), phase_args, phase_resume)
     seconds = time.perf_counter() - start
     summary = {
         "train_sequences": len(train_split),
-        "global_step": result.global_step,
-        "train_seconds": round(seconds, 1),
-        "train_loss": round(result.training_loss, 4),
+        "global_step": main["global_step"],
+        "train_seconds": round(seconds, 1),  # both phases
+        "train_loss": main["train_loss"],
         # how it trained: bf16/fp16 autocast or fp32 (the weights are fp32 either way), on which device, how many processes
         "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
         "device": str(training_args.device),
@@ -396,32 +421,19 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         # the run's flags, model fields beside the others (the layout of summaries before model_overrides)
         "cobra_args": {**{k: v for k, v in asdict(cobra_args).items() if k != "model_overrides"},
                        **cobra_args.model_overrides},
-        "log_history": trainer.state.log_history,
+        "log_history": main["log_history"],
     }
+    if phase_summary is not None:
+        summary["id_trunk_phase"] = phase_summary
+        if main_done:
+            summary["resumed_after_main_phase"] = resume or "the main phase's weights came with the phase's checkpoint"
     # before the final save: generate() with no arguments gives the validated best
     summary["decoding_selection"] = {"skipped": skipped} if skipped else select_decoding(model, tokenizer, validation, plan)
-    summary["recipe"] = recipe_record(recipe, model, training_args, cobra_args.init_from, generation_note)
+    summary["recipe"] = recipe_record(recipe, model, training_args, cobra_args.init_from, generation_note, phase)
     # the final model, the catalog assets (for adding items later), the summary and the card appear together
-    trainer.final_extras.append(lambda stage: _final_files(stage, cobra_args.catalog, model, summary))
+    trainer.final_extras.append(lambda stage: final_files(stage, cobra_args.catalog, model, summary))
     trainer.save_model(training_args.output_dir)
     return summary
-
-
-def _final_files(stage: Path, catalog: str, model, summary: dict) -> None:
-    """What the final checkpoint holds besides the Trainer's save, written into its staging folder."""
-    from ..integrity import record_checksums
-    from ..semantic_ids.assets import copy_catalog_assets
-
-    # the catalog/ assets (quantizer + text vocabulary, for cold start) that the model keeps were written and recorded
-    # by its save: --catalog's (build_model), or the --init_from checkpoint's, whose IDs _check_init_catalog matched.
-    # Writing --catalog's over those would leave checksums.json describing other bytes whenever the two differ (a
-    # checkpoint saved by an older cobra-hf), and the final checkpoint would not load.
-    if not getattr(model, "catalog_assets", None):
-        assets = copy_catalog_assets(catalog, stage, missing_ok=True)
-        if assets is not None:
-            record_checksums(stage, [path.relative_to(stage).as_posix() for path in assets.rglob("*") if path.is_file()])
-    Path(stage, "training_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    _write_card(str(stage), model, summary)
 
 
 def _apply_generation(model, generation: dict | None, from_recipe: dict | None = None, recipe_flag: str = "--recipe") -> None:
@@ -450,18 +462,6 @@ def _apply_generation(model, generation: dict | None, from_recipe: dict | None =
             if generation and from_recipe:
                 flag = f"--generation (over {recipe_flag}'s generation)"
             raise ValueError(f"{flag}: {err}") from None
-
-
-def _write_card(output_dir: str, model, summary: dict) -> None:
-    try:
-        from ..hub.model_card import write_model_card
-    except ImportError:  # the hub helpers are optional for training
-        return
-    training_info = {key: summary[key] for key in ("train_sequences", "global_step", "train_seconds", "train_loss", "data_dir")}
-    if summary.get("recipe"):
-        training_info["recipe"] = summary["recipe"]["name"]
-    write_model_card(output_dir, config_dict=model.config.to_dict(), training_info=training_info,
-                     eval_results=None, dataset_name=Path(summary["data_dir"]).name, repo_id=None)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,116 @@
+"""The ID trunk's own phase at the end of `cobra-hf train` (`--recipe trunk`): the trunk alone for more epochs.
+
+Why a second phase: a model built with `id_trunk` has two decoders, the main one (dense vectors, ID-free head) and
+the trunk (the IDs). Measured on Beauty (docs/EXPERIMENTS.md, "two-phase trunk", 3 seeds), the trunk gains from
+more epochs than the dense half needs: training it alone for 16 more epochs (everything else frozen, the main
+backbone not run, `model.train_id_trunk_only()`) took COBRA mode from +3.8% to +5.2% over the same model's dense-only
+mode, and a second phase costs what an ID-only model's epochs do. The phase is the same procedure as a second
+command, `cobra-hf train --init_from MODEL --train_only id_trunk`, run in the same process: a test holds the two
+bit-identical.
+
+Its settings are the recipe's `id_trunk_phase` (TrainingArguments fields over the main run's; `num_train_epochs`
+given there, or by `--id_trunk_epochs`, also clears `--max_steps`). Its Trainer writes checkpoint-N folders into
+OUTPUT_DIR/id_trunk_phase/, so `--resume_from_checkpoint last` knows which phase a killed run was in: a checkpoint
+there resumes the trunk's phase (the main phase is over), otherwise the main phase resumes as usual and, if it had
+already finished, only its weights are loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .resume import resolve_resume_checkpoint
+
+PHASE_DIR = "id_trunk_phase"  # the phase's checkpoint-N folders, inside --output_dir
+
+
+def phase_settings(recipe, id_trunk_epochs: float | None) -> dict:
+    """The phase's TrainingArguments overrides: the recipe's `id_trunk_phase`, then `--id_trunk_epochs` (0 = no
+    phase). {} = no phase."""
+    settings = dict(getattr(recipe, "id_trunk_phase", None) or {})
+    if id_trunk_epochs is not None:
+        if id_trunk_epochs < 0:
+            raise ValueError(f"--id_trunk_epochs must be 0 (no ID-trunk phase) or more, got {id_trunk_epochs}.")
+        if id_trunk_epochs == 0:
+            return {}
+        settings["num_train_epochs"] = float(id_trunk_epochs)
+    return settings
+
+
+def check_phase(settings: dict, model, source: str, train_only: str | None) -> None:
+    """A phase needs a trunk to train, and `--train_only id_trunk` already is that phase: one-line refusals naming
+    `source`, the flag that asked for the phase."""
+    if not settings:
+        return
+    if not model.config.id_trunk:
+        raise ValueError(f"{source} adds an ID-trunk phase, but the model has no ID trunk (config.id_trunk is false): "
+                         "train with --id_trunk True, or pass --id_trunk_epochs 0.")
+    if train_only:
+        raise ValueError(f"--train_only {train_only} already trains the ID trunk alone; {source} would add a second "
+                         "such phase: pass --id_trunk_epochs 0.")
+
+
+def phase_arguments(training_args, settings: dict):
+    """The main run's TrainingArguments with the phase's settings over them, writing into OUTPUT_DIR/id_trunk_phase."""
+    changes = dict(settings)
+    if "num_train_epochs" in changes and "max_steps" not in changes:
+        changes["max_steps"] = -1  # an epoch budget for the phase, whatever bounded the main run
+    changes["output_dir"] = str(Path(training_args.output_dir) / PHASE_DIR)
+    # only the fields __init__ takes: replace() runs __post_init__ again, which derives the rest
+    init_fields = {item.name for item in dataclasses.fields(training_args) if item.init}
+    unknown = sorted(set(changes) - init_fields)
+    if unknown:
+        raise ValueError(f"id_trunk_phase: {unknown[0]!r} is not a TrainingArguments field.")
+    return dataclasses.replace(training_args, **changes)
+
+
+def resume_points(value: str | None, output_dir: str, with_phase: bool) -> tuple[str | None, str | None]:
+    """--resume_from_checkpoint -> (main-phase checkpoint to resume, ID-trunk-phase checkpoint to resume).
+    Without a phase this is resolve_resume_checkpoint's answer; with one, "last" prefers the phase's newest whole
+    checkpoint (the main phase is then over), and a folder inside OUTPUT_DIR/id_trunk_phase resumes the phase."""
+    if not with_phase or value is None or str(value).lower() in ("false", "none", ""):
+        return resolve_resume_checkpoint(value, output_dir), None
+    phase_dir = Path(output_dir) / PHASE_DIR
+    if str(value).lower() in ("last", "true"):
+        if phase_dir.is_dir() and any(phase_dir.glob("checkpoint-*")):
+            try:
+                return None, resolve_resume_checkpoint(value, str(phase_dir))
+            except ValueError:  # none of them whole: the main phase's last checkpoint is the way back
+                pass
+        return resolve_resume_checkpoint(value, output_dir), None
+    folder = resolve_resume_checkpoint(value, output_dir)
+    if phase_dir.resolve() in Path(folder).resolve().parents:
+        return None, folder
+    return folder, None
+
+
+def finished_main_phase(trainer, resume: str | None, output_dir: str) -> dict:
+    """A two-phase run resumed after its main phase: that phase's weights from its last checkpoint (`resume`; when
+    the phase's own checkpoint is resumed, it brings every weight itself) and its record from trainer_state.json."""
+    if resume:
+        trainer._load_from_checkpoint(resume)
+    try:
+        checkpoint = resume or resolve_resume_checkpoint("last", output_dir)
+    except ValueError:  # the main phase's checkpoints were removed: its record is lost, its weights are not
+        return {"global_step": None, "train_loss": None, "log_history": []}
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    losses = [entry["loss"] for entry in state.get("log_history", []) if "loss" in entry]
+    return {"global_step": int(state["global_step"]), "train_loss": losses[-1] if losses else None,
+            "log_history": state.get("log_history", [])}
+
+
+def train_id_trunk_phase(model, trainer, args, resume: str | None):
+    """The ID trunk alone (id_trunk_phase.py) -> (its trainer, which makes the final save; its summary)."""
+    model.train_id_trunk_only()
+    start = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        model.train_id_trunk_only(False)
+    return trainer, {"global_step": result.global_step, "train_seconds": round(time.perf_counter() - start, 1),
+                     "train_loss": round(result.training_loss, 4), "num_train_epochs": args.num_train_epochs,
+                     "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+                     "log_history": trainer.state.log_history}
