@@ -106,7 +106,10 @@ def test_refusals_and_the_recipe(catalog_scientific, tmp_path, capsys):
     assert "--train_only id_trunk already trains the ID trunk alone; --recipe trunk" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
     trunk = RECIPES["trunk"]
-    assert trunk.model["id_trunk"] is True and trunk.id_trunk_phase == {"num_train_epochs": 16, "learning_rate": 2e-3}
+    # what the Beauty runs it stands for trained and decoded with (trunk2ph_hd2_rqk3x256d_e16p16*)
+    assert trunk.model == {**RECIPES["joint"].model, "id_trunk": True}
+    assert trunk.training == trunk.id_trunk_phase == {"num_train_epochs": 16, "learning_rate": 2e-3}
+    assert (trunk.generation["beam_fusion_tau"], trunk.generation["beam_fusion_psi"]) == (0.3, 2.0)
     assert phase_settings(trunk, None) == trunk.id_trunk_phase and phase_settings(trunk, 0) == {}
     assert phase_settings(RECIPES["joint"], 2) == {"num_train_epochs": 2.0} and phase_settings(None, None) == {}
     assert recipe_from_dict(trunk.to_dict(), source="x") == trunk

@@ -101,14 +101,17 @@ def _train_minutes(r: Renderer, run: dict) -> str:
 
 
 def block_two_phase_trunk(r: Renderer, arg=None) -> str:
-    """The ID trunk given more epochs than the dense half: each `--train_only id_trunk` run (research/trunk2ph_*)
-    beside the one-run trunk it continued, per mode on validation (all users), and the mean over seeds."""
+    """The ID trunk given more epochs than the dense half: each `--train_only id_trunk` run (research/trunk2ph_*,
+    or research/ARG_trunk2ph_* for another dataset's, e.g. `sci`) beside the one-run trunk it continued, per mode
+    on validation (all users), and the mean over seeds."""
     rows, gains = [], {"before": [], "after": []}
-    for path, run in _runs(r, "research/trunk2ph_*.json"):
+    users = set()
+    for path, run in _runs(r, f"research/{arg + '_' if arg else ''}trunk2ph_*.json"):
         first = _init_run(r, run)
         if first is None:
             continue
         before, after = first["validation"], run["validation"]
+        users.add(after["cobra"]["users"])
         same_dense = all(before["dense"][m] == after["dense"][m] for m in ("recall@10", "ndcg@10"))
 
         def pair(v):
@@ -135,7 +138,7 @@ def block_two_phase_trunk(r: Renderer, arg=None) -> str:
     return table(["phase 1 -> phase 2 (the ID trunk alone)", "dense only R@10 / N@10", "sparse only",
                   "COBRA mode", "COBRA over its own dense", "COBRA, the paper's BeamFusion (phase 2)",
                   "train min (phase 1 + 2)"], rows) + (
-        "\n\nValidation split, all 22,363 users; COBRA mode is the trunks' joint fusion fixed before the runs (tau"
+        f"\n\nValidation split, all {', '.join(f'{n:,}' for n in sorted(users))} users; COBRA mode is the trunks' joint fusion fixed before the runs (tau"
         " 0.3, psi 2, psi_h 16, G 50); ± is the standard deviation over seeds. Phase 2 trains only the ID trunk, so"
         " the dense mode must not move. Training minutes depend on how many jobs shared the 2 cores. " + r.sources())
 
