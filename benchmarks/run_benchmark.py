@@ -54,6 +54,8 @@ class CurveRecorder(TrainerCallback):
         # eval_loss and the recommendation metrics arrive as two log entries of the same step: merge them
         if logs and any(key.startswith("eval_") for key in logs):
             values = {k: v for k, v in logs.items() if k.startswith("eval_")}
+            if Path(args.output_dir).name == "id_trunk_phase":  # the second phase of --recipe trunk: its steps restart
+                values["phase"] = "id_trunk"
             if self.points and self.points[-1]["step"] == state.global_step:
                 self.points[-1].update(values)
             else:
