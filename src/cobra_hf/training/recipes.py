@@ -4,8 +4,9 @@ A recipe is a bundle of settings that go together: CobraConfig fields (`model`),
 (`training`), generate() defaults (`generation`), a small grid of generate() settings (`decoding_grid`) that
 `decoding_selection` evaluates on validation at the end of training, and, for a model with an ID trunk, the
 TrainingArguments of a last phase that trains the trunk alone (`id_trunk_phase`, see `id_trunk_phase.py`). Each
-layer is only a starting point: on the command line, `--model_config` and the model flags override `model`, TrainingArguments flags override `training`,
-and `--generation` overrides `generation` (see `cobra_hf.training.train.parse_args`).
+layer is only a starting point: on the command line, `--model_config` and the model flags override `model`,
+TrainingArguments flags override `training`, and `--generation` overrides `generation` (see
+`cobra_hf.training.train.parse_args`).
 
 Adding a recipe is one entry in RECIPES; a JSON file with the same keys is a user-defined recipe.
 """
