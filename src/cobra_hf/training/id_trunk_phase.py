@@ -59,11 +59,7 @@ def phase_arguments(training_args, settings: dict):
     if "num_train_epochs" in changes and "max_steps" not in changes:
         changes["max_steps"] = -1  # an epoch budget for the phase, whatever bounded the main run
     changes["output_dir"] = str(Path(training_args.output_dir) / PHASE_DIR)
-    # only the fields __init__ takes: replace() runs __post_init__ again, which derives the rest
-    init_fields = {item.name for item in dataclasses.fields(training_args) if item.init}
-    unknown = sorted(set(changes) - init_fields)
-    if unknown:
-        raise ValueError(f"id_trunk_phase: {unknown[0]!r} is not a TrainingArguments field.")
+    # the keys are TrainingArguments fields (check_recipe); replace() runs __post_init__ again, which derives the rest
     return dataclasses.replace(training_args, **changes)
 
 
