@@ -17,8 +17,8 @@ from .experiments import block_cold_start, block_ensembles, block_excluded, bloc
 from .measurements import (block_data_layer, block_load_checks, block_scale, block_scale_million,
                            block_scale_million_steps, block_semantic_ids, block_speed)
 from .readme import block_beauty, block_deviations, block_quickstart, block_scientific
-from .research import (block_decoding_speed, block_ids_only_seeds, block_research, block_research_fusion,
-                       block_research_summary, block_sharing_cells, block_train_logs,
+from .research import (block_decoding_speed, block_decoding_temperature, block_ids_only_seeds, block_research,
+                       block_research_fusion, block_research_summary, block_sharing_cells, block_train_logs,
                        block_two_phase_trunk)
 
 # block name in the docs' markers -> the function that renders it
@@ -36,7 +36,7 @@ BLOCKS = {
     "whole-catalog-probes": block_whole_catalog_probes, "popularity-buckets": block_popularity_buckets,
     "cascade-decomposition": block_cascade_decomposition, "ids-only-seeds": block_ids_only_seeds,
     "sharing-cells": block_sharing_cells, "train-logs": block_train_logs, "two-phase-trunk": block_two_phase_trunk,
-    "decoding-speed": block_decoding_speed,
+    "decoding-speed": block_decoding_speed, "decoding-temperature": block_decoding_temperature,
 }
 
 

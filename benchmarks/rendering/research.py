@@ -345,3 +345,31 @@ def block_train_logs(r: Renderer, arg=None) -> str:
     return text + ("\n\nOver the steps the Trainer logged (every 20th); a norm is one step's, before clipping. Under the"
                    " global clip an ID trunk's step is scaled by max_grad_norm over the whole norm, which the dense"
                    " losses set. " + r.sources())
+
+
+def block_decoding_temperature(r: Renderer, arg=None) -> str:
+    """Per-level temperatures in the beam search (research/decoding_temperature/*.json, temperature_probe.py): for
+    each model, the teacher-forced NLL per level at T = 1 and fitted on half A, then sparse mode on half B per setting,
+    with its paired difference from T = 1 (± one standard error)."""
+    rows, notes = [], []
+    for path, run in _runs(r, "research/decoding_temperature/*.json"):
+        model = run["model"].rstrip("/").split("/")[-2]
+        one = run["grid"].index(1.0)
+        notes.append(f"`{model}`: held-out NLL per level at T = 1 " + ", ".join(f"{row[one]:.2f}" for row in run["nll_b"])
+                     + "; at the T fitted on half A (" + ", ".join(f"{t:g}" for t in run["fitted_on_a"]) + ") "
+                     + ", ".join(f"{row[run['grid'].index(t)]:.2f}" for row, t in zip(run["nll_b"], run["fitted_on_a"]))
+                     + f" (half B, {run['users_b']:,} users).")
+        for entry in run["beam"]:
+            b, a = entry["B"], entry["A"]
+            diff = ("-" if "diff_recall@10" not in b else
+                    f"{b['diff_recall@10']:+.4f} ± {b['se_diff_recall@10']:.4f} / "
+                    f"{b['diff_ndcg@10']:+.4f} ± {b['se_diff_ndcg@10']:.4f}")
+            rows.append([f"`{model}`", ", ".join(f"{t:g}" for t in entry["temperatures"]),
+                         f"{f4(b['recall@10'])} / {f4(b['ndcg@10'])}", diff,
+                         f"{f4(a['recall@10'])} / {f4(a['ndcg@10'])}"])
+    if not rows:
+        return "No runs yet."
+    text = table(["model", "T per level", "half B: R@10 / N@10", "half B: difference from T = 1 (paired)",
+                  "half A (the T was fitted here): R@10 / N@10"], rows)
+    return (text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\nValidation split, sparse mode (ID only), "
+            "M = 20 beams; the users are split in two halves by a seeded permutation. " + r.sources())
