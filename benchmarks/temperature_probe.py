@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -84,7 +85,7 @@ def summary(recall: torch.Tensor, ndcg: torch.Tensor, base: tuple | None) -> dic
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True)
@@ -93,14 +94,15 @@ def main() -> None:
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--expected", default="", help="what the probe is expected to show, written before it runs")
     parser.add_argument("--output", required=True, help="path under benchmarks/results/")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
     torch.manual_seed(0)
     model, tokenizer = load_checkpoint(args.model)
     levels = model.config.num_levels
     settings = [[float(t) for t in s] for s in json.loads(args.settings)]
     if any(len(s) != levels or min(s) <= 0 for s in settings):
-        raise SystemExit(f"--settings: each entry must hold {levels} positive temperatures, one per level.")
+        print(f"--settings: each entry must hold {levels} positive temperatures, one per level.", file=sys.stderr)
+        raise SystemExit(1)
     rows = index_splits(args.data, tokenizer, max_history=model.config.max_history)["validation"].to_list()
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
     in_a = torch.zeros(len(rows), dtype=torch.bool)
@@ -108,7 +110,8 @@ def main() -> None:
     nll = level_nll(model, tokenizer, rows, in_a)
     fitted = [GRID[int(nll["A"][level].argmin())] for level in range(levels)]
     report = {"model": args.model, "data": args.data, "split": "validation", "users": len(rows),
-              "users_b": int((~in_a).sum()), "num_beams": args.num_beams, "command": " ".join(sys.argv),
+              "users_b": int((~in_a).sum()), "num_beams": args.num_beams,
+              "command": shlex.join(["python", "benchmarks/temperature_probe.py", *(sys.argv[1:] if argv is None else argv)]),
               "expected": args.expected, "grid": list(GRID), "top1": [round(float(v), 4) for v in nll["top1"]],
               "nll_a": [[round(float(v), 4) for v in row] for row in nll["A"]],
               "nll_b": [[round(float(v), 4) for v in row] for row in nll["B"]], "fitted_on_a": fitted, "beam": []}
@@ -125,13 +128,14 @@ def main() -> None:
                      torch.tensor([rows[i]["target_index"] for i in range(len(rows)) if in_a[i] == (half == "A")]))
               for half in "AB"}
     base = {}
-    for setting in [[1.0] * levels, fitted, *settings]:
+    for turn, setting in enumerate([[1.0] * levels, fitted, *settings]):
         temperature[:] = setting
         entry = {"temperatures": setting}
         for half, (histories, targets) in halves.items():
             recall, ndcg = per_user_hits(model, tokenizer, histories, targets, args.num_beams)
-            base.setdefault(half, (recall, ndcg))
-            entry[half] = summary(recall, ndcg, None if setting == [1.0] * levels else base[half])
+            if turn == 0:  # T = 1: every later setting is compared with it on the same users
+                base[half] = (recall, ndcg)
+            entry[half] = summary(recall, ndcg, None if turn == 0 else base[half])
         report["beam"].append(entry)
         print(json.dumps(entry), flush=True)
     report["seconds"] = round(time.perf_counter() - start, 1)
