@@ -85,6 +85,23 @@ def summary(recall: torch.Tensor, ndcg: torch.Tensor, base: tuple | None) -> dic
     return out
 
 
+def refuse(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+def parse_settings(text: str, levels: int) -> list[list[float]]:
+    """--settings as a list of per-level temperature lists, or one line and exit 1."""
+    try:
+        settings = json.loads(text)
+        settings = [[float(t) for t in setting] for setting in settings]
+    except (ValueError, TypeError):
+        settings = None
+    if settings is None or any(len(setting) != levels or min(setting) <= 0 for setting in settings):
+        refuse(f"--settings: give a JSON list whose entries each hold {levels} positive temperatures, one per level.")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
@@ -94,15 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--expected", default="", help="what the probe is expected to show, written before it runs")
     parser.add_argument("--output", required=True, help="path under benchmarks/results/")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
+    out = Path("benchmarks/results") / args.output
+    if out.exists() and not args.overwrite:
+        refuse(f"{out} exists: a recorded result is replaced only with --overwrite.")
     start = time.perf_counter()
     torch.manual_seed(0)
     model, tokenizer = load_checkpoint(args.model)
     levels = model.config.num_levels
-    settings = [[float(t) for t in s] for s in json.loads(args.settings)]
-    if any(len(s) != levels or min(s) <= 0 for s in settings):
-        print(f"--settings: each entry must hold {levels} positive temperatures, one per level.", file=sys.stderr)
-        raise SystemExit(1)
+    settings = parse_settings(args.settings, levels)
     rows = index_splits(args.data, tokenizer, max_history=model.config.max_history)["validation"].to_list()
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
     in_a = torch.zeros(len(rows), dtype=torch.bool)
@@ -139,7 +157,6 @@ def main(argv: list[str] | None = None) -> None:
         report["beam"].append(entry)
         print(json.dumps(entry), flush=True)
     report["seconds"] = round(time.perf_counter() - start, 1)
-    out = Path("benchmarks/results") / args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")

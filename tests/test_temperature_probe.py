@@ -35,18 +35,24 @@ def test_temperature_probe_fits_on_one_half_and_compares_paired(tmp_path, data_t
     assert "benchmarks/temperature_probe.py" in report["command"] and "--settings" in report["command"]
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
     assert not list((tmp_path / "benchmarks/results/probe").glob("*.tmp"))
+    before = (tmp_path / "benchmarks/results/probe/t.json").read_text()
+    with pytest.raises(SystemExit) as exit_info:  # a recorded result is kept unless --overwrite, before any decoding
+        script.main(["--model", "missing", "--data", "missing", "--output", "probe/t.json"])
+    assert exit_info.value.code == 1 and "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "benchmarks/results/probe/t.json").read_text() == before
 
 
-@pytest.mark.parametrize("kind", ["too few", "zero", "negative"])
+@pytest.mark.parametrize("kind", ["too few", "zero", "negative", "not JSON", "not a list of lists"])
 def test_temperature_probe_refuses_a_malformed_setting(tmp_path, data_tiny_encoder, monkeypatch, kind, capsys):
     cold = make_cold_start(tmp_path, data_tiny_encoder)
     monkeypatch.chdir(tmp_path)
     levels = len(json.loads((cold["checkpoint"] / "config.json").read_text())["level_sizes"])
-    setting = {"too few": [1.0] * (levels - 1), "zero": [1.0] * (levels - 1) + [0.0],
-               "negative": [-1.0] + [1.0] * (levels - 1)}[kind]
+    settings = {"too few": json.dumps([[1.0] * (levels - 1)]), "zero": json.dumps([[1.0] * (levels - 1) + [0.0]]),
+                "negative": json.dumps([[-1.0] + [1.0] * (levels - 1)]), "not JSON": "[[1, 1",
+                "not a list of lists": json.dumps([1.0] * levels)}[kind]
     with pytest.raises(SystemExit) as exit_info:
         benchmark_script("temperature_probe").main(["--model", str(cold["checkpoint"]), "--data", str(cold["data"]),
-                                                    "--settings", json.dumps([setting]), "--output", "probe/t.json"])
+                                                    "--settings", settings, "--output", "probe/t.json"])
     assert exit_info.value.code == 1
     assert f"{levels} positive temperatures, one per level" in capsys.readouterr().err
     assert not (tmp_path / "benchmarks").exists()
