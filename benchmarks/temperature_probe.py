@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from complementarity import ranked_lists
 
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training.collator import CobraDataCollator
@@ -63,14 +64,10 @@ def level_nll(model, tokenizer, rows: list[dict], in_a: torch.Tensor, batch_size
 
 
 @torch.no_grad()
-def per_user_hits(model, tokenizer, histories, targets: torch.Tensor, num_beams: int, k: int = 10,
-                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def per_user_hits(model, tokenizer, histories, targets: torch.Tensor, num_beams: int, k: int = 10
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sparse-mode Recall@k and NDCG@k of each user: (Float[U], Float[U])."""
-    ranked = []
-    for begin in range(0, len(histories), batch_size):
-        batch = tokenizer.encode_indices(histories[begin:begin + batch_size], return_tensors="pt")
-        ranked.append(model.generate(**batch, mode="sparse", num_beams=num_beams, top_k=k).item_indices)
-    hit = torch.cat(ranked) == targets[:, None]  # [U, k]
+    hit = ranked_lists(model, tokenizer, histories, k, mode="sparse", num_beams=num_beams) == targets[:, None]  # [U, k]
     gain = (hit.float() / torch.log2(torch.arange(k, dtype=torch.float) + 2)).sum(-1)
     return hit.any(-1).float(), gain
 

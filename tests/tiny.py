@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import torch
@@ -44,8 +45,12 @@ def random_histories(num_items: int, batch: int, max_len: int = 6, seed: int = 1
 
 
 def benchmark_script(name: str):
-    """benchmarks/NAME.py loaded as a module (the scripts are not a package), for tests that call their main()."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    """benchmarks/NAME.py loaded as a module (the scripts are not a package), for tests that call their main(). Its
+    folder goes on sys.path, as when the script runs, so that it imports its sibling scripts."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
