@@ -26,6 +26,7 @@ from cobra_hf.inference import load_checkpoint
 from cobra_hf.modeling_cobra import DEFAULT_GENERATION
 from cobra_hf.semantic_ids.catalog import build_catalog
 from cobra_hf.training.datasets import index_splits
+from cobra_hf.training.id_trunk_phase import PHASE_DIR
 from cobra_hf.training.train import parse_args, run_training
 
 # ../shared/PAPER.md (COBRA, arXiv 2503.02453, Table 2; TIGER and SASRec as reported there)
@@ -54,7 +55,7 @@ class CurveRecorder(TrainerCallback):
         # eval_loss and the recommendation metrics arrive as two log entries of the same step: merge them
         if logs and any(key.startswith("eval_") for key in logs):
             values = {k: v for k, v in logs.items() if k.startswith("eval_")}
-            if Path(args.output_dir).name == "id_trunk_phase":  # the second phase of --recipe trunk: its steps restart
+            if Path(args.output_dir).name == PHASE_DIR:  # the second phase of --recipe trunk: its steps restart
                 values["phase"] = "id_trunk"
             if self.points and self.points[-1]["step"] == state.global_step:
                 self.points[-1].update(values)
