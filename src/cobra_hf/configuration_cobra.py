@@ -82,6 +82,9 @@ class CobraConfig(PreTrainedConfig):
         sparse_loss_valid_codes (`bool`, defaults to False): each level's cross-entropy is a softmax over the codes the
             catalog allows after the target's true prefix only, as the beam search normalises them, so the levels'
             losses sum to the item's negative log-likelihood over catalog IDs (the paper: a softmax over all codes).
+        tie_code_embeddings (`bool`, defaults to False): each level's code head scores the decoder output against
+            that level's rows of the input code embeddings (plus a bias), as TIGER's T5 ties its output layer,
+            instead of a Linear of its own.
         id_trunk (`bool`, defaults to False): a second backbone of the same sizes, with its own item encoder and code
             heads, trained by the sparse loss alone, whose code probabilities drive the beam search; the main
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
@@ -118,6 +121,7 @@ class CobraConfig(PreTrainedConfig):
         item_deletion: float = 0.0,
         id_trunk: bool = False,
         sparse_loss_valid_codes: bool = False,
+        tie_code_embeddings: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -148,6 +152,7 @@ class CobraConfig(PreTrainedConfig):
         self.item_deletion = float(item_deletion)
         self.id_trunk = switch("id_trunk", id_trunk)
         self.sparse_loss_valid_codes = switch("sparse_loss_valid_codes", sparse_loss_valid_codes)
+        self.tie_code_embeddings = switch("tie_code_embeddings", tie_code_embeddings)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
