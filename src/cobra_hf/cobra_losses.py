@@ -109,20 +109,11 @@ def code_readouts(grid: torch.Tensor) -> list[torch.Tensor]:
     return [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]
 
 
-def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor, id_index=None) -> torch.Tensor:
+def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over every predicted code: sparse_logits per level Float[B, H - 1, K_l], targets
     Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]. In fp32 when the heads ran in half precision
-    (autocast or a cast model): a bf16 log-softmax loses the small probabilities. Levels may differ in size.
-    id_index (a SemanticIdIndex, config.sparse_loss_valid_codes): each level's softmax runs over the codes the catalog
-    allows after the target's true prefix, as the beam search normalises them; the levels' losses then sum to the
-    item's negative log-likelihood under a distribution over catalog IDs."""
-    codes = targets[valid]  # Long[P, L]
-    total = 0.0
-    for level, logits in enumerate(sparse_logits):
-        logits = logits[valid].float()
-        if id_index is not None:
-            allowed = (id_index.first_mask.expand_as(logits) if level == 0
-                       else id_index.allowed_next(codes[:, :level]))
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        total = total + F.cross_entropy(logits, codes[:, level], reduction="sum")
-    return total / (valid.sum() * len(sparse_logits))
+    (autocast or a cast model): a bf16 log-softmax loses the small probabilities. Levels may differ in size."""
+    return sum(
+        F.cross_entropy(logits[valid].float(), targets[..., level][valid], reduction="sum")
+        for level, logits in enumerate(sparse_logits)
+    ) / (valid.sum() * len(sparse_logits))

@@ -10,13 +10,14 @@ CONFIG_FORMAT_VERSION = 1
 # weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "sparse_label_smoothing", "id_trunk_shared_items", "id_trunk_hidden_size",
-                  "id_trunk_shared_decoder")
+                  "id_trunk_shared_decoder", "sparse_loss_valid_codes")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
                       "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
                       "id_trunk_hidden_size": "an ID trunk narrower than the backbone",
-                      "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder"}
+                      "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder",
+                      "sparse_loss_valid_codes": "the semantic-ID cross-entropy over the codes valid after each prefix"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -79,9 +80,6 @@ class CobraConfig(PreTrainedConfig):
             transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
             memorising the training sequences (not in the paper).
     The ID path (not in the paper):
-        sparse_loss_valid_codes (`bool`, defaults to False): each level's cross-entropy is a softmax over the codes the
-            catalog allows after the target's true prefix only, as the beam search normalises them, so the levels'
-            losses sum to the item's negative log-likelihood over catalog IDs (the paper: a softmax over all codes).
         tie_code_embeddings (`bool`, defaults to False): each level's code head scores the decoder output against
             that level's rows of the input code embeddings (plus a bias), as TIGER's T5 ties its output layer,
             instead of a Linear of its own.
@@ -120,7 +118,6 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
-        sparse_loss_valid_codes: bool = False,
         tie_code_embeddings: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
@@ -151,7 +148,6 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = switch("dense_logq_correction", dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = switch("id_trunk", id_trunk)
-        self.sparse_loss_valid_codes = switch("sparse_loss_valid_codes", sparse_loss_valid_codes)
         self.tie_code_embeddings = switch("tie_code_embeddings", tie_code_embeddings)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range

@@ -241,10 +241,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if labels is None:
             return output
         targets, target_valid = self._code_targets(labels, item_mask)
-        output.sparse_loss = self._sparse_loss(sparse_logits, targets, target_valid)
+        output.sparse_loss = sparse_cross_entropy(sparse_logits, targets, target_valid)
         sparse_total = output.sparse_loss
         if trunk_logits is not None:
-            output.backbone_sparse_loss, output.sparse_loss = output.sparse_loss, self._sparse_loss(
+            output.backbone_sparse_loss, output.sparse_loss = output.sparse_loss, sparse_cross_entropy(
                 trunk_logits, targets, target_valid)
             sparse_total = output.sparse_loss + output.backbone_sparse_loss
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
@@ -272,18 +272,12 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         targets = torch.where(target_valid[..., None], label_codes - self.level_offsets, torch.full_like(label_codes, -100))
         return targets, target_valid
 
-    def _sparse_loss(self, sparse_logits, targets: torch.Tensor, target_valid: torch.Tensor) -> torch.Tensor:
-        """cobra_losses.sparse_cross_entropy, over the codes valid after each true prefix when
-        config.sparse_loss_valid_codes."""
-        id_index = self.id_index if self.config.sparse_loss_valid_codes else None
-        return sparse_cross_entropy(sparse_logits, targets, target_valid, id_index)
-
     def _id_trunk_loss(self, input_ids, item_index, item_mask, labels) -> CobraOutput:
         """forward under train_id_trunk_only: the ID trunk's sparse loss alone; the main backbone is not run."""
         distinct, slot = batch_items(item_index, item_mask)
         logits = self.id_trunk.sparse_logits(input_ids, item_mask, distinct, slot)
         targets, target_valid = self._code_targets(labels, item_mask)
-        sparse_loss = self._sparse_loss(logits, targets, target_valid)
+        sparse_loss = sparse_cross_entropy(logits, targets, target_valid)
         return CobraOutput(loss=self.config.sparse_loss_weight * sparse_loss, sparse_loss=sparse_loss,
                            sparse_logits=logits)
 
