@@ -429,6 +429,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "id_trunk_shared_decoder" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_shared_decoder=False).to_dict()
     with pytest.raises(ValueError, match="^id_trunk_shared_decoder=True: an ID trunk running the main backbone's"):
         CobraConfig(level_sizes=list(LEVELS), id_trunk=True, id_trunk_shared_decoder=True)
+    # sparse_loss_valid_codes (session 27: one run, 3% / 4% below the baseline): its run's config carries True
+    assert "sparse_loss_valid_codes" not in CobraConfig(level_sizes=list(LEVELS), sparse_loss_valid_codes=False).to_dict()
+    with pytest.raises(ValueError, match="^sparse_loss_valid_codes=True: the semantic-ID cross-entropy over the codes"):
+        CobraConfig(level_sizes=list(LEVELS), sparse_loss_valid_codes=True)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:
