@@ -241,7 +241,10 @@ def render_research_run(run: dict, rel: str) -> str:
 # the ID-only unique-ID model (issue 21, goal 1): one glob per setting (epochs, dropout), seeds 0, 1, 2
 ID_ONLY_RUNS = {"16": "ids_only_collab3x256d_e16", "32": "ids_only_collab3x256d_e32", "48": "ids_only_collab3x256d_e48",
                 "32, dropout 0.2": "ids_only_collab3x256d_drop02_e32", "32, dropout 0.3": "ids_only_collab3x256d_drop03_e32",
-                "32, dropout 0.2, constant lr 5e-4, best epoch": "ids_only_collab3x256d_drop02_const5e4_e32"}
+                "32, dropout 0.2, constant lr 5e-4, best epoch": "ids_only_collab3x256d_drop02_const5e4_e32",
+                "32, dropout 0.2, peak lr 3e-3": "ids_only_collab3x256d_drop02_lr3e3_e32",
+                "32, dropout 0.2, loss over valid codes": "ids_only_collab3x256d_drop02_validloss_e32",
+                "32, dropout 0.2, tied code heads": "ids_only_collab3x256d_drop02_tied_e32"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
