@@ -433,6 +433,10 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "sparse_loss_valid_codes" not in CobraConfig(level_sizes=list(LEVELS), sparse_loss_valid_codes=False).to_dict()
     with pytest.raises(ValueError, match="^sparse_loss_valid_codes=True: the semantic-ID cross-entropy over the codes"):
         CobraConfig(level_sizes=list(LEVELS), sparse_loss_valid_codes=True)
+    # tie_code_embeddings (session 27: two seeds, 9% / 13% below the baseline): a tied checkpoint has no head weights
+    assert "tie_code_embeddings" not in CobraConfig(level_sizes=list(LEVELS), tie_code_embeddings=False).to_dict()
+    with pytest.raises(ValueError, match="^tie_code_embeddings=True: code heads tied to the input code embeddings"):
+        CobraConfig(level_sizes=list(LEVELS), tie_code_embeddings=True)
 
 
 def _kept_rows(item_index, item_mask) -> list[list[int]]:

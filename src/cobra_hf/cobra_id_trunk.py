@@ -18,21 +18,20 @@ from torch import nn
 
 from .cobra_backbone import CobraModel
 from .cobra_catalog_index import CatalogIndex
-from .cobra_layers import KVCache, code_heads
+from .cobra_layers import KVCache
 from .cobra_losses import code_readouts
 from .configuration_cobra import CobraConfig
 
 
 class IdTrunk(nn.Module):
     """`model`: a CobraModel with the main backbone's config (its own catalog buffers, kept equal to the main one's
-    by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one code head per level (cobra_layers.code_heads, tied to this trunk's own code embeddings
-    with config.tie_code_embeddings). Its catalog
+    by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one Linear(D, K_l) per level. Its catalog
     vectors (the dense tokens it reads, from its own item encoder) are cached like the main model's."""
 
     def __init__(self, config: CobraConfig):
         super().__init__()
         self.model = CobraModel(config, defer_init=True)
-        self.sparse_head = code_heads(config, self.model.code_embed)
+        self.sparse_head = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.level_sizes)
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
 

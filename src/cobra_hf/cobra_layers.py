@@ -262,29 +262,3 @@ class CausalDecoder(nn.Module):
         if cache is not None:
             cache.key_mask = keys
         return self.norm(x)
-
-
-class TiedCodeHead(nn.Module):
-    """One level's code logits read against the backbone's own code embeddings (config.tie_code_embeddings; TIGER's
-    T5 ties its output layer to its input embeddings the same way): hidden Float[..., D] -> Float[..., K_l] =
-    hidden @ E_l.T + bias, E_l Float[K_l, D] the level's rows of `code_embed`. Only the bias is its own parameter:
-    the embedding is referenced, not registered, so a state dict holds it once."""
-
-    def __init__(self, code_embed: nn.Embedding, offset: int, size: int):
-        super().__init__()
-        self._code_embed = (code_embed,)  # in a tuple, so that nn.Module does not register it a second time
-        self.offset, self.size = int(offset), int(size)
-        self.bias = nn.Parameter(torch.zeros(size))
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        weight = self._code_embed[0].weight[self.offset : self.offset + self.size]
-        return F.linear(hidden, weight, self.bias)
-
-
-def code_heads(config: CobraConfig, code_embed: nn.Embedding) -> nn.ModuleList:
-    """One head per level, Float[..., D] -> Float[..., K_l]: a Linear(D, K_l), or with config.tie_code_embeddings a
-    `TiedCodeHead` over `code_embed` (the embedding of the backbone whose outputs the heads read)."""
-    if config.tie_code_embeddings:
-        return nn.ModuleList(TiedCodeHead(code_embed, offset, size)
-                             for offset, size in zip(config.level_offsets, config.level_sizes))
-    return nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.level_sizes)

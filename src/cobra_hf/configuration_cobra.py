@@ -10,14 +10,15 @@ CONFIG_FORMAT_VERSION = 1
 # weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "sparse_label_smoothing", "id_trunk_shared_items", "id_trunk_hidden_size",
-                  "id_trunk_shared_decoder", "sparse_loss_valid_codes")
+                  "id_trunk_shared_decoder", "sparse_loss_valid_codes", "tie_code_embeddings")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "sparse_label_smoothing": "label smoothing of the semantic-ID cross-entropy",
                       "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
                       "id_trunk_hidden_size": "an ID trunk narrower than the backbone",
                       "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder",
-                      "sparse_loss_valid_codes": "the semantic-ID cross-entropy over the codes valid after each prefix"}
+                      "sparse_loss_valid_codes": "the semantic-ID cross-entropy over the codes valid after each prefix",
+                      "tie_code_embeddings": "code heads tied to the input code embeddings"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -80,9 +81,6 @@ class CobraConfig(PreTrainedConfig):
             transitions; a row keeps all items when fewer than 2 would stay). Data augmentation against
             memorising the training sequences (not in the paper).
     The ID path (not in the paper):
-        tie_code_embeddings (`bool`, defaults to False): each level's code head scores the decoder output against
-            that level's rows of the input code embeddings (plus a bias), as TIGER's T5 ties its output layer,
-            instead of a Linear of its own.
         id_trunk (`bool`, defaults to False): a second backbone of the same sizes, with its own item encoder and code
             heads, trained by the sparse loss alone, whose code probabilities drive the beam search; the main
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
@@ -118,7 +116,6 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
-        tie_code_embeddings: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -148,7 +145,6 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = switch("dense_logq_correction", dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = switch("id_trunk", id_trunk)
-        self.tie_code_embeddings = switch("tie_code_embeddings", tie_code_embeddings)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version

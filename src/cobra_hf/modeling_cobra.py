@@ -29,7 +29,7 @@ from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
 from .cobra_id_trunk import IdTrunk
-from .cobra_layers import KVCache, KVCacheGroup, code_heads
+from .cobra_layers import KVCache, KVCacheGroup
 from .cobra_losses import (catalog_columns, code_readouts, column_log_q, contrastive_items, delete_items, info_nce,
                            item_frequencies, sparse_cross_entropy)
 from .configuration_cobra import CobraConfig
@@ -84,7 +84,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         super().__init__(config)
         width = config.hidden_size
         self.model = CobraModel(config, defer_init=True)
-        self.sparse_head = code_heads(config, self.model.code_embed)
+        self.sparse_head = nn.ModuleList(nn.Linear(width, size) for size in config.level_sizes)
         self.dense_head = nn.Linear(width, width)
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
