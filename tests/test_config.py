@@ -32,6 +32,8 @@ BAD_VALUES = [
     ("length_buckets", 0),
     ("item_deletion", 1.0),
     ("item_deletion", -0.2),
+    ("sparse_label_smoothing", 1.0),
+    ("sparse_label_smoothing", -0.1),
     # switches: a JSON string "false" (from --model_config or a recipe file) used to count as True through bool()
     ("use_item_embeddings", "false"),
     ("dense_logq_correction", "no"),

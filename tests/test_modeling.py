@@ -413,10 +413,6 @@ def test_a_config_with_the_removed_catalog_loss_loads_and_refuses_it_switched_on
     assert "within_id_loss_weight" not in CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=0.0).to_dict()
     with pytest.raises(ValueError, match="^within_id_loss_weight=1.0: .*removed"):
         CobraConfig(level_sizes=list(LEVELS), within_id_loss_weight=1.0)
-    # sparse_label_smoothing (issue 21, session 17: its one run was stopped unfinished): configs of that session carry 0
-    assert "sparse_label_smoothing" not in CobraConfig(level_sizes=list(LEVELS), sparse_label_smoothing=0.0).to_dict()
-    with pytest.raises(ValueError, match="^sparse_label_smoothing=0.1: .*removed"):
-        CobraConfig(level_sizes=list(LEVELS), sparse_label_smoothing=0.1)
     # id_trunk_shared_items (session 19: one run, no gain): a trunk trained on shared item vectors would decode wrongly
     assert "id_trunk_shared_items" not in CobraConfig(level_sizes=list(LEVELS), id_trunk_shared_items=False).to_dict()
     with pytest.raises(ValueError, match="^id_trunk_shared_items=True: .*removed"):
