@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     orig = model.level_log_probs
     temperature = [1.0] * levels
 
-    def tempered(hidden, level, allowed):
-        lp = orig(hidden, level, allowed)
+    def tempered(hidden, level, allowed, prefix=None):
+        lp = orig(hidden, level, allowed, prefix)
         t = temperature[level]
         return lp if t == 1.0 else torch.log_softmax(lp / t, -1)  # log_softmax(lp / t) = log_softmax(logits / t)
 

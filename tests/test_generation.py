@@ -38,6 +38,15 @@ def trunk_model():
     return model.eval(), tok
 
 
+@pytest.fixture(scope="module")
+def item_output_model():
+    """Per-item output rows (config.item_output_embeddings), made non-zero: the search must add them as forward does."""
+    model, tok = tiny_model(30, SPARSE_LEVELS, seed=4, item_output_embeddings=True)
+    with torch.no_grad():
+        model.item_output.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
+    return model.eval(), tok
+
+
 def valid_ids(model) -> set[tuple[int, ...]]:
     return {tuple(row) for row in model.item_codes.tolist()}
 
@@ -82,7 +91,7 @@ def brute_force_scores(model, tok, history: list[int]) -> dict[tuple[int, ...], 
     return result
 
 
-@pytest.mark.parametrize("which", ["dense_model", "sparse_model"])
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "item_output_model"])
 def test_no_invalid_id_and_real_items(which, request):
     model, tok = request.getfixturevalue(which)
     ids = valid_ids(model)
@@ -104,7 +113,7 @@ def test_no_invalid_id_and_real_items(which, request):
         assert (out.scores[:, :-1] >= out.scores[:, 1:]).all(), "items are not best first"
 
 
-@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model"])
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "item_output_model"])
 def test_exhaustive_beam_search_equals_brute_force(which, request):
     model, tok = request.getfixturevalue(which)
     num_ids = len(valid_ids(model))

@@ -45,6 +45,13 @@ class SemanticIdIndex:
                 mask = torch.zeros(len(self.prefix_keys[level - 1]), self.level_sizes[level], dtype=torch.bool)
                 mask[parent, codes[:, level]] = True
                 self.next_masks.append(mask)
+        # item_rows[l] for l >= 1: Long[I], the row of each item's prefix of length l + 1 in prefix_keys[l]; with
+        # max_children[l], the most codes that follow one prefix of length l (children())
+        self.item_rows: list[torch.Tensor | None] = [None]
+        self.max_children: list[int] = [0]
+        for level in range(1, self.num_levels):
+            self.item_rows.append(torch.searchsorted(self.prefix_keys[level], self.keys(codes[:, : level + 1])))
+            self.max_children.append(int(self.next_masks[level].sum(-1).max()) if len(codes) else 0)
         item_keys = self.keys(codes)
         self.item_order = torch.sort(item_keys, stable=True).indices  # items grouped by ID, catalog order inside
         self.sorted_item_keys = item_keys[self.item_order]
@@ -61,6 +68,7 @@ class SemanticIdIndex:
             setattr(self, name, getattr(self, name).to(device))
         self.prefix_keys = [keys.to(device) for keys in self.prefix_keys]
         self.next_masks = [None if mask is None else mask.to(device) for mask in self.next_masks]
+        self.item_rows = [None if rows is None else rows.to(device) for rows in self.item_rows]
         return self
 
     def allowed_next(self, prefix: torch.Tensor) -> torch.Tensor:
@@ -69,6 +77,20 @@ class SemanticIdIndex:
         row = torch.searchsorted(self.prefix_keys[level - 1], self.keys(prefix))
         row = row.clamp(max=len(self.prefix_keys[level - 1]) - 1)
         return self.next_masks[level][row]
+
+    def children(self, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """prefix Long[..., l] (ID prefixes of length l >= 1) -> the prefixes of length l + 1 that extend each one:
+        (rows Long[..., C] in prefix_keys[l], valid Bool[..., C], their last codes Long[..., C]), C = max_children[l].
+        In mixed radix a prefix's extensions are one contiguous run of prefix_keys[l]."""
+        level = prefix.shape[-1]
+        table, size = self.prefix_keys[level], self.level_sizes[level]
+        first = self.keys(prefix) * size
+        start = torch.searchsorted(table, first)
+        end = torch.searchsorted(table, first + size)
+        rows = start[..., None] + torch.arange(self.max_children[level], device=prefix.device)
+        valid = rows < end[..., None]
+        rows = torch.where(valid, rows, torch.zeros_like(rows))
+        return rows, valid, torch.where(valid, table[rows] % size, torch.zeros_like(rows))
 
     def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
         """codes Long[..., L] -> Bool[...]: the ID belongs to at least one catalog item."""

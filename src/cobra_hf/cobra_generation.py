@@ -104,8 +104,10 @@ class CoarseToFineDecoder(Protocol):
     def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """The ID-free dense prediction v_0, L2-normalised, Float[B, D]."""
 
-    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities Float[..., K_l] of level `level`'s codes over the allowed ones Bool[..., K_l]."""
+    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor,
+                        prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities Float[..., K_l] of level `level`'s codes over the allowed ones Bool[..., K_l], after the
+        codes prefix Long[..., level] (None at level 0)."""
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
         """The dense vector Float[..., D] predicted for a completed ID from the output at its last code."""
@@ -454,7 +456,7 @@ def beam_search(decoder: CoarseToFineDecoder, last_hidden, cache, positions, num
         step_codes = torch.cat([codes[..., -1], forced[..., level - 1]], 1)  # [B, M+G]
         hidden = decoder.step(step_codes.reshape(-1), level - 1, positions, cache).view(batch, rows, -1)
         prefixes = torch.cat([codes, forced[..., :level]], 1)
-        log_probs = decoder.level_log_probs(hidden, level, index.allowed_next(prefixes))  # [B, M+G, K_l]
+        log_probs = decoder.level_log_probs(hidden, level, index.allowed_next(prefixes), prefixes)  # [B, M+G, K_l]
         total = scores[..., None] + log_probs[:, :beams]
         width = total.shape[-1]
         scores, flat = torch.topk(total.view(batch, -1), beams, dim=-1)

@@ -88,6 +88,10 @@ class CobraConfig(PreTrainedConfig):
             backbone keeps every loss and gives every dense vector. Beside the dense losses one backbone predicts
             the IDs about a fifth worse than alone, and its beams then add nothing to its dense mode; twice the
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
+        item_output_embeddings (`bool`, defaults to False): a learned output row per item; each code of level 2..L
+            gets the dot product of the decoder output with the mean row of the items under the prefix it completes
+            (`cobra_item_output.py`). Not in the paper; under test (issue 21) for the ID path's ranking of whole
+            IDs. Not combined with id_trunk.
     """
 
     model_type = "cobra"
@@ -119,6 +123,7 @@ class CobraConfig(PreTrainedConfig):
         dense_logq_correction: bool = False,
         item_deletion: float = 0.0,
         id_trunk: bool = False,
+        item_output_embeddings: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -149,6 +154,7 @@ class CobraConfig(PreTrainedConfig):
         self.dense_logq_correction = switch("dense_logq_correction", dense_logq_correction)
         self.item_deletion = float(item_deletion)
         self.id_trunk = switch("id_trunk", id_trunk)
+        self.item_output_embeddings = switch("item_output_embeddings", item_output_embeddings)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -185,6 +191,9 @@ class CobraConfig(PreTrainedConfig):
         for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.item_output_embeddings and self.id_trunk:
+            raise ValueError("item_output_embeddings is not combined with id_trunk (the trunk's heads drive the beams): "
+                             "set one of them to false.")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."

@@ -168,11 +168,12 @@ class CobraEnsemble(nn.Module):
     def history_query(self, last_hidden: torch.Tensor) -> torch.Tensor:
         return self._joined([member.history_query(h) for member, h in self._by_role(last_hidden, self.vector_members)])
 
-    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor,
+                        prefix: torch.Tensor | None = None) -> torch.Tensor:
         if len(self.members) == 1:
-            return self.members[0].level_log_probs(hidden, level, allowed)
+            return self.members[0].level_log_probs(hidden, level, allowed, prefix)
         pairs = self._by_role(hidden, self.id_members)
-        mean = torch.stack([member.level_log_probs(h, level, allowed) for member, h in pairs]).mean(0)
+        mean = torch.stack([member.level_log_probs(h, level, allowed, prefix) for member, h in pairs]).mean(0)
         return torch.log_softmax(mean, dim=-1) if len(pairs) > 1 else mean
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:

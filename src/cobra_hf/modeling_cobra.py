@@ -29,6 +29,7 @@ from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
 from .cobra_id_trunk import IdTrunk
+from .cobra_item_output import ItemOutputTable
 from .cobra_layers import KVCache, KVCacheGroup
 from .cobra_losses import (catalog_columns, code_readouts, column_log_q, contrastive_items, delete_items, info_nce,
                            item_frequencies, sparse_cross_entropy)
@@ -89,6 +90,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
         self.id_trunk = IdTrunk(config) if config.id_trunk else None
+        self.item_output = ItemOutputTable(config.num_items, width) if config.item_output_embeddings else None
         # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
         # makes them) moves (.to) or is edited in place
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
@@ -134,6 +136,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if self.id_trunk is not None:  # its own copies: safetensors saves no tensor twice
             self.id_trunk.model.set_catalog(item_codes.clone(), item_text_ids.clone(),
                                             None if item_text_embeddings is None else item_text_embeddings.clone())
+        if self.item_output is not None:
+            self.item_output.resize(int(item_codes.shape[0]))
         self.config.num_items = int(item_codes.shape[0])
         self.config.catalog_hash = catalog_hash
         self.invalidate_caches()
@@ -231,7 +235,10 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         item_vectors = columns[distinct_rows][slot] * item_mask[..., None]
         hidden = self.model(input_ids, item_index, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         grid = hidden.view(batch, length, levels + 1, width)
-        sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
+        readouts = code_readouts(grid)
+        sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, readouts))
+        if self.item_output is not None:
+            sparse_logits = self._with_item_output(sparse_logits, readouts, input_ids, item_mask)
         trunk_logits = None if self.id_trunk is None else self.id_trunk.sparse_logits(input_ids, item_mask, distinct,
                                                                                        slot)
         dense_predictions = self.dense_head(grid[:, 1:, levels - 1])
@@ -261,6 +268,18 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             output.history_dense_loss = info_nce(history_predictions, target_columns, columns, temperature, log_q)
             output.loss = output.loss + config.history_dense_loss_weight * output.history_dense_loss
         return output
+
+    def _with_item_output(self, sparse_logits, readouts, input_ids, item_mask) -> tuple[torch.Tensor, ...]:
+        """Adds the item output table's logits (cobra_item_output.py) to levels 2..L of items 2..H, each given its
+        true prefix (the codes fed in): readouts per level Float[B, H - 1, D], input_ids Long[B, H*L]."""
+        batch, length = item_mask.shape
+        codes = input_ids.view(batch, length, self.config.num_levels)[:, 1:] - self.level_offsets  # [B, H - 1, L]
+        predicted = item_mask[:, :-1] & item_mask[:, 1:]
+        index, out = self.id_index, [sparse_logits[0]]
+        for level in range(1, self.config.num_levels):
+            extra = self.item_output.logits(index, readouts[level][predicted], codes[predicted][:, :level])
+            out.append(sparse_logits[level].index_put((predicted,), extra, accumulate=True))
+        return tuple(out)
 
     def _code_targets(self, labels: torch.Tensor, item_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """labels Long[B, H*L], item_mask Bool[B, H] -> (per-level code targets of items 2..H Long[B, H - 1, L], -100
@@ -327,13 +346,17 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """The ID-free prediction v_0, L2-normalised: last_hidden Float[B, W] -> Float[B, D] (fp32: it ranks items)."""
         return F.normalize(self.history_dense_head(self._backbone_part(last_hidden)).float(), dim=-1)
 
-    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor) -> torch.Tensor:
+    def level_log_probs(self, hidden: torch.Tensor, level: int, allowed: torch.Tensor,
+                        prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities of level `level`'s codes over the allowed ones: hidden Float[..., W], allowed
-        Bool[..., K_l] -> Float[..., K_l] (-inf where not allowed), from the ID trunk's heads when there is one. In
+        Bool[..., K_l], prefix Long[..., level] (the codes before; read by the item output table) -> Float[..., K_l]
+        (-inf where not allowed), from the ID trunk's heads when there is one. In
         fp32 whatever the model's dtype: the beam search sums these over levels and ranks by them, and bf16 would
         round close beams into ties."""
         if self.id_trunk is None:
             logits = self.sparse_head[level](hidden).float()
+            if self.item_output is not None and level:
+                logits = logits + self.item_output.logits(self.id_index, hidden, prefix).float()
         else:
             logits = self.id_trunk.sparse_head[level](hidden[..., self.config.hidden_size:]).float()
         return torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)

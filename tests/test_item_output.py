@@ -1,0 +1,129 @@
+"""config.item_output_embeddings (cobra_item_output.py): hand-checked logits, a zero start equal to the model
+without the table, gradients, save/load bit-exact, a growing catalog, and what it is not combined with. The beam
+search's use of it is checked against brute force in test_generation.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiny import tiny_model  # noqa: E402
+
+from cobra_hf import CobraForSequentialRecommendation  # noqa: E402
+from cobra_hf.configuration_cobra import CobraConfig  # noqa: E402
+
+LEVELS = (8, 8, 8)
+ROWS = [{"history": [3, 1, 5], "target": 7}, {"history": [4, 8, 6, 2], "target": 13}]
+
+
+def batch_of(tok, rows=ROWS):
+    return tok.encode_indices([row["history"] + [row["target"]] for row in rows], max_history=8)
+
+
+def randomised(model, seed: int = 0):
+    with torch.no_grad():
+        model.item_output.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(seed))
+    return model
+
+
+def test_extra_logits_are_the_mean_row_of_the_items_under_each_extended_prefix():
+    model, _ = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    randomised(model)
+    codes, rows = model.item_codes, model.item_output.weight.detach()
+    hidden = torch.randn(3, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    for level in (1, 2):
+        prefixes = codes[[0, 5, 11], :level]
+        with torch.no_grad():
+            extra = model.item_output.logits(model.id_index, hidden, prefixes)
+        assert extra.shape == (3, LEVELS[level])
+        for n in range(3):
+            for code in range(LEVELS[level]):
+                under = (codes[:, :level] == prefixes[n]).all(-1) & (codes[:, level] == code)
+                expected = float(hidden[n] @ rows[under].mean(0)) if under.any() else 0.0
+                assert float(extra[n, code]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_forward_adds_the_table_to_levels_after_the_first_given_the_true_prefix():
+    model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    randomised(model).eval()
+    batch = batch_of(tok)
+    with torch.no_grad():
+        out = model(**batch)
+        model.item_output.weight.zero_()
+        plain = model(**batch)
+    target_codes = model.item_codes[torch.tensor([row["target"] for row in ROWS])]
+    randomised(model)  # same rows again
+    torch.testing.assert_close(out.sparse_logits[0], plain.sparse_logits[0])  # the first level: its head alone
+    hidden = out.last_hidden_state
+    grid = hidden.view(2, -1, len(LEVELS) + 1, hidden.shape[-1])
+    for level in (1, 2):
+        readout = grid[:, -1, level - 1]  # code `level` of the last item is read at its code level - 1
+        with torch.no_grad():
+            extra = model.item_output.logits(model.id_index, readout, target_codes[:, :level])
+        torch.testing.assert_close(out.sparse_logits[level][:, -1], plain.sparse_logits[level][:, -1] + extra)
+
+
+def test_zero_rows_start_as_the_model_without_the_table():
+    """The table draws no random numbers and starts at zero: same seed, same other weights, same losses."""
+    with_table, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    without, _ = tiny_model(30, LEVELS, seed=4)
+    state = without.state_dict()
+    for name, tensor in with_table.state_dict().items():
+        if name.startswith("item_output."):
+            assert not tensor.any()
+        else:
+            assert torch.equal(tensor, state[name]), name
+    batch = batch_of(tok)
+    batch["labels"] = batch["input_ids"].clone()
+    with torch.no_grad():
+        torch.testing.assert_close(with_table.eval()(**batch).loss, without.eval()(**batch).loss)
+
+
+def test_training_moves_the_rows_of_the_items_under_the_targets_prefixes():
+    model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    model.train()
+    batch = batch_of(tok)
+    batch["labels"] = batch["input_ids"].clone()
+    model(**batch).loss.backward()
+    grad = model.item_output.weight.grad
+    assert grad is not None and grad.abs().sum(-1).gt(0).any()
+    # a row moves only if its item shares a first code with an item that is predicted in the batch
+    predicted = {index for row in ROWS for index in (row["history"][1:] + [row["target"]])}
+    first_codes = {int(model.item_codes[index, 0]) for index in predicted}
+    for item in range(model.config.num_items):
+        if int(model.item_codes[item, 0]) not in first_codes:
+            assert not grad[item].any(), item
+
+
+def test_save_load_bit_exact_and_generate_equal(tmp_path):
+    model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    randomised(model).eval()
+    model.save_pretrained(tmp_path)
+    loaded = CobraForSequentialRecommendation.from_pretrained(tmp_path).eval()
+    assert loaded.config.item_output_embeddings is True
+    assert torch.equal(loaded.item_output.weight, model.item_output.weight)
+    batch = tok.encode_indices([[3, 1, 5], [9, 2]])
+    first = model.generate(**batch, num_beams=6, top_k=4, mode="sparse")
+    second = loaded.generate(**batch, num_beams=6, top_k=4, mode="sparse")
+    assert torch.equal(first.item_indices, second.item_indices)
+    assert torch.equal(first.beam_scores, second.beam_scores)
+
+
+def test_a_growing_catalog_keeps_the_old_rows_and_starts_new_items_at_zero():
+    model, _ = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True)
+    randomised(model)
+    old = model.item_output.weight.detach().clone()
+    codes, text = model.item_codes, model.model.item_text_ids
+    model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]), None, "grown")
+    assert model.item_output.weight.shape[0] == 32
+    assert torch.equal(model.item_output.weight[:30], old)
+    assert not model.item_output.weight[30:].any()
+
+
+def test_not_combined_with_an_id_trunk():
+    with pytest.raises(ValueError, match="^item_output_embeddings is not combined with id_trunk"):
+        CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, id_trunk=True)
