@@ -244,7 +244,10 @@ ID_ONLY_RUNS = {"16": "ids_only_collab3x256d_e16", "32": "ids_only_collab3x256d_
                 "32, dropout 0.2, constant lr 5e-4, best epoch": "ids_only_collab3x256d_drop02_const5e4_e32",
                 "32, dropout 0.2, peak lr 3e-3": "ids_only_collab3x256d_drop02_lr3e3_e32",
                 "32, dropout 0.2, loss over valid codes": "ids_only_collab3x256d_drop02_validloss_e32",
-                "32, dropout 0.2, tied code heads": "ids_only_collab3x256d_drop02_tied_e32"}
+                "32, dropout 0.2, tied code heads": "ids_only_collab3x256d_drop02_tied_e32",
+                "32, dropout 0.2, label smoothing 0.1": "ids_only_collab3x256d_drop02_ls01_e32",
+                "32, dropout 0.2, item deletion 0.3": "ids_only_collab3x256d_drop02_del03_e32",
+                "32, dropout 0.2, per-item output rows": "ids_only_collab3x256d_drop02_itemout_e32"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
