@@ -275,9 +275,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         batch, length = item_mask.shape
         codes = input_ids.view(batch, length, self.config.num_levels)[:, 1:] - self.level_offsets  # [B, H - 1, L]
         predicted = item_mask[:, :-1] & item_mask[:, 1:]
-        index, out = self.id_index, [sparse_logits[0]]
+        index, out, prefixes = self.id_index, [sparse_logits[0]], codes[predicted]  # [N, L]
         for level in range(1, self.config.num_levels):
-            extra = self.item_output.logits(index, readouts[level][predicted], codes[predicted][:, :level])
+            extra = self.item_output.logits(index, readouts[level][predicted], prefixes[:, :level])
             out.append(sparse_logits[level].index_put((predicted,), extra, accumulate=True))
         return tuple(out)
 
