@@ -88,32 +88,6 @@ def test_validation_loss_is_the_held_out_items_loss_alone():
     assert not torch.isclose(out.sparse_loss, full.sparse_loss)
 
 
-def test_sparse_label_smoothing_applies_in_training_only():
-    """With sparse_label_smoothing the training loss is each level's smoothed code cross-entropy; in eval mode the
-    same batch gives the plain negative log-likelihood (validation curves stay comparable across settings)."""
-    model, tok = tiny_model(sparse_label_smoothing=0.2)
-    rows = [{"user_id": "a", "history_index": [3, 1, 5], "target_index": 7},
-            {"user_id": "c", "history_index": [4, 8, 6], "target_index": 13}]
-    batch = CobraDataCollator(tok, max_items=9)(rows)
-    codes = model.item_codes[torch.tensor([row["target_index"] for row in rows])]  # [B, L]
-
-    def by_hand(out, smoothing):
-        return sum(torch.nn.functional.cross_entropy(logits[:, -1], codes[:, level], reduction="sum",
-                                                     label_smoothing=smoothing)
-                   for level, logits in enumerate(out.sparse_logits)) / (len(rows) * len(out.sparse_logits))
-
-    model.train()
-    with torch.no_grad():
-        out = model(**batch)
-    torch.testing.assert_close(out.sparse_loss, by_hand(out, 0.2))
-    assert not torch.isclose(out.sparse_loss, by_hand(out, 0.0))
-    model.eval()
-    with torch.no_grad():
-        out = model(**batch)
-    torch.testing.assert_close(out.sparse_loss, by_hand(out, 0.0))
-
-
-# ------------------------------------------------------------------------------------------------ index_splits
 def test_index_splits_on_real_data(catalog_scientific):
     tokenizer, _, _ = load_catalog(catalog_scientific)
     data = Path(_data_dir(catalog_scientific))

@@ -109,14 +109,11 @@ def code_readouts(grid: torch.Tensor) -> list[torch.Tensor]:
     return [grid[:, :-1, levels]] + [grid[:, 1:, level - 1] for level in range(1, levels)]
 
 
-def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor,
-                         label_smoothing: float = 0.0) -> torch.Tensor:
+def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over every predicted code: sparse_logits per level Float[B, H - 1, K_l], targets
-    Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]; label_smoothing spreads that share of each
-    level's target over the level's codes. In fp32 when the heads ran in half precision (autocast or a cast model):
+    Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]. In fp32 when the heads ran in half precision (autocast or a cast model):
     a bf16 log-softmax loses the small probabilities. Levels may differ in size."""
     return sum(
-        F.cross_entropy(logits[valid].float(), targets[..., level][valid], reduction="sum",
-                        label_smoothing=label_smoothing)
+        F.cross_entropy(logits[valid].float(), targets[..., level][valid], reduction="sum")
         for level, logits in enumerate(sparse_logits)
     ) / (valid.sum() * len(sparse_logits))

@@ -10,14 +10,16 @@ CONFIG_FORMAT_VERSION = 1
 # weight, or an option that changes what the checkpoint computes): then it is refused rather than ignored
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "id_trunk_shared_items", "id_trunk_hidden_size",
-                  "id_trunk_shared_decoder", "sparse_loss_valid_codes", "tie_code_embeddings")
+                  "id_trunk_shared_decoder", "sparse_loss_valid_codes", "tie_code_embeddings",
+                  "sparse_label_smoothing")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
                       "id_trunk_hidden_size": "an ID trunk narrower than the backbone",
                       "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder",
                       "sparse_loss_valid_codes": "the semantic-ID cross-entropy over the codes valid after each prefix",
-                      "tie_code_embeddings": "code heads tied to the input code embeddings"}
+                      "tie_code_embeddings": "code heads tied to the input code embeddings",
+                      "sparse_label_smoothing": "label smoothing of the code cross-entropy"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
@@ -62,9 +64,6 @@ class CobraConfig(PreTrainedConfig):
     Losses (L = sparse_loss_weight * CE + dense_loss_weight * InfoNCE; the paper weights both 1):
         contrastive_temperature (`float`, defaults to 0.2): InfoNCE temperature over cosine similarities; the paper gives none,
             open reimplementations use 0.2.
-        sparse_label_smoothing (`float`, defaults to 0.0): label smoothing of each level's code cross-entropy, in
-            training only (evaluation losses stay the plain negative log-likelihood). Not in the paper; under test
-            (issue 21) against the ID path's over-confidence.
         history_dense_loss_weight (`float`): weight of an extra InfoNCE head that predicts the next item's dense
             vector *before* its ID (from the last history position); it powers the "dense" (no ID) ablation mode,
             dense_guided_ids and beam_fusion_dense_psi. At 0 the model has no such head (nothing would train it),
@@ -116,7 +115,6 @@ class CobraConfig(PreTrainedConfig):
         length_buckets: int = 8,
         contrastive_temperature: float = 0.2,
         sparse_loss_weight: float = 1.0,
-        sparse_label_smoothing: float = 0.0,
         dense_loss_weight: float = 1.0,
         history_dense_loss_weight: float = 0.0,
         num_dense_negatives: int = 0,
@@ -147,7 +145,6 @@ class CobraConfig(PreTrainedConfig):
         self.length_buckets = int(length_buckets)
         self.contrastive_temperature = contrastive_temperature
         self.sparse_loss_weight = sparse_loss_weight
-        self.sparse_label_smoothing = float(sparse_label_smoothing)
         self.dense_loss_weight = dense_loss_weight
         self.history_dense_loss_weight = history_dense_loss_weight
         self.num_dense_negatives = int(num_dense_negatives)
@@ -183,7 +180,7 @@ class CobraConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
             )
-        for name in ("dropout", "attention_dropout", "item_deletion", "sparse_label_smoothing"):
+        for name in ("dropout", "attention_dropout", "item_deletion"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
         if not float(self.contrastive_temperature) > 0.0:

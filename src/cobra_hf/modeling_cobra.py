@@ -248,12 +248,11 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if labels is None:
             return output
         targets, target_valid = self._code_targets(labels, item_mask)
-        smoothing = config.sparse_label_smoothing if self.training else 0.0
-        output.sparse_loss = sparse_cross_entropy(sparse_logits, targets, target_valid, smoothing)
+        output.sparse_loss = sparse_cross_entropy(sparse_logits, targets, target_valid)
         sparse_total = output.sparse_loss
         if trunk_logits is not None:
             output.backbone_sparse_loss, output.sparse_loss = output.sparse_loss, sparse_cross_entropy(
-                trunk_logits, targets, target_valid, smoothing)
+                trunk_logits, targets, target_valid)
             sparse_total = output.sparse_loss + output.backbone_sparse_loss
         target_columns = distinct_rows[slot[:, 1:][target_valid]]
         log_q = self._column_log_q(columns_index, int(item_mask.sum())) if config.dense_logq_correction else None
@@ -297,8 +296,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         distinct, slot = batch_items(item_index, item_mask)
         logits = self.id_trunk.sparse_logits(input_ids, item_mask, distinct, slot)
         targets, target_valid = self._code_targets(labels, item_mask)
-        smoothing = self.config.sparse_label_smoothing if self.training else 0.0
-        sparse_loss = sparse_cross_entropy(logits, targets, target_valid, smoothing)
+        sparse_loss = sparse_cross_entropy(logits, targets, target_valid)
         return CobraOutput(loss=self.config.sparse_loss_weight * sparse_loss, sparse_loss=sparse_loss,
                            sparse_logits=logits)
 
