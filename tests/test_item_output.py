@@ -127,3 +127,52 @@ def test_a_growing_catalog_keeps_the_old_rows_and_starts_new_items_at_zero():
 def test_not_combined_with_an_id_trunk():
     with pytest.raises(ValueError, match="^item_output_embeddings is not combined with id_trunk"):
         CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, id_trunk=True)
+
+
+# ------------------------------------------------------------------------------- tie_item_output_embeddings
+TIED = dict(item_output_embeddings=True, use_item_embeddings=True, tie_item_output_embeddings=True)
+
+
+def test_tied_rows_are_the_input_item_embeddings_and_score_as_an_own_table_holding_them():
+    tied, tok = tiny_model(30, LEVELS, seed=4, **TIED)
+    own, _ = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True, use_item_embeddings=True)
+    assert not any(name.startswith("item_output.") for name in tied.state_dict())
+    assert tied.item_output.rows() is tied.model.item_embed.weight
+    state = {k: v for k, v in tied.state_dict().items()}
+    state["item_output.weight"] = tied.model.item_embed.weight.detach().clone()
+    own.load_state_dict(state)
+    batch = batch_of(tok)
+    batch["labels"] = batch["input_ids"].clone()
+    tied.eval(), own.eval()
+    with torch.no_grad():
+        a, b = tied(**batch), own(**batch)
+    for level in range(len(LEVELS)):
+        torch.testing.assert_close(a.sparse_logits[level], b.sparse_logits[level])
+    torch.testing.assert_close(a.loss, b.loss)
+    # the rows' output share of the gradient reaches the input embeddings: more than the history alone gives them
+    tied.train(), own.train()
+    torch.manual_seed(0)
+    tied(**batch).loss.backward()
+    torch.manual_seed(0)
+    own(**batch).loss.backward()
+    torch.testing.assert_close(tied.model.item_embed.weight.grad,
+                               own.model.item_embed.weight.grad + own.item_output.weight.grad)
+
+
+def test_tied_save_load_growth_and_what_it_needs(tmp_path):
+    model, tok = tiny_model(30, LEVELS, seed=4, **TIED)
+    model.eval().save_pretrained(tmp_path)
+    loaded = CobraForSequentialRecommendation.from_pretrained(tmp_path).eval()
+    assert loaded.item_output.rows() is loaded.model.item_embed.weight
+    assert torch.equal(loaded.item_output.rows(), model.item_output.rows())
+    batch = tok.encode_indices([[3, 1, 5], [9, 2]])
+    first = model.generate(**batch, num_beams=6, top_k=4, mode="sparse")
+    second = loaded.generate(**batch, num_beams=6, top_k=4, mode="sparse")
+    assert torch.equal(first.item_indices, second.item_indices)
+    assert torch.equal(first.beam_scores, second.beam_scores)
+    codes, text = model.item_codes, model.model.item_text_ids
+    model.set_catalog(torch.cat([codes, codes[:2]]), torch.cat([text, text[:2]]), None, "grown")
+    assert model.item_output.rows() is model.model.item_embed.weight and model.item_output.rows().shape[0] == 32
+    for missing in ("item_output_embeddings", "use_item_embeddings"):
+        with pytest.raises(ValueError, match="^tie_item_output_embeddings ties the item output rows"):
+            CobraConfig(level_sizes=list(LEVELS), **{**TIED, missing: False})
