@@ -7,9 +7,6 @@ two codes holds 1.3 items on average, so from the second level on the output sid
 per-item input embedding (use_item_embeddings) does on the history side. The first level is left to its head.
 
 The rows start at zero, so a model starts as it would without the table (and draws no random numbers for it).
-With config.tie_item_output_embeddings the rows are the backbone's per-item input embeddings instead (SASRec's
-tying of its input and output item embeddings): no parameter of their own, and every occurrence of an item in a
-history trains its output row too.
 
 Shapes: I catalog items, D hidden size, K_l codes of level l, C the most codes that follow one prefix.
 """
@@ -19,28 +16,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from typing import Callable
-
 from .cobra_catalog_index import SemanticIdIndex
 
 
 class ItemOutputTable(nn.Module):
-    """weight Float[I, D]: one output row per catalog item, zero at initialisation; or, with `shared`, the rows that
-    shared() returns (another module's parameter, resized by its owner)."""
+    """weight Float[I, D]: one output row per catalog item, zero at initialisation."""
 
-    def __init__(self, num_items: int, hidden_size: int, shared: Callable[[], torch.Tensor] | None = None):
+    def __init__(self, num_items: int, hidden_size: int):
         super().__init__()
-        self._shared = shared
-        if shared is None:
-            self.weight = nn.Parameter(torch.zeros(num_items, hidden_size))
-
-    def rows(self) -> torch.Tensor:
-        """Float[I, D]: the output row of each catalog item."""
-        return self.weight if self._shared is None else self._shared()
+        self.weight = nn.Parameter(torch.zeros(num_items, hidden_size))
 
     def resize(self, num_items: int) -> None:
         """A new catalog size: old rows are kept, new items start at zero."""
-        if self._shared is not None or num_items == self.weight.shape[0]:
+        if num_items == self.weight.shape[0]:
             return
         rows = self.weight.new_zeros(num_items, self.weight.shape[1])
         keep = min(num_items, self.weight.shape[0])
@@ -51,10 +39,10 @@ class ItemOutputTable(nn.Module):
     def prefix_vectors(self, index: SemanticIdIndex, level: int) -> torch.Tensor:
         """Float[R, D]: per prefix of length level + 1 (the rows of index.prefix_keys[level]), the mean row of its
         items."""
-        rows, weight = index.item_rows[level], self.rows()
+        rows = index.item_rows[level]
         count = torch.zeros(len(index.prefix_keys[level]), device=rows.device).index_add_(
             0, rows, torch.ones_like(rows, dtype=torch.float))
-        total = weight.new_zeros(len(count), weight.shape[1]).index_add(0, rows, weight)
+        total = self.weight.new_zeros(len(count), self.weight.shape[1]).index_add(0, rows, self.weight)
         return total / count.clamp(min=1)[:, None].to(total.dtype)
 
     def logits(self, index: SemanticIdIndex, hidden: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:

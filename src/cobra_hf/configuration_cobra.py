@@ -91,9 +91,6 @@ class CobraConfig(PreTrainedConfig):
             gets the dot product of the decoder output with the mean row of the items under the prefix it completes
             (`cobra_item_output.py`). Not in the paper; under test (issue 21) for the ID path's ranking of whole
             IDs. Not combined with id_trunk.
-        tie_item_output_embeddings (`bool`, defaults to False): with item_output_embeddings, the output rows are the
-            per-item input embeddings of use_item_embeddings (as SASRec ties its item embeddings) instead of a table
-            of their own. Not in the paper; under test (issue 21) against the own table's memorising.
     """
 
     model_type = "cobra"
@@ -125,7 +122,6 @@ class CobraConfig(PreTrainedConfig):
         item_deletion: float = 0.0,
         id_trunk: bool = False,
         item_output_embeddings: bool = False,
-        tie_item_output_embeddings: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -156,7 +152,6 @@ class CobraConfig(PreTrainedConfig):
         self.item_deletion = float(item_deletion)
         self.id_trunk = switch("id_trunk", id_trunk)
         self.item_output_embeddings = switch("item_output_embeddings", item_output_embeddings)
-        self.tie_item_output_embeddings = switch("tie_item_output_embeddings", tie_item_output_embeddings)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -196,9 +191,6 @@ class CobraConfig(PreTrainedConfig):
         if self.item_output_embeddings and self.id_trunk:
             raise ValueError("item_output_embeddings is not combined with id_trunk (the trunk's heads drive the beams): "
                              "set one of them to false.")
-        if self.tie_item_output_embeddings and not (self.item_output_embeddings and self.use_item_embeddings):
-            raise ValueError("tie_item_output_embeddings ties the item output rows to the per-item input embeddings: "
-                             "it needs item_output_embeddings and use_item_embeddings set to true.")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."

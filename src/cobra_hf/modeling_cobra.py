@@ -90,9 +90,7 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
         self.id_trunk = IdTrunk(config) if config.id_trunk else None
-        # tied: read through the backbone, whose item_embed set_catalog may replace by a resized one
-        tied = (lambda: self.model.item_embed.weight) if config.tie_item_output_embeddings else None
-        self.item_output = ItemOutputTable(config.num_items, width, tied) if config.item_output_embeddings else None
+        self.item_output = ItemOutputTable(config.num_items, width) if config.item_output_embeddings else None
         # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
         # makes them) moves (.to) or is edited in place
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
