@@ -11,7 +11,7 @@ CONFIG_FORMAT_VERSION = 1
 REMOVED_FIELDS = ("catalog_dense_loss_weight", "catalog_refresh_steps", "within_id_loss_weight",
                   "id_trunk_shared_items", "id_trunk_hidden_size",
                   "id_trunk_shared_decoder", "sparse_loss_valid_codes", "tie_code_embeddings",
-                  "sparse_label_smoothing")
+                  "sparse_label_smoothing", "tie_item_output_embeddings")
 REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE against a bank of item vectors",
                       "within_id_loss_weight": "the InfoNCE of the ID-conditioned head against the items of its own ID",
                       "id_trunk_shared_items": "an ID trunk reading the main backbone's item vectors",
@@ -19,7 +19,8 @@ REMOVED_BEHAVIOURS = {"catalog_dense_loss_weight": "the whole-catalog InfoNCE ag
                       "id_trunk_shared_decoder": "an ID trunk running the main backbone's decoder",
                       "sparse_loss_valid_codes": "the semantic-ID cross-entropy over the codes valid after each prefix",
                       "tie_code_embeddings": "code heads tied to the input code embeddings",
-                      "sparse_label_smoothing": "label smoothing of the code cross-entropy"}
+                      "sparse_label_smoothing": "label smoothing of the code cross-entropy",
+                      "tie_item_output_embeddings": "item output rows tied to the per-item input embeddings"}
 NUM_SPECIAL_TOKENS = 2  # [PAD] = 0, [UNK] = 1; code tokens follow
 GENERATION_MODES = ("cobra", "sparse", "dense", "no_fusion")
 # generate(beam_fusion=...): "paper" (Eq. 7, the default) or "joint" (cobra_generation.joint_fusion)
