@@ -247,7 +247,11 @@ ID_ONLY_RUNS = {"16": "ids_only_collab3x256d_e16", "32": "ids_only_collab3x256d_
                 "32, dropout 0.2, tied code heads": "ids_only_collab3x256d_drop02_tied_e32",
                 "32, dropout 0.2, label smoothing 0.1": "ids_only_collab3x256d_drop02_ls01_e32",
                 "32, dropout 0.2, item deletion 0.3": "ids_only_collab3x256d_drop02_del03_e32",
-                "32, dropout 0.2, per-item output rows": "ids_only_collab3x256d_drop02_itemout_e32"}
+                "32, dropout 0.2, per-item output rows": "ids_only_collab3x256d_drop02_itemout_e32",
+                # the text RQ-KMeans catalog (session 29: the collaborative one could not be rebuilt on a new machine)
+                "32, text RQ-KMeans IDs": "ids_only_rqktext3x256d_e32",
+                "32, text RQ-KMeans IDs, per-item output rows": "ids_only_rqktext3x256d_itemout_e32",
+                "32, text RQ-KMeans IDs, tied per-item output rows": "ids_only_rqktext3x256d_itemout_tied_e32"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
@@ -274,7 +278,7 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
                      f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
                      f"{sum(nll) / len(nll):.2f}" if nll else "-", f"{sum(eval_loss) / len(eval_loss):.3f} ({len(eval_loss)})" if eval_loss else "-", test_cell])
     rows.append(["TIGER (paper)", "-", "-", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
-    text = table(["epochs (dropout 0.1 unless stated)", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
+    text = table(["epochs (dropout 0.1, collaborative IDs, unless stated)", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
                   "Trainer's last eval_loss, history labelled too (seeds)", "test R@10 / N@10 (seeds read)"], rows)
     wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
     for rel in wide:

@@ -90,8 +90,9 @@ class CobraConfig(PreTrainedConfig):
             parameters and decoding work (docs/EXPERIMENTS.md, role pairs; `cobra_id_trunk.py`).
         item_output_embeddings (`bool`, defaults to False): a learned output row per item; each code of level 2..L
             gets the dot product of the decoder output with the mean row of the items under the prefix it completes
-            (`cobra_item_output.py`). Not in the paper; under test (issue 21) for the ID path's ranking of whole
-            IDs. Not combined with id_trunk.
+            (`cobra_item_output.py`). Not in the paper. Measured on the ID-only model (issue 21, validation):
+            +7.6% / +4.5% Recall@10 / NDCG@10 on text RQ-KMeans IDs (3 seeds), +2.8% / +1.0% on collaborative IDs
+            (2 seeds); about 25% more training time. Not combined with id_trunk.
     """
 
     model_type = "cobra"
