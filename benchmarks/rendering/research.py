@@ -278,7 +278,8 @@ def block_ids_only_seeds(r: Renderer, arg=None) -> str:
                      f"{mean_sd([v['recall@10'] for v in val])} / {mean_sd([v['ndcg@10'] for v in val])}",
                      f"{sum(nll) / len(nll):.2f}" if nll else "-", f"{sum(eval_loss) / len(eval_loss):.3f} ({len(eval_loss)})" if eval_loss else "-", test_cell])
     rows.append(["TIGER (paper)", "-", "-", "-", "-", f"{f4(tiger['recall@10'])} / {f4(tiger['ndcg@10'])}"])
-    text = table(["epochs (dropout 0.1, collaborative IDs, unless stated)", "seeds", "validation R@10 / N@10", "held-out first-code NLL",
+    text = table(["epochs (dropout 0.1, collaborative IDs, unless stated)", "seeds", "validation R@10 / N@10",
+                  "held-out first-code NLL",
                   "Trainer's last eval_loss, history labelled too (seeds)", "test R@10 / N@10 (seeds read)"], rows)
     wide = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(BEAM_WIDTH))
     for rel in wide:

@@ -111,8 +111,8 @@ def code_readouts(grid: torch.Tensor) -> list[torch.Tensor]:
 
 def sparse_cross_entropy(sparse_logits, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over every predicted code: sparse_logits per level Float[B, H - 1, K_l], targets
-    Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]. In fp32 when the heads ran in half precision (autocast or a cast model):
-    a bf16 log-softmax loses the small probabilities. Levels may differ in size."""
+    Long[B, H - 1, L] (codes within each level), valid Bool[B, H - 1]. In fp32 when the heads ran in half precision
+    (autocast or a cast model): a bf16 log-softmax loses the small probabilities. Levels may differ in size."""
     return sum(
         F.cross_entropy(logits[valid].float(), targets[..., level][valid], reduction="sum")
         for level, logits in enumerate(sparse_logits)
