@@ -127,3 +127,41 @@ def test_a_growing_catalog_keeps_the_old_rows_and_starts_new_items_at_zero():
 def test_not_combined_with_an_id_trunk():
     with pytest.raises(ValueError, match="^item_output_embeddings is not combined with id_trunk"):
         CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, id_trunk=True)
+
+
+@pytest.mark.parametrize("decay", [-1.0, 0.0, 2.5])
+def test_item_output_weight_decay_gives_the_rows_their_own_group(tmp_path, decay):
+    """config.item_output_weight_decay: the rows (and only they) decay at that rate, the other weight matrices at the
+    run's --weight_decay; -1 leaves the Trainer's groups as they are. With zero gradients AdamW's step is the decay
+    alone: p <- p * (1 - lr * weight_decay)."""
+    from transformers import TrainingArguments
+
+    from cobra_hf.training.trainer import CobraTrainer
+
+    model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True, item_output_weight_decay=decay)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), learning_rate=0.1, weight_decay=0.01, use_cpu=True,
+                             report_to="none", disable_tqdm=True, save_strategy="no")
+    optimizer = CobraTrainer(model=model, args=args, processing_class=tok).create_optimizer()
+    rows = model.item_output.weight
+    owners = [group for group in optimizer.param_groups if any(param is rows for param in group["params"])]
+    assert len(owners) == 1
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
+    if decay < 0:
+        assert len(optimizer.param_groups) == 2 and owners[0]["weight_decay"] == 0.01
+        return
+    assert owners[0]["params"] == [rows] and owners[0]["weight_decay"] == decay and owners[0]["lr"] == 0.1
+    matrix = model.sparse_head[0].weight
+    with torch.no_grad():
+        rows.fill_(1.0)
+        before = matrix.detach().clone()
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    assert torch.allclose(rows, torch.full_like(rows, 1.0 - 0.1 * decay))
+    assert torch.allclose(matrix, before * (1.0 - 0.1 * 0.01))
+
+
+def test_item_output_weight_decay_refuses_bad_values():
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="^item_output_weight_decay must be >= 0"):
+            CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, item_output_weight_decay=bad)

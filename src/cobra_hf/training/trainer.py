@@ -64,6 +64,24 @@ class CobraTrainer(Trainer):
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer; with config.item_output_weight_decay >= 0 the per-item output rows move to a group
+        of their own with that weight decay (the Trainer gives one value to every weight matrix)."""
+        optimizer = super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = float(getattr(opt_model.config, "item_output_weight_decay", -1.0))
+        table = getattr(opt_model, "item_output", None)
+        if decay < 0 or table is None or not table.weight.requires_grad:
+            return optimizer
+        if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "add_param_group"):
+            raise ValueError(f"item_output_weight_decay needs a torch optimizer with parameter groups, got "
+                             f"{type(optimizer).__name__}: leave it at -1 with --optim {self.args.optim}.")
+        rows = table.weight
+        for group in optimizer.param_groups:
+            group["params"] = [param for param in group["params"] if param is not rows]
+        optimizer.add_param_group({"params": [rows], "weight_decay": decay})
+        return optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         if model.training:
