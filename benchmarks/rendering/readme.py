@@ -16,8 +16,8 @@ PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
 SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 # the training length chosen on validation (EXPERIMENTS, "ids-only-seeds", where both lengths' test reads are)
 # the ID-only setting the README shows (a key of ID_ONLY_RUNS, chosen on validation) and its description
-ID_ONLY_README = "32, dropout 0.2"
-ID_ONLY_LABEL = "32 epochs, dropout 0.2"
+ID_ONLY_README = "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2"
+ID_ONLY_LABEL = "unique text IDs: RQ-KMeans 3 x 256 + a dedup code; per-item output rows; 32 epochs, dropout 0.2"
 ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_README]}*.json"
 # the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
@@ -57,8 +57,7 @@ def block_beauty(r: Renderer, arg=None) -> str:
     id_only = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(ID_ONLY_TESTS))
     if id_only:
         runs = [r.load(rel) for rel in id_only]
-        label = (f"cobra-hf ID-only model (unique collaborative IDs: 3 x 256 codes + a dedup code; {ID_ONLY_LABEL}), {len(runs)} "
-                 f"seed{'s' * (len(runs) > 1)}")
+        label = f"cobra-hf ID-only model ({ID_ONLY_LABEL}), {len(runs)} seed{'s' * (len(runs) > 1)}"
         cell = (lambda m: mean_sd([run[m] for run in runs])) if len(runs) > 1 else (lambda m: f4(runs[0][m]))
         rows.append([label, *[cell(m) for m in METRICS]])
     users = seeds[0]["test"]["cobra"]["users"]
