@@ -93,7 +93,8 @@ class CobraConfig(PreTrainedConfig):
             (`cobra_item_output.py`). Not in the paper. Measured on the ID-only model (issue 21, validation):
             +7.6% / +4.5% Recall@10 / NDCG@10 on text RQ-KMeans IDs (3 seeds), +2.8% / +1.0% on collaborative IDs
             (2 seeds); with dropout 0.2 a further +4.1% / +3.9% on text IDs (3 seeds; test .0645 / .0380, TIGER
-            .0648 / .0384); about 25% more training time. Not combined with id_trunk.
+            .0648 / .0384); training 18% and 20-beam generation 12% slower, 24 MB more training state on Beauty
+            (`benchmarks/bench_option_cost.py`). Not combined with id_trunk.
         item_output_weight_decay (`float`, defaults to -1.0): the decoupled weight decay of those rows alone (their own
             optimizer group in `CobraTrainer`); -1 = the run's `--weight_decay`, as every other weight. Not in the
             paper: a regulariser for rows that memorise (held-out code loss lowest at epoch 5 of 32). One seed at 1.0
