@@ -4,6 +4,9 @@ and the data layer (README). Each reads one JSON written by its benchmarks/bench
 
 from __future__ import annotations
 
+import json
+import statistics
+
 from .core import Renderer, table
 
 def block_speed(r: Renderer, arg=None) -> str:
@@ -142,3 +145,27 @@ def _serving(m: dict) -> str:
     return (f"Serving the grown catalog ({rec['catalog_items']:,} items): loading {rec['load_seconds']:.0f} s, the "
             f"first call {rec['first_call_seconds']:.0f} s (every item's vector and the ID index, once per weights), "
             f"then per user in a batch of {next(iter(rec['modes'].values()))['batch_users']}: {modes}. ")
+
+
+def block_option_cost(r: Renderer, arg=None) -> str:
+    """What a CobraConfig option costs (bench_option_cost.py, option_cost/*.json): the variant against its base,
+    timed in turns in one process."""
+    rows = []
+    for path in sorted(r.results.glob("option_cost/*.json")):
+        s = r.load(path.relative_to(r.results).as_posix())
+        changed = ", ".join(f"{k} {json.dumps(v)}" for k, v in s["variant"].items() if s["base"].get(k) != v)
+        median = {what: {name: statistics.median(s[what][name]) for name in ("base", "variant")}
+                  for what in ("train_sequences_per_s", "generate_users_per_s")}
+        rows.append([changed, f"{median['train_sequences_per_s']['variant']:.0f} / "
+                     f"{median['train_sequences_per_s']['base']:.0f} = {s['train_speed_ratio']:.2f}x",
+                     f"{median['generate_users_per_s']['variant']:.0f} / {median['generate_users_per_s']['base']:.0f}"
+                     f" = {s['generate_speed_ratio']:.2f}x",
+                     f"{s['training_state_mb']['variant']:.1f} / {s['training_state_mb']['base']:.1f}",
+                     f"{s['items']:,} items, {s['threads']} threads, {s['rounds']} rounds, {s['num_beams']} beams"])
+    if not rows:
+        return "No option-cost measurements yet."
+    return table(["option (variant)", "training sequences/s, variant / base", "generation users/s, variant / base",
+                  "AdamW training state, MB", "setting"], rows) + (
+        "\n\nMedians over rounds; the base and the variant take turns on the same batches in one process (the order "
+        "alternates), so the ratio is what the option costs on this machine. Training state: weights, gradients and "
+        "two AdamW moments. " + r.sources())
