@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from cobra_hf.evaluation import sample_split
 from cobra_hf.inference import load_checkpoint
 from cobra_hf.training.datasets import index_splits
+from report_files import add_report_flags, check_report_flags, save_report
 
 
 @torch.no_grad()
@@ -46,19 +45,14 @@ def main(argv=None) -> None:
     parser.add_argument("--users", type=int, default=1024, help="validation users, seeded sample")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", required=True, help="JSON report (refuses to replace one without --overwrite)")
-    parser.add_argument("--overwrite", action="store_true")
+    add_report_flags(parser)
     args = parser.parse_args(argv)
-    if Path(args.output).exists() and not args.overwrite:
-        parser.error(f"{args.output} already exists (--overwrite to replace it).")
+    check_report_flags(parser, args)
     settings = json.loads(args.settings)
     if not isinstance(settings, list) or not settings or not all(isinstance(s, dict) for s in settings):
         parser.error("--settings must be a non-empty JSON list of dicts of generate() arguments.")
     if args.users < 1 or args.rounds < 1:
         parser.error("--users and --rounds must be at least 1.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model, tokenizer = load_checkpoint(args.model)
     splits = index_splits(args.data, tokenizer, max_history=model.config.max_history)
     histories = list(sample_split(splits["validation"], args.users)["history_index"])
@@ -79,11 +73,7 @@ def main(argv=None) -> None:
         print(json.dumps(rows[-1]), flush=True)
     report = {"model": args.model, "data": args.data, "users": len(histories), "rounds": args.rounds,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size, "results": rows}
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    aside = output.with_name(f".{output.name}.tmp")  # written aside, then renamed: a kill leaves the old report or none
-    aside.write_text(json.dumps(report, indent=1))
-    os.replace(aside, output)
+    save_report(report, args.output)
 
 
 if __name__ == "__main__":

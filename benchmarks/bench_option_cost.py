@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from cobra_hf.training import CobraDataCollator, build_model, index_splits
+from report_files import add_report_flags, check_report_flags, save_report
 
 
 def build(catalog: str, overrides: dict, seed: int):
@@ -67,12 +66,9 @@ def main(argv=None) -> None:
     parser.add_argument("--generate-users", type=int, default=512, help="users generated per model per round")
     parser.add_argument("--num-beams", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", required=True, help="JSON report (refuses to replace one without --overwrite)")
-    parser.add_argument("--overwrite", action="store_true")
+    add_report_flags(parser)
     args = parser.parse_args(argv)
-    if Path(args.output).exists() and not args.overwrite:
-        parser.error(f"{args.output} already exists (--overwrite to replace it).")
+    check_report_flags(parser, args)
     overrides = []
     for flag, text in (("--base", args.base), ("--variant", args.variant)):
         try:
@@ -86,8 +82,6 @@ def main(argv=None) -> None:
         parser.error("--variant must change at least one CobraConfig field.")
     if min(args.rounds, args.train_steps, args.generate_users, args.batch_size, args.num_beams) < 1:
         parser.error("--rounds, --train-steps, --generate-users, --batch-size and --num-beams must be at least 1.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     base_overrides, variant_overrides = overrides[0], {**overrides[0], **overrides[1]}
     base = build(args.catalog, base_overrides, seed=0)
     variant = build(args.catalog, variant_overrides, seed=0)
@@ -141,11 +135,7 @@ def main(argv=None) -> None:
                               "variant": round(training_state_bytes(variant[0]) / 2**20, 1)},
     }
     print(json.dumps(result, indent=1))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    aside = output.with_name(f".{output.name}.tmp")  # written aside, then renamed: a kill leaves the old report or none
-    aside.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(aside, output)
+    save_report(result, args.output)
 
 
 if __name__ == "__main__":
