@@ -165,3 +165,5 @@ def test_item_output_weight_decay_refuses_bad_values():
     for bad in (-0.5, float("nan")):
         with pytest.raises(ValueError, match="^item_output_weight_decay must be >= 0"):
             CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, item_output_weight_decay=bad)
+    with pytest.raises(ValueError, match="^item_output_weight_decay is the weight decay of the per-item output rows"):
+        CobraConfig(level_sizes=list(LEVELS), item_output_weight_decay=0.5)

@@ -205,6 +205,9 @@ class CobraConfig(PreTrainedConfig):
         if not (self.item_output_weight_decay >= 0.0 or self.item_output_weight_decay == -1.0):
             raise ValueError(f"item_output_weight_decay must be >= 0, or -1 for the run's --weight_decay, got "
                              f"{self.item_output_weight_decay}.")
+        if self.item_output_weight_decay != -1.0 and not self.item_output_embeddings:
+            raise ValueError("item_output_weight_decay is the weight decay of the per-item output rows: set "
+                             "item_output_embeddings to true, or leave it at -1.")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."
