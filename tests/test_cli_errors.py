@@ -331,3 +331,17 @@ def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exited:
         cli_main([command, "--help"])
     assert exited.value.code == 0 and f"cobra-hf {command}" in capsys.readouterr().out
+
+
+def test_model_flag_help_is_each_fields_whole_docstring_entry():
+    """A field's help runs to the next field's entry: a "word (`file.py`)" inside a text does not cut it short (the
+    help of item_output_embeddings once stopped at "completes"), and every entry belongs to a CobraConfig field."""
+    import inspect
+
+    from cobra_hf.configuration_cobra import CobraConfig
+    from cobra_hf.training.train import model_field_help
+
+    help_text = model_field_help()
+    assert set(help_text) <= set(inspect.signature(CobraConfig.__init__).parameters)
+    assert help_text["item_output_embeddings"].endswith("Not combined with id_trunk.")
+    assert "%" in help_text["item_output_weight_decay"]  # kept here; the flag's help doubles it for argparse

@@ -70,7 +70,9 @@ def model_field_help() -> dict[str, str]:
     """Each CobraConfig field's description, from CobraConfig's docstring (`name (`type`...): text` entries): the
     help of the model flags, written once, where the fields are defined."""
     doc = re.sub(r"\s+", " ", CobraConfig.__doc__ or "")
-    entries = re.split(r" (?=[a-z_]+(?:, [a-z_]+)* \(`)", doc)
+    # an entry starts at a field's own name: a word before "(`" inside a text (e.g. "completes (`file.py`)") does not
+    names = "|".join(n for n in inspect.signature(CobraConfig.__init__).parameters if n not in ("self", "kwargs"))
+    entries = re.split(rf" (?=(?:{names})(?:, [a-z_]+)* \(`)", doc)
     help_text = {}
     for entry in entries:
         match = re.match(r"([a-z_]+) \(`[^`]*`(?:, defaults to [^)]*)?\):? ?(.*)", entry.strip())
@@ -93,7 +95,9 @@ def model_arguments() -> type:
         if name == "text_embedding_dim":
             note = ("width of the frozen sentence embedding added to each dense vector: 0 = none (the paper), -1 = the "
                     "catalog's own (--use_text_embeddings True says the same)")
-        fields.append((name, kind, field(default=None, metadata={"help": f"{note} (CobraConfig default: {default})"})))
+        # argparse %-formats every help text: a "%" of the docstring is written "%%" here
+        help_line = f"{note} (CobraConfig default: {default})".replace("%", "%%")
+        fields.append((name, kind, field(default=None, metadata={"help": help_line})))
     return make_dataclass("CobraModelArguments", fields)
 
 
