@@ -141,10 +141,12 @@ def test_item_output_weight_decay_gives_the_rows_their_own_group(tmp_path, decay
     model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True, item_output_weight_decay=decay)
     args = TrainingArguments(output_dir=str(tmp_path / "run"), learning_rate=0.1, weight_decay=0.01, use_cpu=True,
                              report_to="none", disable_tqdm=True, save_strategy="no")
-    optimizer = CobraTrainer(model=model, args=args, processing_class=tok).create_optimizer()
+    trainer = CobraTrainer(model=model, args=args, processing_class=tok)
+    optimizer = trainer.create_optimizer()
+    assert trainer.create_optimizer() is optimizer  # a second call regroups nothing
     rows = model.item_output.weight
     owners = [group for group in optimizer.param_groups if any(param is rows for param in group["params"])]
-    assert len(owners) == 1
+    assert len(owners) == 1 and all(group["params"] for group in optimizer.param_groups)
     assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
     if decay < 0:
         assert len(optimizer.param_groups) == 2 and owners[0]["weight_decay"] == 0.01
@@ -167,3 +169,16 @@ def test_item_output_weight_decay_refuses_bad_values():
             CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, item_output_weight_decay=bad)
     with pytest.raises(ValueError, match="^item_output_weight_decay is the weight decay of the per-item output rows"):
         CobraConfig(level_sizes=list(LEVELS), item_output_weight_decay=0.5)
+
+
+def test_item_output_weight_decay_leaves_an_optimizer_the_user_gave_as_it_is(tmp_path):
+    from transformers import TrainingArguments
+
+    from cobra_hf.training.trainer import CobraTrainer
+
+    model, tok = tiny_model(30, LEVELS, seed=4, item_output_embeddings=True, item_output_weight_decay=2.5)
+    mine = torch.optim.SGD(model.parameters(), lr=0.1)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", disable_tqdm=True,
+                             save_strategy="no")
+    trainer = CobraTrainer(model=model, args=args, processing_class=tok, optimizers=(mine, None))
+    assert trainer.create_optimizer() is mine and len(mine.param_groups) == 1

@@ -66,12 +66,14 @@ class CobraTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer; with config.item_output_weight_decay >= 0 the per-item output rows move to a group
-        of their own with that weight decay (the Trainer gives one value to every weight matrix)."""
+        of their own with that weight decay (the Trainer gives one value to every weight matrix). An optimizer the
+        Trainer already holds (given by the user, or made by an earlier call) is returned as it is."""
+        made_here = self.optimizer is None
         optimizer = super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = float(getattr(opt_model.config, "item_output_weight_decay", -1.0))
         table = getattr(opt_model, "item_output", None)
-        if decay < 0 or table is None or not table.weight.requires_grad:
+        if not made_here or decay < 0 or table is None or not table.weight.requires_grad:
             return optimizer
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "add_param_group"):
             raise ValueError(f"item_output_weight_decay needs a torch optimizer with parameter groups, got "
