@@ -343,5 +343,6 @@ def test_model_flag_help_is_each_fields_whole_docstring_entry():
 
     help_text = model_field_help()
     assert set(help_text) <= set(inspect.signature(CobraConfig.__init__).parameters)
-    assert help_text["item_output_embeddings"].endswith("Not combined with id_trunk.")
+    assert help_text["item_output_embeddings"].endswith("With id_trunk the rows are the trunk's (its heads drive the "
+                                                        "beams).")
     assert "%" in help_text["item_output_weight_decay"]  # kept here; the flag's help doubles it for argparse

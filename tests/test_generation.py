@@ -47,6 +47,15 @@ def item_output_model():
     return model.eval(), tok
 
 
+@pytest.fixture(scope="module")
+def trunk_item_output_model():
+    """An ID trunk with per-item output rows (the trunk's), made non-zero: its heads and rows drive the search."""
+    model, tok = tiny_model(30, SPARSE_LEVELS, seed=6, id_trunk=True, item_output_embeddings=True)
+    with torch.no_grad():
+        model.id_trunk.item_output.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(1))
+    return model.eval(), tok
+
+
 def valid_ids(model) -> set[tuple[int, ...]]:
     return {tuple(row) for row in model.item_codes.tolist()}
 
@@ -113,7 +122,8 @@ def test_no_invalid_id_and_real_items(which, request):
         assert (out.scores[:, :-1] >= out.scores[:, 1:]).all(), "items are not best first"
 
 
-@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "item_output_model"])
+@pytest.mark.parametrize("which", ["dense_model", "sparse_model", "trunk_model", "item_output_model",
+                                   "trunk_item_output_model"])
 def test_exhaustive_beam_search_equals_brute_force(which, request):
     model, tok = request.getfixturevalue(which)
     num_ids = len(valid_ids(model))

@@ -57,6 +57,29 @@ def test_joined_model_decodes_like_the_pair(pair, settings):
         assert torch.equal(got.item_indices[beams], reference[beams])
 
 
+@pytest.mark.parametrize("settings", SETTINGS[:2] + SETTINGS[3:4], ids=lambda s: "-".join(str(v) for v in s.values()))
+def test_the_ids_models_item_output_rows_become_the_trunks(pair, settings):
+    """An ids model with per-item output rows (config.item_output_embeddings): the joined model decodes like the
+    pair; the rows are the trunk's; a vectors model's own rows are left out (its code heads drive no beam)."""
+    vectors, _, tok = pair
+    ids = _ids_model(vectors, 12, item_output_embeddings=True)
+    vectors_with_rows = _ids_model(vectors, 0, item_output_embeddings=True,
+                                   history_dense_loss_weight=vectors.config.history_dense_loss_weight)
+    vectors_with_rows.load_state_dict(vectors.state_dict(), strict=False)
+    with torch.no_grad():
+        ids.item_output.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(3))
+        vectors_with_rows.item_output.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(4))
+    joined = join_id_trunk(vectors_with_rows.eval(), ids).eval()
+    assert joined.config.item_output_embeddings and joined.item_output is None
+    assert torch.equal(joined.id_trunk.item_output.weight, ids.item_output.weight)
+    batch = tok(random_histories(40, 6, seed=5), unknown_items="error")
+    expected = CobraEnsemble([vectors, ids], roles=["vectors", "ids"]).eval().generate(**batch, num_beams=5, top_k=6,
+                                                                                      **settings)
+    got = joined.generate(**batch, num_beams=5, top_k=6, **settings)
+    assert torch.equal(got.item_indices, expected.item_indices)
+    torch.testing.assert_close(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
+
+
 def test_each_loss_trains_only_its_own_backbone(pair):
     """The trunk's sparse loss reaches the trunk alone; the dense losses and the backbone's own code heads never
     reach the trunk; the loss is their weighted sum."""

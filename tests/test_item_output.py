@@ -1,6 +1,6 @@
 """config.item_output_embeddings (cobra_item_output.py): hand-checked logits, a zero start equal to the model
-without the table, gradients, save/load bit-exact, a growing catalog, and what it is not combined with. The beam
-search's use of it is checked against brute force in test_generation.py."""
+without the table, gradients, save/load bit-exact, a growing catalog, the rows of an ID trunk, and their own weight
+decay. The beam search's use of them is checked against brute force in test_generation.py."""
 
 from __future__ import annotations
 
@@ -124,9 +124,50 @@ def test_a_growing_catalog_keeps_the_old_rows_and_starts_new_items_at_zero():
     assert not model.item_output.weight[30:].any()
 
 
-def test_not_combined_with_an_id_trunk():
-    with pytest.raises(ValueError, match="^item_output_embeddings is not combined with id_trunk"):
-        CobraConfig(level_sizes=list(LEVELS), item_output_embeddings=True, id_trunk=True)
+def test_with_an_id_trunk_the_rows_are_the_trunks_and_train_with_it(tmp_path):
+    """config.id_trunk: the trunk's code heads drive the beams, so the rows are the trunk's (the main backbone has
+    none); forward's sparse logits are the trunk's heads plus its rows; the trunk's own phase
+    (train_id_trunk_only) trains them; the Trainer gives them their own weight decay; save/load keeps them."""
+    from transformers import TrainingArguments
+
+    from cobra_hf.training.trainer import CobraTrainer
+
+    model, tok = tiny_model(30, LEVELS, seed=4, id_trunk=True, item_output_embeddings=True,
+                            item_output_weight_decay=0.5)
+    table = model.id_trunk.item_output
+    assert model.item_output is None and model.item_output_table is table
+    with torch.no_grad():
+        table.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(2))
+    batch = batch_of(tok)
+    labels = batch["input_ids"].clone()
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch, labels=labels)
+        table.weight.zero_()
+        plain = model(**batch, labels=labels)
+    randomised_rows = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        table.weight.normal_(0.0, 1.0, generator=randomised_rows)
+    torch.testing.assert_close(out.sparse_logits[0], plain.sparse_logits[0])
+    assert not torch.allclose(out.sparse_logits[1], plain.sparse_logits[1])
+    torch.testing.assert_close(out.backbone_sparse_loss, plain.backbone_sparse_loss)  # the main heads: no rows
+    model.train_id_trunk_only()
+    model.train()
+    model(**batch, labels=labels).loss.backward()
+    assert table.weight.grad is not None and table.weight.grad.abs().sum() > 0
+    model.train_id_trunk_only(False)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), learning_rate=0.1, weight_decay=0.01, use_cpu=True,
+                             report_to="none", disable_tqdm=True, save_strategy="no")
+    optimizer = CobraTrainer(model=model, args=args, processing_class=tok).create_optimizer()
+    owners = [group for group in optimizer.param_groups if any(param is table.weight for param in group["params"])]
+    assert len(owners) == 1 and owners[0]["params"] == [table.weight] and owners[0]["weight_decay"] == 0.5
+    model.eval().save_pretrained(tmp_path / "saved")
+    loaded = CobraForSequentialRecommendation.from_pretrained(tmp_path / "saved").eval()
+    assert torch.equal(loaded.id_trunk.item_output.weight, table.weight)
+    histories = tok.encode_indices([[3, 1, 5], [9, 2]])
+    first = model.generate(**histories, num_beams=6, top_k=4, mode="sparse")
+    second = loaded.generate(**histories, num_beams=6, top_k=4, mode="sparse")
+    assert torch.equal(first.item_indices, second.item_indices) and torch.equal(first.beam_scores, second.beam_scores)
 
 
 @pytest.mark.parametrize("decay", [-1.0, 0.0, 2.5])

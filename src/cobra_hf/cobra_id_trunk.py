@@ -18,6 +18,7 @@ from torch import nn
 
 from .cobra_backbone import CobraModel
 from .cobra_catalog_index import CatalogIndex
+from .cobra_item_output import ItemOutputTable
 from .cobra_layers import KVCache
 from .cobra_losses import code_readouts
 from .configuration_cobra import CobraConfig
@@ -25,13 +26,16 @@ from .configuration_cobra import CobraConfig
 
 class IdTrunk(nn.Module):
     """`model`: a CobraModel with the main backbone's config (its own catalog buffers, kept equal to the main one's
-    by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one Linear(D, K_l) per level. Its catalog
-    vectors (the dense tokens it reads, from its own item encoder) are cached like the main model's."""
+    by CobraForSequentialRecommendation.set_catalog); `sparse_head`: one Linear(D, K_l) per level; `item_output`:
+    the per-item output rows of its code heads (config.item_output_embeddings), else None. Its catalog vectors (the
+    dense tokens it reads, from its own item encoder) are cached like the main model's."""
 
     def __init__(self, config: CobraConfig):
         super().__init__()
         self.model = CobraModel(config, defer_init=True)
         self.sparse_head = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.level_sizes)
+        self.item_output = ItemOutputTable(config.num_items, config.hidden_size) if config.item_output_embeddings \
+            else None
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
                                           weights=lambda: [*self.model.parameters(), *self.model.buffers()])
 
@@ -43,7 +47,12 @@ class IdTrunk(nn.Module):
         hidden = self.model(input_ids, None, item_vectors=item_vectors, item_mask=item_mask).last_hidden_state
         batch, length = item_mask.shape
         grid = hidden.view(batch, length, self.model.config.num_levels + 1, -1)
-        return tuple(head(x) for head, x in zip(self.sparse_head, code_readouts(grid)))
+        readouts = code_readouts(grid)
+        logits = tuple(head(x) for head, x in zip(self.sparse_head, readouts))
+        if self.item_output is None:
+            return logits
+        return self.item_output.teacher_forced(self.catalog_index.ids, logits, readouts, input_ids, item_mask,
+                                               self.model.level_offsets)
 
     def prefill(self, input_ids, item_mask, item_index) -> tuple[torch.Tensor, KVCache]:
         """The history through this trunk: (Float[B, D] the last position's output, its cache)."""

@@ -6,7 +6,8 @@ u(q) is the mean of a learned per-item row over the catalog items whose ID start
 two codes holds 1.3 items on average, so from the second level on the output side ranks nearly per item, as the
 per-item input embedding (use_item_embeddings) does on the history side. The first level is left to its head.
 
-The rows start at zero, so a model starts as it would without the table (and draws no random numbers for it).
+The rows start at zero, so a model starts as it would without the table (and draws no random numbers for it). With
+an ID trunk (config.id_trunk) the table is the trunk's, since the trunk's code heads drive the beams.
 
 Shapes: I catalog items, D hidden size, K_l codes of level l, C the most codes that follow one prefix.
 """
@@ -54,3 +55,28 @@ class ItemOutputTable(nn.Module):
         scores = torch.einsum("...d,...cd->...c", hidden.to(vectors.dtype), vectors) * valid
         extra = hidden.new_zeros(*prefix.shape[:-1], index.level_sizes[level], dtype=scores.dtype)
         return extra.scatter_add(-1, codes, scores)
+
+    def teacher_forced(self, index: SemanticIdIndex, sparse_logits: tuple[torch.Tensor, ...],
+                       readouts: tuple[torch.Tensor, ...], input_ids: torch.Tensor, item_mask: torch.Tensor,
+                       level_offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Adds the table's logits to levels 2..L of items 2..H, each given its true prefix (the codes fed in):
+        sparse_logits and readouts per level Float[B, H - 1, K_l] and Float[B, H - 1, D], input_ids Long[B, H*L],
+        item_mask Bool[B, H], level_offsets Long[L] -> per level Float[B, H - 1, K_l]."""
+        batch, length = item_mask.shape
+        codes = input_ids.view(batch, length, len(sparse_logits))[:, 1:] - level_offsets  # [B, H - 1, L]
+        predicted = item_mask[:, :-1] & item_mask[:, 1:]
+        out, prefixes = [sparse_logits[0]], codes[predicted]  # [N, L]
+        for level in range(1, len(sparse_logits)):
+            extra = self.logits(index, readouts[level][predicted], prefixes[:, :level])
+            out.append(sparse_logits[level].index_put((predicted,), extra, accumulate=True))
+        return tuple(out)
+
+
+def decoding_logits(head: nn.Module, table: ItemOutputTable | None, index: SemanticIdIndex, hidden: torch.Tensor,
+                    level: int, prefix: torch.Tensor | None) -> torch.Tensor:
+    """Logits of level `level`'s codes in decoding, in fp32: a code head, plus the table's logits from level 2 on.
+    hidden Float[..., D] (the decoder output at the code's position), prefix Long[..., level] -> Float[..., K_l]."""
+    logits = head(hidden).float()
+    if table is not None and level:
+        logits = logits + table.logits(index, hidden, prefix).float()
+    return logits

@@ -94,7 +94,7 @@ class CobraConfig(PreTrainedConfig):
             +7.6% / +4.5% Recall@10 / NDCG@10 on text RQ-KMeans IDs (3 seeds), +2.8% / +1.0% on collaborative IDs
             (2 seeds); with dropout 0.2 a further +4.1% / +3.9% on text IDs (3 seeds; test .0645 / .0380, TIGER
             .0648 / .0384); training 18% and 20-beam generation 12% slower, 24 MB more training state on Beauty
-            (`benchmarks/bench_option_cost.py`). Not combined with id_trunk.
+            (`benchmarks/bench_option_cost.py`). With id_trunk the rows are the trunk's (its heads drive the beams).
         item_output_weight_decay (`float`, defaults to -1.0): the decoupled weight decay of those rows alone (their own
             optimizer group in `CobraTrainer`); -1 = the run's `--weight_decay`, as every other weight. Not in the
             paper: a regulariser for rows that memorise (held-out code loss lowest at epoch 5 of 32). One seed at 1.0
@@ -199,9 +199,6 @@ class CobraConfig(PreTrainedConfig):
         for name in ("sparse_loss_weight", "dense_loss_weight", "history_dense_loss_weight"):
             if float(getattr(self, name)) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.item_output_embeddings and self.id_trunk:
-            raise ValueError("item_output_embeddings is not combined with id_trunk (the trunk's heads drive the beams): "
-                             "set one of them to false.")
         if not (self.item_output_weight_decay >= 0.0 or self.item_output_weight_decay == -1.0):
             raise ValueError(f"item_output_weight_decay must be >= 0, or -1 for the run's --weight_decay, got "
                              f"{self.item_output_weight_decay}.")

@@ -195,7 +195,9 @@ def join_id_trunk(vectors_model: CobraForSequentialRecommendation,
     vectors_model (config, weights, generate() defaults, catalog assets) with ids_model's backbone and code heads as
     its ID trunk (config.id_trunk), which decodes as the pair does. Both must come from one catalog and have the same
     backbone sizes (TRUNK_SIZES); neither may have a trunk already. The trunk's training settings (dropout, item
-    deletion) become vectors_model's: they only matter if the joined model is trained further."""
+    deletion) become vectors_model's: they only matter if the joined model is trained further. ids_model's per-item
+    output rows (config.item_output_embeddings) become the trunk's; vectors_model's own, if any, are left out, since
+    its code heads drive no beam in the joined model."""
     CobraEnsemble([vectors_model, ids_model], roles=["vectors", "ids"])  # one catalog, an ID-free head where needed
     if vectors_model.id_trunk is not None or ids_model.id_trunk is not None:
         raise ValueError("One of the two models already has an ID trunk: join two models without one.")
@@ -206,13 +208,16 @@ def join_id_trunk(vectors_model: CobraForSequentialRecommendation,
                              "its model's sizes, so join models of the same sizes.")
     config = copy.deepcopy(vectors_model.config)
     config.id_trunk = True
+    config.item_output_embeddings = ids_model.config.item_output_embeddings
+    config.item_output_weight_decay = ids_model.config.item_output_weight_decay
     joined = CobraForSequentialRecommendation(config)
     joined.set_catalog(vectors_model.item_codes.cpu(), vectors_model.item_text_ids.cpu(),
                        None if vectors_model.item_text_embeddings is None else vectors_model.item_text_embeddings.cpu(),
                        vectors_model.config.catalog_hash)
     trunk = {f"id_trunk.{key}": value for key, value in ids_model.state_dict().items()
-             if key.startswith(("model.", "sparse_head."))}
-    joined.load_state_dict({**vectors_model.state_dict(), **trunk})
+             if key.startswith(("model.", "sparse_head.", "item_output."))}
+    main = {key: value for key, value in vectors_model.state_dict().items() if not key.startswith("item_output.")}
+    joined.load_state_dict({**main, **trunk})
     joined.generation_config = copy.deepcopy(vectors_model.generation_config)
     joined.catalog_assets = vectors_model.catalog_assets
     return joined.to(device=vectors_model.item_codes.device, dtype=vectors_model.dtype).train(vectors_model.training)

@@ -29,7 +29,7 @@ from .cobra_catalog_index import CatalogIndex, SemanticIdIndex
 from .cobra_generation import (DEFAULT_GENERATION, CobraGenerationOutput, generate, restore_generation_defaults,
                                set_generation_defaults)
 from .cobra_id_trunk import IdTrunk
-from .cobra_item_output import ItemOutputTable
+from .cobra_item_output import ItemOutputTable, decoding_logits
 from .cobra_layers import KVCache, KVCacheGroup
 from .cobra_losses import (catalog_columns, code_readouts, column_log_q, contrastive_items, delete_items, info_nce,
                            item_frequencies, sparse_cross_entropy)
@@ -90,7 +90,9 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         # the ID-free head ("dense" mode, dense_guided_ids, beam_fusion_dense_psi) only exists when a loss trains it
         self.history_dense_head = nn.Linear(width, width) if config.history_dense_loss_weight > 0 else None
         self.id_trunk = IdTrunk(config) if config.id_trunk else None
-        self.item_output = ItemOutputTable(config.num_items, width) if config.item_output_embeddings else None
+        # with an ID trunk the per-item output rows are the trunk's (its heads drive the beams)
+        self.item_output = ItemOutputTable(config.num_items, width) \
+            if config.item_output_embeddings and not config.id_trunk else None
         # besides invalidate_caches(), the item vectors are rebuilt when a tensor of the backbone (whose encode_catalog
         # makes them) moves (.to) or is edited in place
         self.catalog_index = CatalogIndex(self.model.encode_catalog, lambda: self.model.item_codes, config.level_sizes,
@@ -136,8 +138,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         if self.id_trunk is not None:  # its own copies: safetensors saves no tensor twice
             self.id_trunk.model.set_catalog(item_codes.clone(), item_text_ids.clone(),
                                             None if item_text_embeddings is None else item_text_embeddings.clone())
-        if self.item_output is not None:
-            self.item_output.resize(int(item_codes.shape[0]))
+        if self.item_output_table is not None:
+            self.item_output_table.resize(int(item_codes.shape[0]))
         self.config.num_items = int(item_codes.shape[0])
         self.config.catalog_hash = catalog_hash
         self.invalidate_caches()
@@ -163,6 +165,12 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         """The main backbone, then the ID trunk's if any: whatever changes the catalog or the item embeddings
         changes each of them."""
         return [self.model] + ([] if self.id_trunk is None else [self.id_trunk.model])
+
+    @property
+    def item_output_table(self) -> ItemOutputTable | None:
+        """The per-item output rows of the code heads that drive the beams (config.item_output_embeddings): this
+        model's, or its ID trunk's; None without them."""
+        return self.item_output if self.id_trunk is None else self.id_trunk.item_output
 
     @property
     def decoder_width(self) -> int:
@@ -238,7 +246,8 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         readouts = code_readouts(grid)
         sparse_logits = tuple(head(x) for head, x in zip(self.sparse_head, readouts))
         if self.item_output is not None:
-            sparse_logits = self._with_item_output(sparse_logits, readouts, input_ids, item_mask)
+            sparse_logits = self.item_output.teacher_forced(self.id_index, sparse_logits, readouts, input_ids,
+                                                            item_mask, self.model.level_offsets)
         trunk_logits = None if self.id_trunk is None else self.id_trunk.sparse_logits(input_ids, item_mask, distinct,
                                                                                        slot)
         dense_predictions = self.dense_head(grid[:, 1:, levels - 1])
@@ -267,18 +276,6 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
             output.history_dense_loss = info_nce(history_predictions, target_columns, columns, temperature, log_q)
             output.loss = output.loss + config.history_dense_loss_weight * output.history_dense_loss
         return output
-
-    def _with_item_output(self, sparse_logits, readouts, input_ids, item_mask) -> tuple[torch.Tensor, ...]:
-        """Adds the item output table's logits (cobra_item_output.py) to levels 2..L of items 2..H, each given its
-        true prefix (the codes fed in): readouts per level Float[B, H - 1, D], input_ids Long[B, H*L]."""
-        batch, length = item_mask.shape
-        codes = input_ids.view(batch, length, self.config.num_levels)[:, 1:] - self.level_offsets  # [B, H - 1, L]
-        predicted = item_mask[:, :-1] & item_mask[:, 1:]
-        index, out, prefixes = self.id_index, [sparse_logits[0]], codes[predicted]  # [N, L]
-        for level in range(1, self.config.num_levels):
-            extra = self.item_output.logits(index, readouts[level][predicted], prefixes[:, :level])
-            out.append(sparse_logits[level].index_put((predicted,), extra, accumulate=True))
-        return tuple(out)
 
     def _code_targets(self, labels: torch.Tensor, item_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """labels Long[B, H*L], item_mask Bool[B, H] -> (per-level code targets of items 2..H Long[B, H - 1, L], -100
@@ -352,11 +349,11 @@ class CobraForSequentialRecommendation(CobraPreTrainedModel):
         fp32 whatever the model's dtype: the beam search sums these over levels and ranks by them, and bf16 would
         round close beams into ties."""
         if self.id_trunk is None:
-            logits = self.sparse_head[level](hidden).float()
-            if self.item_output is not None and level:
-                logits = logits + self.item_output.logits(self.id_index, hidden, prefix).float()
+            logits = decoding_logits(self.sparse_head[level], self.item_output, self.id_index, hidden, level, prefix)
         else:
-            logits = self.id_trunk.sparse_head[level](hidden[..., self.config.hidden_size:]).float()
+            trunk = self.id_trunk
+            logits = decoding_logits(trunk.sparse_head[level], trunk.item_output, self.id_index,
+                                     hidden[..., self.config.hidden_size:], level, prefix)
         return torch.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
 
     def beam_vectors(self, hidden: torch.Tensor) -> torch.Tensor:

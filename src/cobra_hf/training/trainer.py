@@ -72,7 +72,7 @@ class CobraTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         opt_model = self.model if model is None else model
         decay = float(getattr(opt_model.config, "item_output_weight_decay", -1.0))
-        table = getattr(opt_model, "item_output", None)
+        table = getattr(opt_model, "item_output_table", None)
         if not made_here or decay < 0 or table is None or not table.weight.requires_grad:
             return optimizer
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "add_param_group"):
