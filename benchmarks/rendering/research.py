@@ -254,7 +254,9 @@ ID_ONLY_RUNS = {"16": "ids_only_collab3x256d_e16", "32": "ids_only_collab3x256d_
                 "32, text RQ-KMeans IDs, tied per-item output rows": "ids_only_rqktext3x256d_itemout_tied_e32",
                 "32, text RQ-KMeans IDs, per-item output rows, their weight decay 1.0":
                     "ids_only_rqktext3x256d_itemout_wd1_e32",
-                "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2": "ids_only_rqktext3x256d_itemout_drop02_e32"}
+                "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2": "ids_only_rqktext3x256d_itemout_drop02_e32",
+                "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2, their weight decay 1.0":
+                    "ids_only_rqktext3x256d_itemout_drop02_wd1_e32"}
 BEAM_WIDTH = "research/beam_width/*.json"
 
 
