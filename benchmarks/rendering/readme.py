@@ -16,8 +16,8 @@ PAPER_RECIPE_TEST = "research/test/paper_recipe_3x32.json"
 SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 # the training length chosen on validation (EXPERIMENTS, "ids-only-seeds", where both lengths' test reads are)
 # the ID-only setting the README shows (a key of ID_ONLY_RUNS, chosen on validation) and its description
-ID_ONLY_README = "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2"
-ID_ONLY_LABEL = "unique text IDs: RQ-KMeans 3 x 256 + a dedup code; per-item output rows; 32 epochs, dropout 0.2"
+ID_ONLY_README = "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2, their weight decay 1.0"
+ID_ONLY_LABEL = "unique IDs: RQ-KMeans 3x256 of text + dedup code; item output rows, weight decay 1; 32 epochs, dropout 0.2"
 ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_README]}*.json"
 # the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
