@@ -70,6 +70,11 @@ def test_registry_holds_the_papers_recipe_and_the_joint_one():
     assert any(point["beam_fusion"] == "paper" and point["beam_fusion_tau"] == 0.9 for point in joint.decoding_grid)
     assert load_recipe(None) is joint and load_recipe("none") is None and load_recipe("paper") is paper
 
+    ids = RECIPES["ids"]  # the README's ID-only row: the code loss alone, decoded as IDs
+    assert ids.model["dense_loss_weight"] == 0 and ids.model["history_dense_loss_weight"] == 0
+    assert ids.model["item_output_embeddings"] is True and ids.model["dropout"] == 0.2
+    assert ids.generation["mode"] == "sparse" and ids.decoding_grid == ()
+
 
 # ------------------------------------------------------------------------------------------------ precedence
 def test_training_settings_defaults_then_recipe_then_command_line():
@@ -115,11 +120,11 @@ def test_bad_recipe_files_are_one_line_errors(tmp_path, content, named):
         parse_args([*BASE, "--recipe", str(path)])
     message = str(caught.value)
     assert message.startswith(f"--recipe {path}: ") and named in message and "\n" not in message
-    assert "known recipes: paper, joint, trunk, none" in message
+    assert "known recipes: paper, joint, trunk, ids, none" in message
 
 
 def test_unknown_recipe_is_a_one_line_error(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"^--recipe fancy: unknown recipe; known recipes: paper, joint, trunk, none"):
+    with pytest.raises(ValueError, match=r"^--recipe fancy: unknown recipe; known recipes: paper, joint, trunk, ids, none"):
         parse_args([*BASE, "--recipe", "fancy"])
     with pytest.raises(ValueError, match="no such file"):
         parse_args([*BASE, "--recipe", str(tmp_path / "missing.json")])
@@ -316,3 +321,29 @@ def test_joint_recipe_without_the_dense_head_keeps_the_models_decoding(tmp_path,
     assert [point.get("skipped") for point in points[1:-1]] == [NEEDS_HEAD] * (len(points) - 2)
     assert summary["decoding_selection"]["chosen"] == "recipe" and "recall@10" in points[0]
     assert _saved_generation(out)["beam_fusion"] == "paper" and _saved_generation(out)["dense_guided_ids"] == 0
+
+
+def test_ids_recipe_trains_an_id_only_model_that_decodes_ids(tmp_path, capsys):
+    from cobra_hf.evaluation import evaluate_split, sample_split
+    from cobra_hf.inference import load_checkpoint
+    from cobra_hf.training import index_splits
+
+    catalog = _catalog(tmp_path / "cat")
+    out = tmp_path / "model"
+    assert cli_main(["train", "--catalog", str(catalog), "--output_dir", str(out), *TINY, "--recipe", "ids",
+                     "--eval_users", "12"]) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["recipe"]["name"] == "ids" and "no decoding_grid" in summary["decoding_selection"]["skipped"]
+    model, tokenizer = load_checkpoint(str(out))
+    config = model.config
+    assert (config.dense_loss_weight, config.history_dense_loss_weight, config.dropout) == (0.0, 0.0, 0.2)
+    assert config.item_output_embeddings and config.item_output_weight_decay == 1.0
+    assert model.item_output_table is not None
+    assert (_saved_generation(out)["mode"], _saved_generation(out)["num_beams"]) == ("sparse", 20)
+    # the checkpoint's defaults decode IDs: the same numbers as sparse mode asked for by name
+    users = sample_split(index_splits(str(tmp_path / "cat" / "data"), tokenizer, max_history=8)["validation"], 12)
+    default, sparse = (evaluate_split(model, tokenizer, users, show_progress=False, **mode)
+                       for mode in ({}, {"mode": "sparse"}))
+    assert {k: v for k, v in default.items() if "@" in k} == {k: v for k, v in sparse.items() if "@" in k}
+    assert default["mode"] == "sparse"

@@ -265,7 +265,8 @@ def block_cascade_decomposition(r: Renderer, arg=None) -> str:
             "exists even where the beams miss the cell. " + r.sources())
 
 
-_SEED = re.compile(r"_s\d+$")
+# a seed suffix: "_s1", or "_s0_rerun" for a seed retrained under a new name (runs are deterministic)
+_SEED = re.compile(r"_s\d+(_rerun)?$")
 
 
 def _roles(d: dict) -> list[str]:
