@@ -232,3 +232,56 @@ def test_train_id_trunk_only_runs_the_trunk_alone_and_trains_nothing_else():
     plain, _ = tiny_model(40, LEVELS)
     with pytest.raises(ValueError, match="needs a model with an ID trunk"):
         plain.train_id_trunk_only()
+
+
+def test_join_cli_picks_the_cascades_decoding_on_validation_or_takes_the_users(tmp_path, capsys):
+    """`join --data DATA` scores MODEL_DIR's own decoding and the `trunk` recipe's points on validation users and saves
+    the best by Recall@10 as the joined checkpoint's defaults (the printed record's numbers are the real ones);
+    `--generation` sets them by hand; a bad one is a one-line error, exit 1, nothing written."""
+    import json
+
+    from cobra_hf.cli.main import main as cli_main
+    from cobra_hf.evaluation import evaluate_split, sample_split
+    from cobra_hf.hub.checkpoint import save_checkpoint
+    from cobra_hf.inference import load_checkpoint
+    from cobra_hf.training import build_model, index_splits
+    from cobra_hf.training.recipes import RECIPES
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_training_safety import _catalog  # a hand-written 40-item catalog with its data folder
+
+    sys.path.pop(0)
+    catalog = _catalog(tmp_path / "cat")
+    sizes = {"init_text_embeddings": False, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    torch.manual_seed(0)
+    vectors, tok = build_model(catalog, history_dense_loss_weight=1.0, **sizes)
+    ids, _ = build_model(catalog, dense_loss_weight=0.0, **sizes)
+    save_checkpoint(vectors.eval(), tok, tmp_path / "vectors")
+    save_checkpoint(ids.eval(), tok, tmp_path / "ids")
+    base = ["join", str(tmp_path / "vectors"), "--beams-from", str(tmp_path / "ids")]
+    data = str(tmp_path / "cat" / "data")
+
+    assert cli_main([*base, "--output", str(tmp_path / "picked"), "--data", data, "--eval-users", "12"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    trunk = RECIPES["trunk"]
+    assert [point["settings"] for point in record["points"]] == [{}, trunk.generation, *trunk.decoding_grid]
+    joined, joined_tok = load_checkpoint(str(tmp_path / "picked"))
+    users = sample_split(index_splits(data, joined_tok, max_history=joined.config.max_history)["validation"], 12)
+    chosen = next(point for point in record["points"] if point["name"] == record["chosen"])
+    assert chosen["recall@10"] == max(point.get("recall@10", -1) for point in record["points"])
+    again = evaluate_split(joined, joined_tok, users, show_progress=False)  # the saved defaults are the chosen point
+    assert again["recall@10"] == pytest.approx(chosen["recall@10"])
+    assert again["ndcg@10"] == pytest.approx(chosen["ndcg@10"])
+
+    assert cli_main([*base, "--output", str(tmp_path / "set"), "--generation", '{"beam_fusion_tau": 0.45}']) == 0
+    assert "--data" not in capsys.readouterr().out
+    assert load_checkpoint(str(tmp_path / "set"))[0].generation_config.beam_fusion_tau == 0.45
+    assert cli_main([*base, "--output", str(tmp_path / "plain")]) == 0
+    assert "pass --data DATA" in capsys.readouterr().out
+
+    for bad, named in (('{"beam_fusion_tau": "x"', "not valid JSON"), ('{"beams": 3}', "beams"), ("[1]", "object")):
+        assert cli_main([*base, "--output", str(tmp_path / "bad"), "--generation", bad]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cobra-hf join: error:")]
+        assert len(errors) == 1 and named in errors[0] and not (tmp_path / "bad").exists()
+    assert cli_main([*base, "--output", str(tmp_path / "bad"), "--data", str(tmp_path / "nothing")]) == 1
+    assert "--data" in capsys.readouterr().err and not (tmp_path / "bad").exists()
