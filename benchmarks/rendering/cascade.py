@@ -269,6 +269,13 @@ def block_cascade_decomposition(r: Renderer, arg=None) -> str:
 _SEED = re.compile(r"_s\d+(_rerun)?$")
 
 
+def _seed_stem(name: str) -> str:
+    """A run's name without its seed, as a table cell: `stem`, or `stem` (retrained) for "_sN_rerun" seeds."""
+    match = _SEED.search(name)
+    stem = f"`{_SEED.sub('', name)}`"
+    return stem + " (retrained)" if match and match.group(1) else stem
+
+
 def _roles(d: dict) -> list[str]:
     return d.get("roles") or ["vectors", "ids"]  # files written before --roles were all pairs
 
@@ -304,7 +311,7 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
         rows.append([first, second, f"{d['final_users']:,}", _pair(final["dense"]), _pair(final["sparse"]),
                      _pair(final["cobra"]), chosen, gains, _pair(final.get("cobra_paper_fusion"))])
         if not ensemble and len(vectors) == 1:
-            key = tuple(f"`{_SEED.sub('', member_name(path))}`" for path in (vectors[0], d["ids"]))
+            key = tuple(_seed_stem(member_name(path)) for path in (vectors[0], d["ids"]))
             groups.setdefault(key, []).append(d)
     text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
                   "sparse (ids model) R@10 / N@10", "cobra R@10 / N@10", "fusion", "cobra vs dense R@10 / N@10",
