@@ -311,20 +311,22 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
         rows.append([first, second, f"{d['final_users']:,}", _pair(final["dense"]), _pair(final["sparse"]),
                      _pair(final["cobra"]), chosen, gains, _pair(final.get("cobra_paper_fusion"))])
         if not ensemble and len(vectors) == 1:
-            key = tuple(_seed_stem(member_name(path)) for path in (vectors[0], d["ids"]))
+            # seeds pool only at one fusion setting (a pair scored at two is two rows of the seeds' table)
+            setting = ", ".join(f"{k.replace('beam_fusion_', '')} {num(v)}" for k, v in sorted(d["chosen"].items()))
+            key = (*(_seed_stem(member_name(path)) for path in (vectors[0], d["ids"])), setting)
             groups.setdefault(key, []).append(d)
     text = table(["vectors from", "beams from", "users", "dense (vectors model) R@10 / N@10",
                   "sparse (ids model) R@10 / N@10", "cobra R@10 / N@10", "fusion", "cobra vs dense R@10 / N@10",
                   "paper's BeamFusion R@10 / N@10"], rows)
-    seeded = [[f"{vectors} + {ids}", str(len(runs)),
+    seeded = [[f"{vectors} + {ids}", setting, str(len(runs)),
                " / ".join(mean_sd([d["final"]["dense"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
                " / ".join(mean_sd([d["final"]["cobra"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
                " / ".join(_mean_sd_percent([_gain(d, m) for d in runs]) for m in ("recall@10", "ndcg@10"))]
-              for (vectors, ids), runs in groups.items() if len(runs) > 1]
+              for (vectors, ids, setting), runs in groups.items() if len(runs) > 1]
     if seeded:
         text += "\n\nOver seeds (seed N of each run with seed N of the other; ± the standard deviation over seeds):\n\n"
-        text += table(["pair", "seeds", "dense R@10 / N@10", "pair cobra R@10 / N@10", "cobra vs dense R@10 / N@10"],
-                      seeded)
+        text += table(["pair", "fusion", "seeds", "dense R@10 / N@10", "pair cobra R@10 / N@10",
+                       "cobra vs dense R@10 / N@10"], seeded)
     grid_text = "; ".join(f"{cells} joint-fusion settings scored on a seeded {users:,} users" for users, cells in
                           sorted(grids))
     return (text + f"\n\nValidation split. A fusion setting is either chosen on a sample ({grid_text}; then every "
