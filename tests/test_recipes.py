@@ -42,6 +42,15 @@ def _write_recipe(folder: Path, **content) -> str:
     return str(path)
 
 
+def _train_with(tmp_path: Path, capsys, *flags: str) -> tuple[Path, Path, dict]:
+    """`cobra-hf train` on the tiny catalog with TINY and `flags`: (catalog, output folder, training_summary.json)."""
+    catalog = _catalog(tmp_path / "cat")
+    out = tmp_path / "model"
+    assert cli_main(["train", "--catalog", str(catalog), "--output_dir", str(out), *TINY, *flags]) == 0
+    capsys.readouterr()
+    return catalog, out, json.loads((out / "training_summary.json").read_text())
+
+
 def _saved_generation(folder: Path) -> dict:
     saved = json.loads((folder / "generation_config.json").read_text())
     return {SETTING_NAMES.get(name, name): saved.get(name, default) for name, default in DEFAULT_GENERATION.items()}
@@ -289,12 +298,7 @@ def test_generation_flag_wins_over_the_recipe_and_skips_selection(tmp_path, caps
 def test_recipe_none_trains_with_the_bare_defaults(tmp_path, capsys):
     from cobra_hf.training import build_model
 
-    catalog = _catalog(tmp_path / "cat")
-    out = tmp_path / "model"
-    assert cli_main(["train", "--catalog", str(catalog), "--output_dir", str(out), *TINY, "--recipe", "none",
-                     "--eval_users", "12"]) == 0
-    capsys.readouterr()
-    summary = json.loads((out / "training_summary.json").read_text())
+    catalog, out, summary = _train_with(tmp_path, capsys, "--recipe", "none", "--eval_users", "12")
     assert summary["recipe"] is None and "--recipe none" in summary["decoding_selection"]["skipped"]
     assert _saved_generation(out) == {SETTING_NAMES.get(name, name): value for name, value in DEFAULT_GENERATION.items()}
     # the Python API's model with the same flags: the same config
@@ -328,12 +332,7 @@ def test_ids_recipe_trains_an_id_only_model_that_decodes_ids(tmp_path, capsys):
     from cobra_hf.inference import load_checkpoint
     from cobra_hf.training import index_splits
 
-    catalog = _catalog(tmp_path / "cat")
-    out = tmp_path / "model"
-    assert cli_main(["train", "--catalog", str(catalog), "--output_dir", str(out), *TINY, "--recipe", "ids",
-                     "--eval_users", "12"]) == 0
-    capsys.readouterr()
-    summary = json.loads((out / "training_summary.json").read_text())
+    _, out, summary = _train_with(tmp_path, capsys, "--recipe", "ids", "--eval_users", "12")
     assert summary["recipe"]["name"] == "ids" and "no decoding_grid" in summary["decoding_selection"]["skipped"]
     model, tokenizer = load_checkpoint(str(out))
     config = model.config
