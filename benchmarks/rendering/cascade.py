@@ -265,7 +265,8 @@ def block_cascade_decomposition(r: Renderer, arg=None) -> str:
             "exists even where the beams miss the cell. " + r.sources())
 
 
-# a seed suffix: "_s1", or "_s0_rerun" for a seed retrained under a new name (runs are deterministic)
+# a seed suffix: "_s1", or "_s0_rerun" for a seed retrained under a new name (a new draw: session 32's reruns
+# did not repeat runs of an older code version)
 _SEED = re.compile(r"_s\d+(_rerun)?$")
 
 

@@ -81,13 +81,9 @@ def main(argv: list[str]) -> int:
         raise ValueError(f"--beams-from {args.beams_from} does not fit {args.model_dir}: {err}") from None
     joined = join_id_trunk(model, ids_model)  # MODEL_DIR's catalog, checked against its tokenizer on loading
     if args.generation is not None:
-        try:
-            settings = json.loads(args.generation)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--generation is not valid JSON ({err.msg}): give an object such as "
-                             '\'{"beam_fusion_tau": 0.3}\'.') from None
-        if not isinstance(settings, dict):
-            raise ValueError("--generation must be a JSON object of generate() settings.")
+        from ..training.train import parse_generation
+
+        settings = parse_generation(args.generation)
         try:
             joined.set_generation_defaults(**settings)
         except (TypeError, ValueError) as err:

@@ -292,7 +292,7 @@ def parse_generation(text: str) -> dict:
     try:
         settings = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--generation is not JSON ({err}): {text!r}") from None
+        raise ValueError(f"--generation is not valid JSON ({err}): {text!r}") from None
     if not isinstance(settings, dict):
         raise ValueError(f"--generation must be a JSON object of generate() arguments, got {text!r}.")
     return settings
