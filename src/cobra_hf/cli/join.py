@@ -55,8 +55,6 @@ def _pick_decoding(joined, tokenizer, data: str, users: int) -> dict:
     from ..training.datasets import index_splits
     from ..training.decoding_selection import select_decoding
 
-    if users < 0:
-        raise ValueError(f"--eval-users {users}: give a count of validation users, or 0 for all.")
     try:
         splits = index_splits(data, tokenizer, max_history=joined.config.max_history, require_train=False)
     except (FileNotFoundError, ValueError) as err:
@@ -72,6 +70,16 @@ def main(argv: list[str]) -> int:
     from ..ensemble import join_id_trunk
     from ..inference import load_checkpoint
 
+    # the flags that need no model are checked before two checkpoints load
+    settings = None
+    if args.generation is not None:
+        from ..training.train import parse_generation
+
+        settings = parse_generation(args.generation)
+    if args.eval_users < 0:
+        raise ValueError(f"--eval-users {args.eval_users}: give a count of validation users, or 0 for all.")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise ValueError(f"--data {args.data}: no such dataset folder.")
     model_dir, ids_dir = Path(args.model_dir), Path(args.beams_from)
     output = check_new_output(args.output, {"MODEL_DIR": model_dir, "the --beams-from checkpoint": ids_dir})
     model, tokenizer = load_checkpoint(args.model_dir)
@@ -80,10 +88,7 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         raise ValueError(f"--beams-from {args.beams_from} does not fit {args.model_dir}: {err}") from None
     joined = join_id_trunk(model, ids_model)  # MODEL_DIR's catalog, checked against its tokenizer on loading
-    if args.generation is not None:
-        from ..training.train import parse_generation
-
-        settings = parse_generation(args.generation)
+    if settings is not None:
         try:
             joined.set_generation_defaults(**settings)
         except (TypeError, ValueError) as err:
