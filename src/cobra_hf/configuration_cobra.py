@@ -100,9 +100,6 @@ class CobraConfig(PreTrainedConfig):
             paper: a regulariser for rows that memorise (held-out code loss lowest at epoch 5 of 32). 1.0 with dropout
             0.2 on text RQ-KMeans IDs: +2.7% / +2.7% Recall@10 / NDCG@10 over dropout 0.2 alone (3 seeds each,
             validation); test .0659 / .0383 (3 seeds) against TIGER's .0648 / .0384.
-        item_embedding_weight_decay (`float`, defaults to -1.0): the decoupled weight decay of the per-item ID
-            embeddings alone (use_item_embeddings; the input and InfoNCE item vectors share them), in their own
-            optimizer group; -1 = the run's `--weight_decay`. Not in the paper.
     """
 
     model_type = "cobra"
@@ -135,7 +132,6 @@ class CobraConfig(PreTrainedConfig):
         id_trunk: bool = False,
         item_output_embeddings: bool = False,
         item_output_weight_decay: float = -1.0,
-        item_embedding_weight_decay: float = -1.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
         format_version: int = CONFIG_FORMAT_VERSION,
@@ -167,7 +163,6 @@ class CobraConfig(PreTrainedConfig):
         self.id_trunk = switch("id_trunk", id_trunk)
         self.item_output_embeddings = switch("item_output_embeddings", item_output_embeddings)
         self.item_output_weight_decay = float(item_output_weight_decay)
-        self.item_embedding_weight_decay = float(item_embedding_weight_decay)
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.format_version = format_version
@@ -210,12 +205,6 @@ class CobraConfig(PreTrainedConfig):
         if self.item_output_weight_decay != -1.0 and not self.item_output_embeddings:
             raise ValueError("item_output_weight_decay is the weight decay of the per-item output rows: set "
                              "item_output_embeddings to true, or leave it at -1.")
-        if not (self.item_embedding_weight_decay >= 0.0 or self.item_embedding_weight_decay == -1.0):
-            raise ValueError(f"item_embedding_weight_decay must be >= 0, or -1 for the run's --weight_decay, got "
-                             f"{self.item_embedding_weight_decay}.")
-        if self.item_embedding_weight_decay != -1.0 and not self.use_item_embeddings:
-            raise ValueError("item_embedding_weight_decay is the weight decay of the per-item ID embeddings: set "
-                             "use_item_embeddings to true, or leave it at -1.")
         if self.num_dense_negatives < -1:
             raise ValueError(
                 f"num_dense_negatives must be -1 (whole catalog), 0 (in-batch) or a positive count, got {self.num_dense_negatives}."

@@ -65,24 +65,23 @@ class CobraTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def create_optimizer(self, model=None):
-        """The Trainer's optimizer; tables with a weight decay of their own move to their own groups (the Trainer
-        gives one value to every weight matrix): the per-item output rows (config.item_output_weight_decay >= 0)
-        and the per-item ID embeddings of each backbone (config.item_embedding_weight_decay >= 0). An optimizer the
+        """The Trainer's optimizer; with config.item_output_weight_decay >= 0 the per-item output rows move to a group
+        of their own with that weight decay (the Trainer gives one value to every weight matrix). An optimizer the
         Trainer already holds (given by the user, or made by an earlier call) is returned as it is."""
         made_here = self.optimizer is None
         optimizer = super().create_optimizer(model)
         opt_model = self.model if model is None else model
-        groups = [group for group in _own_decay_groups(opt_model) if group[1]]
-        if not made_here or not groups:
+        decay = float(getattr(opt_model.config, "item_output_weight_decay", -1.0))
+        table = getattr(opt_model, "item_output_table", None)
+        if not made_here or decay < 0 or table is None or not table.weight.requires_grad:
             return optimizer
         if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "add_param_group"):
-            raise ValueError(f"{groups[0][0]} needs a torch optimizer with parameter groups, got "
+            raise ValueError(f"item_output_weight_decay needs a torch optimizer with parameter groups, got "
                              f"{type(optimizer).__name__}: leave it at -1 with --optim {self.args.optim}.")
-        moved = {id(weight) for _, weights, _ in groups for weight in weights}
+        rows = table.weight
         for group in optimizer.param_groups:
-            group["params"] = [param for param in group["params"] if id(param) not in moved]
-        for _, weights, decay in groups:
-            optimizer.add_param_group({"params": weights, "weight_decay": decay})
+            group["params"] = [param for param in group["params"] if param is not rows]
+        optimizer.add_param_group({"params": [rows], "weight_decay": decay})
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -146,19 +145,3 @@ class CobraTrainer(Trainer):
         write_model_card(self.args.output_dir, config_dict=model.config.to_dict(), training_info=training_info,
                          eval_results=eval_results, dataset_name=dataset_name, repo_id=self.hub_model_id,
                          **({"license": license} if license else {}))
-
-
-def _own_decay_groups(model) -> list[tuple[str, list, float]]:
-    """(config field, the trainable tables it decays, its decay) for each table-specific weight decay the model's
-    config sets (>= 0); a field at -1 is left out, and so are frozen tables."""
-    config = model.config
-    found = []
-    decay = float(getattr(config, "item_output_weight_decay", -1.0))
-    table = getattr(model, "item_output_table", None)
-    if decay >= 0 and table is not None:
-        found.append(("item_output_weight_decay", [w for w in [table.weight] if w.requires_grad], decay))
-    decay = float(getattr(config, "item_embedding_weight_decay", -1.0))
-    if decay >= 0 and hasattr(model, "backbones"):
-        tables = [backbone.item_embed.weight for backbone in model.backbones() if backbone.item_embed is not None]
-        found.append(("item_embedding_weight_decay", [w for w in tables if w.requires_grad], decay))
-    return found
