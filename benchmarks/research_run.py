@@ -122,6 +122,8 @@ def main() -> None:
         "config": model.config.to_dict(),
         "train_seconds": summary["train_seconds"],
         "global_step": summary["global_step"],
+        # a named recipe's decoding picked on validation at the end of training (train.py's select_decoding)
+        "decoding_selection": summary.get("decoding_selection"),
         "curve": curve,
         # runs without this key logged an eval_loss over every item of a validation row, history included
         "eval_loss_scope": "held-out target",

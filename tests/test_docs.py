@@ -217,3 +217,43 @@ def test_fusion_grids_and_decoding_speed_render_against_their_reference_points(t
     text = render.BLOCKS["decoding-speed"](renderer)
     assert "| `trunk` | num_beams 1 | 57.0 | 1.40x | 0.856 |" in text
     assert "research/decoding_speed/trunk.json" in renderer.read
+
+
+def test_final_read_renders_each_seed_with_both_splits(tmp_path):
+    """The final recipe's block: mean ± sd over the seeds that have a test read, the cascade's gain on both splits,
+    the picked decoding per seed; a seed still training (no "test") is left out, an unknown dataset is an error."""
+    renderer = render.Renderer(tmp_path)
+    assert render.BLOCKS["final-read"](renderer, "beauty") == "No seed read yet."
+    with pytest.raises(ValueError, match="unknown dataset"):
+        render.BLOCKS["final-read"](renderer, "toys")
+    (tmp_path / "research").mkdir()
+
+    def scores(cobra, dense, users):
+        return {mode: {"recall@5": value / 2, "ndcg@5": value / 4, "recall@10": value, "ndcg@10": value / 2,
+                       "users": users} for mode, value in (("cobra", cobra), ("dense", dense), ("sparse", 0.07))}
+
+    picked = {"chosen": "grid[0]", "users": 2000, "chosen_settings": {
+        "beam_fusion": "joint", "dense_guided_ids": 50, "beam_fusion_tau": 0.45, "beam_fusion_psi": 2.0,
+        "beam_fusion_dense_psi": 16.0}}
+    for name, seed, cobra in (("recipe_trunk", 0, 0.084), ("recipe_trunk_s1", 1, 0.086)):
+        (tmp_path / "research" / f"{name}.json").write_text(json.dumps({
+            "name": name, "train_args": f"--recipe trunk --seed {seed}", "train_seconds": 3600.0,
+            "decoding_selection": picked if seed == 0 else None,
+            "validation": scores(cobra + 0.02, 0.1, 22363), "test": scores(cobra, 0.08, 22363)}))
+    (tmp_path / "research" / "recipe_trunk_s2.json").write_text(json.dumps({"name": "recipe_trunk_s2"}))
+    text = render.BLOCKS["final-read"](renderer, "beauty")
+    assert "| **COBRA mode** (the decoding picked on validation) | 0.1050 ± 0.0014 / 0.0525 ± 0.0007 |" in text
+    assert "| 0.0850 ± 0.0014 | 0.0425 ± 0.0007 |" in text  # test R@10 and N@10 over the two seeds
+    assert "| COBRA mode over its own dense mode | +5.0% ± 1.4 / +5.0% ± 1.4 |" in text
+    assert "+6.2% ± 1.8" in text  # test: 0.084 and 0.086 over 0.08
+    assert "2 seeds read so far" in text and "sparse only (ID only)" in text and "no BeamFusion" not in text
+    assert "decoding grid[0] (joint BeamFusion, tau 0.45, psi 2, psi_h 16, G 50; 2,000 users)" in text
+    assert "decoding not recorded" in text
+    assert renderer.read == ["research/recipe_trunk.json", "research/recipe_trunk_s1.json"]  # not the unread seed
+    (tmp_path / "research" / "test").mkdir()
+    (tmp_path / "research" / "test" / "paper_recipe_3x32.json").write_text(json.dumps(
+        [{"mode": "cobra", "recall@5": 0.0142, "ndcg@5": 0.0092, "recall@10": 0.0232, "ndcg@10": 0.0121}]))
+    renderer.read = []
+    text = render.BLOCKS["final-read"](renderer, "beauty")
+    assert "| `--recipe paper` (the paper's configuration and decoding), COBRA mode | - | 0.0142 | 0.0092 |" in text
+    assert "research/test/paper_recipe_3x32.json" in renderer.read
