@@ -43,174 +43,11 @@ import os
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-DEFAULT_USER = "hub-tester"
-REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
-
-
-class HubError(Exception):
-    """An HTTP error answer: status, message and the optional X-Error-Code."""
-
-    def __init__(self, status: int, message: str, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-def git_blob_sha1(data: bytes) -> str:
-    """The git object id of a blob, as the Hub reports for regular files."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _front_matter(text: str) -> str | None:
-    """The YAML block between leading `---` lines of a README, or None."""
-    if not text.startswith("---"):
-        return None
-    lines = text.splitlines()
-    for i in range(1, len(lines)):
-        if lines[i].strip() == "---":
-            return "\n".join(lines[1:i])
-    return None
-
-
-class Repo:
-    """One repository: commits (each a full tree path -> blob record) and branches."""
-
-    def __init__(self, repo_type: str, repo_id: str, private: bool):
-        self.repo_type, self.repo_id, self.private = repo_type, repo_id, private
-        self.created_at = _now()
-        self.commits: dict[str, dict] = {}
-        self.refs: dict[str, str] = {}
-
-    def resolve(self, revision: str) -> dict:
-        revision = unquote(revision)
-        if revision.startswith("refs/heads/"):
-            revision = revision[len("refs/heads/") :]
-        if revision in self.refs:
-            return self.commits[self.refs[revision]]
-        if len(revision) >= 7:
-            matches = [oid for oid in self.commits if oid.startswith(revision.lower())]
-            if len(matches) == 1:
-                return self.commits[matches[0]]
-        raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
-
-    def history(self, commit: dict) -> list[dict]:
-        out = []
-        while commit is not None:
-            out.append(commit)
-            commit = self.commits.get(commit["parent"]) if commit["parent"] else None
-        return out
-
-
-class HubState:
-    """All repos plus the blob store; guarded by one lock."""
-
-    def __init__(self, storage_dir: str, user: str = DEFAULT_USER):
-        self.storage_dir = storage_dir
-        self.blob_dir = os.path.join(storage_dir, "blobs")
-        os.makedirs(self.blob_dir, exist_ok=True)
-        self.user = user
-        self.repos: dict[tuple[str, str], Repo] = {}
-        self.lock = threading.RLock()
-        self._counter = 0
-
-    # --- blobs ---------------------------------------------------------------------------
-    def put_blob(self, data: bytes) -> dict:
-        sha256 = hashlib.sha256(data).hexdigest()
-        path = os.path.join(self.blob_dir, sha256)
-        if not os.path.exists(path):
-            tmp = f"{path}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        return {"sha256": sha256, "oid": git_blob_sha1(data), "size": len(data)}
-
-    def read_blob(self, blob: dict) -> bytes:
-        with open(os.path.join(self.blob_dir, blob["sha256"]), "rb") as f:
-            return f.read()
-
-    # --- repos ---------------------------------------------------------------------------
-    def get_repo(self, repo_type: str, repo_id: str) -> Repo:
-        repo = self.repos.get((repo_type, repo_id))
-        if repo is None:
-            raise HubError(404, f"Repository not found: {repo_type} {repo_id}", "RepoNotFound")
-        return repo
-
-    def create_repo(self, repo_type: str, repo_id: str, private: bool) -> Repo:
-        with self.lock:
-            if (repo_type, repo_id) in self.repos:
-                raise HubError(409, f"You already created this {repo_type} repo")
-            repo = Repo(repo_type, repo_id, private)
-            self.repos[(repo_type, repo_id)] = repo
-            self.commit(repo, "main", "initial commit", "", [("file", ".gitattributes", GITATTRIBUTES)])
-            return repo
-
-    def commit(self, repo: Repo, branch: str, title: str, description: str, ops: list, parent: str | None = None):
-        """Apply operations on the head of `branch`; return (commit, created)."""
-        with self.lock:
-            head = self.commits_head(repo, branch)
-            if parent is not None and head is not None and not head["id"].startswith(parent):
-                raise HubError(412, "A commit has happened since the parent commit. Please pull the latest changes.")
-            tree = dict(head["tree"]) if head else {}
-            for kind, path, data in ops:
-                if kind == "file":
-                    tree[path] = self.put_blob(data)
-                elif kind == "deletedFile":
-                    if path not in tree:
-                        raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-                    del tree[path]
-                elif kind == "deletedFolder":
-                    prefix = path.rstrip("/") + "/"
-                    for name in [p for p in tree if p.startswith(prefix)]:
-                        del tree[name]
-            if head is not None and tree == head["tree"]:
-                return head, False  # nothing changed: no new commit
-            self._counter += 1
-            seed = json.dumps([repo.repo_id, head and head["id"], title, sorted(tree.items()), self._counter, time.time()])
-            commit = {
-                "id": hashlib.sha1(seed.encode()).hexdigest(),
-                "parent": head["id"] if head else None,
-                "title": title,
-                "message": description,
-                "date": _now(),
-                "tree": tree,
-            }
-            repo.commits[commit["id"]] = commit
-            repo.refs[branch] = commit["id"]
-            return commit, True
-
-    def commits_head(self, repo: Repo, branch: str) -> dict | None:
-        if branch not in repo.refs:
-            if repo.refs:  # committing to an unknown branch is an error, as on the Hub
-                raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-            return None
-        return repo.commits[repo.refs[branch]]
-
-
-def _folders(tree: dict) -> set[str]:
-    out = set()
-    for path in tree:
-        parts = path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            out.add("/".join(parts[:i]))
-    return out
-
-
-def _file_entry(path: str, blob: dict) -> dict:
-    return {"type": "file", "path": path, "size": blob["size"], "oid": blob["oid"]}
-
-
-def _folder_entry(path: str, tree: dict) -> dict:
-    prefix = path + "/"
-    digest = hashlib.sha1(json.dumps(sorted((p, b["oid"]) for p, b in tree.items() if p.startswith(prefix))).encode())
-    return {"type": "directory", "path": path, "oid": digest.hexdigest()}
+from hub_state import DEFAULT_USER, REPO_TYPES, HubError, HubState, Repo, file_entry, folder_entry, tree_folders, \
+    front_matter
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -327,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _validate_yaml(self, body: dict):
-        text = _front_matter(body.get("content") or "")
+        text = front_matter(body.get("content") or "")
         if text is None:
             return self._send_json({"errors": [], "warnings": [{"message": "Empty or missing yaml metadata in repo card"}]})
         try:
@@ -412,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             siblings.append(entry)
         card = {}
         if "README.md" in commit["tree"]:
-            text = _front_matter(self.state.read_blob(commit["tree"]["README.md"]).decode("utf-8", "replace"))
+            text = front_matter(self.state.read_blob(commit["tree"]["README.md"]).decode("utf-8", "replace"))
             try:
                 import yaml
 
@@ -505,19 +342,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _tree(self, tree: dict, path: str, recursive: bool) -> list[dict]:
         path = path.strip("/")
-        folders = _folders(tree)
+        folders = tree_folders(tree)
         if path and path not in folders:
             if path in tree:
-                return [_file_entry(path, tree[path])]
+                return [file_entry(path, tree[path])]
             raise HubError(404, f"Path {path!r} not found in the tree", "EntryNotFound")
         prefix = path + "/" if path else ""
         out = []
         for folder in sorted(folders):
             if folder.startswith(prefix) and (recursive or "/" not in folder[len(prefix) :]):
-                out.append(_folder_entry(folder, tree))
+                out.append(folder_entry(folder, tree))
         for name in sorted(tree):
             if name.startswith(prefix) and (recursive or "/" not in name[len(prefix) :]):
-                out.append(_file_entry(name, tree[name]))
+                out.append(file_entry(name, tree[name]))
         return out
 
     def _paths_info(self, tree: dict):
@@ -527,13 +364,13 @@ class _Handler(BaseHTTPRequestHandler):
             paths = json.loads(raw).get("paths", [])
         else:
             paths = parse_qs(raw).get("paths", [])
-        folders = _folders(tree)
+        folders = tree_folders(tree)
         out = []
         for path in paths:
             if path in tree:
-                out.append(_file_entry(path, tree[path]))
+                out.append(file_entry(path, tree[path]))
             elif path in folders:
-                out.append(_folder_entry(path, tree))
+                out.append(folder_entry(path, tree))
         return self._send_json(out)
 
     def _resolve(self, method: str, repo: Repo, commit: dict, path: str):
