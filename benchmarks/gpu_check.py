@@ -8,7 +8,8 @@ Two steps, because the device machine reaches nothing outside the copy of this r
 
     .venv/bin/python benchmarks/gpu_check.py stage --data ../shared/data/beauty --catalog runs/bench/beauty_fast/catalog
 
-   writes .gpu_check/ (added to .git/info/exclude; about 45 MB, within the 64 MiB a device call carries):
+   writes .gpu_check/ (built aside and swapped in; an existing folder that this script did not write is refused;
+   added to .git/info/exclude; about 45 MB, within the 64 MiB a device call carries); gpu_stage.py does the staging:
    data/ (sequences.txt, items.jsonl), catalog/ (a copy; runs/bench/beauty_fast/catalog is the catalog of the CPU
    reference run, benchmarks/results/beauty_cpu_logq_del02_hd2), encoder/ (the sentence encoder's config and
    tokenizer, not its 90 MB of weights: the embedding throughput is measured on the same architecture with random
@@ -43,7 +44,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,131 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:  # the device runs from a bare copy of the repository: no install
     sys.path.insert(0, str(ROOT / "src"))
 
-STAGE_DIR = ".gpu_check"
+from gpu_stage import STAGE_DIR, StageRefused, stage, tiny_stage  # noqa: E402 (after the path above)
+
 REFERENCE_DIR = "benchmarks/results/beauty_cpu_logq_del02_hd2"  # the CPU run of the README's recipe rows
-SITE_PACKAGES = ("datasets", "dill", "multiprocess", "_multiprocess")
-ENCODER_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-TINY_WORDS = ["red", "blue", "green", "pen", "ink", "paper", "lamp", "desk", "chair", "soap", "gel", "brush", "cup",
-              "box", "acme", "office", "home", "bath"]
 TINY_MODEL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "max_history": 8}
-
-
-# ------------------------------------------------------------------------------------------------ stage (here)
-def stage(data: Path, stage_dir: Path, catalog: Path | None = None, encoder: str | None = None,
-          cache_dir: str | None = None, site: bool = True, catalog_settings: dict | None = None) -> dict:
-    """Writes stage_dir (see the module docstring) and returns its stage.json."""
-    import torch
-    from safetensors.torch import save_file
-
-    from cobra_hf.semantic_ids.embeddings import resolve_encoder
-    from cobra_hf.training.model_builder import encoder_token_rows, load_catalog, read_prepare_args
-
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
-    (stage_dir / "data").mkdir(parents=True)
-    for name in ("sequences.txt", "items.jsonl"):
-        shutil.copy2(data / name, stage_dir / "data" / name)
-    if catalog is not None:
-        shutil.copytree(catalog, stage_dir / "catalog")
-    else:
-        from cobra_hf.semantic_ids.catalog import build_catalog
-
-        build_catalog(stage_dir / "data", stage_dir / "catalog", encoder=encoder, cache_dir=cache_dir,
-                      show_progress=False, **(catalog_settings or {}))
-    prepare_args = read_prepare_args(stage_dir / "catalog")
-    encoder_path = Path(resolve_encoder(encoder if encoder is not None else prepare_args.get("encoder")))
-    (stage_dir / "encoder").mkdir()
-    for name in ENCODER_FILES:
-        if (encoder_path / name).is_file():
-            shutil.copy2(encoder_path / name, stage_dir / "encoder" / name)
-    tokenizer, text, _ = load_catalog(stage_dir / "catalog")
-    rows = encoder_token_rows(str(encoder_path), text["source_token_ids"])
-    if rows is not None:
-        save_file({"rows": rows.contiguous()}, str(stage_dir / "token_rows.safetensors"))
-    copied = _copy_site_packages(stage_dir / "site") if site else []
-    _exclude_from_git(stage_dir)
-    size = sum(path.stat().st_size for path in stage_dir.rglob("*") if path.is_file())
-    record = {"data": str(data), "catalog_source": None if catalog is None else str(catalog),
-              "catalog_hash": tokenizer.catalog_hash, "num_items": tokenizer.num_items,
-              "encoder": encoder_path.name, "token_rows": rows is not None, "site_packages": copied,
-              "megabytes": round(size / 2**20, 1), "torch_here": torch.__version__,
-              "python_here": platform.python_version()}
-    (stage_dir / "stage.json").write_text(json.dumps(record, indent=1))
-    return record
-
-
-def _copy_site_packages(target: Path) -> list[str]:
-    """The pure-Python packages the device image lacks, with their dist-info (versions for importlib.metadata)."""
-    import importlib.metadata
-    import importlib.util
-
-    target.mkdir(parents=True)
-    copied = []
-    for name in SITE_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        shutil.copytree(spec.submodule_search_locations[0], target / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "tests"))
-        copied.append(name)
-        try:
-            dist = importlib.metadata.distribution(name)
-            info = Path(dist._path)  # noqa: SLF001 (the installed dist-info folder)
-            shutil.copytree(info, target / info.name)
-            copied[-1] += f"=={dist.version}"
-        except (importlib.metadata.PackageNotFoundError, AttributeError):
-            pass
-    return copied
-
-
-def _exclude_from_git(folder: Path) -> None:
-    """Lists folder in .git/info/exclude when it lies in this checkout (untracked files would travel anyway; this
-    keeps them out of `git status`)."""
-    try:
-        relative = folder.resolve().relative_to(ROOT)
-        git_dir = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=ROOT, capture_output=True, text=True,
-                                 check=True).stdout.strip()
-    except (ValueError, OSError, subprocess.CalledProcessError):
-        return
-    exclude = (ROOT / git_dir / "info" / "exclude")
-    line = f"/{relative.as_posix()}/"
-    current = exclude.read_text() if exclude.is_file() else ""
-    if line not in current.splitlines():
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        exclude.write_text(current + ("" if current.endswith("\n") or not current else "\n") + line + "\n")
-
-
-# ------------------------------------------------------------------------------------------------ tiny stage
-def tiny_stage(root: Path) -> Path:
-    """A generated 60-item dataset, a random 2-layer BERT encoder and a catalog from them, staged under root."""
-    import random
-
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    rng = random.Random(0)
-    data = root / "tiny_data"
-    data.mkdir(parents=True)
-    with open(data / "items.jsonl", "w", encoding="utf-8") as handle:
-        for i in range(60):
-            row = {"item_id": f"I{i:03d}", "title": " ".join(rng.sample(TINY_WORDS, 3)), "brand": "acme",
-                   "categories": ["home"], "description": None, "attributes": []}
-            handle.write(json.dumps(row) + "\n")
-    with open(data / "sequences.txt", "w", encoding="utf-8") as handle:
-        for user in range(50):
-            items = [f"I{rng.randrange(60):03d}" for _ in range(rng.randint(4, 9))]
-            handle.write(f"U{user:03d} " + " ".join(items) + "\n")
-    encoder = root / "tiny_encoder"
-    encoder.mkdir()
-    (encoder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]) + "\n")
-    BertTokenizer(str(encoder / "vocab.txt")).save_pretrained(str(encoder))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(TINY_WORDS) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=128)).save_pretrained(str(encoder))
-    settings = {"num_levels": 2, "codebook_size": 8, "rqvae_epochs": 2, "max_text_tokens": 8,
-                "rqvae_overrides": {"hidden_dims": [32], "code_dim": 8, "batch_size": 64}}
-    stage(data, root / "stage", encoder=str(encoder), site=False, catalog_settings=settings)
-    return root / "stage"
 
 
 # ------------------------------------------------------------------------------------------------ run (device)
@@ -542,8 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     running.add_argument("--keep-models", action="store_true", help="keep the trained checkpoints in OUT/models")
     args = parser.parse_args(argv)
     if args.command == "stage":
-        record = stage(Path(args.data), Path(args.stage_dir), None if args.catalog is None else Path(args.catalog),
-                       args.encoder, args.cache_dir, site=not args.no_site)
+        try:
+            record = stage(Path(args.data), Path(args.stage_dir), None if args.catalog is None else Path(args.catalog),
+                           args.encoder, args.cache_dir, site=not args.no_site)
+        except StageRefused as err:
+            print(f"gpu_check: {err}", file=sys.stderr)
+            return 1
         print(json.dumps(record, indent=1))
         repo = sum(path.stat().st_size for path in ROOT.rglob("*") if path.is_file() and ".git" not in path.parts
                    and ".venv" not in path.parts and "runs" not in path.parts and STAGE_DIR not in path.parts)

@@ -406,8 +406,48 @@ def test_gpu_check_stage_copies_the_packages_the_device_lacks(tmp_path):
     from tiny import benchmark_script
 
     module = benchmark_script("gpu_check")
-    copied = module._copy_site_packages(tmp_path / "site")
+    copied = benchmark_script("gpu_stage").copy_site_packages(tmp_path / "site")
     assert any(name.startswith("datasets==") for name in copied) and any(name.startswith("dill==") for name in copied)
     assert (tmp_path / "site" / "datasets" / "__init__.py").is_file()
     assert any(path.name.startswith("datasets-") and path.name.endswith(".dist-info") for path in (tmp_path / "site").iterdir())
     assert "--stage .gpu_check --out $OUT" in module.__doc__ and 'carry=[".gpu_check"]' in module.__doc__
+
+
+def test_gpu_check_stage_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    """`gpu_check.py stage --stage-dir X`: a non-empty X without stage.json is refused in one line (exit 1) and left
+    as it was, before any work; a stage of its own is swapped for the new one whole, an interrupted one's leftovers
+    (X.partial with the marker) are cleared, and a foreign X.partial is refused too."""
+    from tiny import benchmark_script
+
+    module, staging = benchmark_script("gpu_check"), benchmark_script("gpu_stage")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert module.main(["stage", "--stage-dir", str(foreign), "--data", str(tmp_path / "no_data")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--stage-dir" in err and "was not written by gpu_check.py stage" in err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"] and (foreign / "notes.txt").read_text() == "keep me"
+
+    ours = tmp_path / "stage"
+    ours.mkdir()
+    (ours / "stage.json").write_text("{}")
+    (ours / "old.txt").write_text("old")
+    staging.check_replaceable(ours)  # a stage it wrote may be replaced
+    staging.check_replaceable(tmp_path / "absent")
+    leftover = tmp_path / "stage.partial"
+    leftover.mkdir()
+    (leftover / staging.PARTIAL_MARKER).write_text("")
+    (leftover / "half.bin").write_text("x")
+    partial = staging._fresh_partial(ours)  # an interrupted stage's leftovers are cleared
+    assert partial == leftover and sorted(p.name for p in partial.iterdir()) == [staging.PARTIAL_MARKER]
+    (partial / "stage.json").write_text('{"new": true}')
+    staging._swap_in(partial, ours)
+    assert sorted(p.name for p in ours.iterdir()) == ["stage.json"] and not leftover.exists()
+    assert not (tmp_path / "stage.old").exists()
+
+    (tmp_path / "other.partial").mkdir()
+    (tmp_path / "other.partial" / "data.txt").write_text("someone's")
+    with pytest.raises(staging.StageRefused, match="other.partial exists"):
+        staging._fresh_partial(tmp_path / "other")
+    assert (tmp_path / "other.partial" / "data.txt").read_text() == "someone's"
+
