@@ -26,7 +26,12 @@ class StageRefused(ValueError):
 
 
 def check_replaceable(target: Path) -> None:
-    """Raises StageRefused unless `target` is absent, an empty folder, or a stage this script wrote."""
+    """Raises StageRefused unless `target` is absent, an empty folder, or a stage this script wrote, and the name
+    the swap parks the old stage under (TARGET.old) is free or holds one of its stages too."""
+    old = target.with_name(target.name + ".old")
+    if old.exists() and not (old / MARKER).is_file():
+        raise StageRefused(f"{old} exists and was not written by gpu_check.py stage; move it away or name another "
+                           "folder with --stage-dir")
     if not target.exists():
         return
     if target.is_dir() and ((target / MARKER).is_file() or not any(target.iterdir())):
@@ -66,7 +71,7 @@ def stage(data: Path, target: Path, catalog: Path | None = None, encoder: str | 
     """Writes `target` (see gpu_check.py's docstring) and returns its stage.json. The folder is built aside
     (TARGET.partial) and swapped in whole, so an interrupted stage leaves the old one; an existing `target` is
     replaced only when this script wrote it (it holds stage.json) or it is empty, else StageRefused is raised."""
-    check_replaceable(target)
+    check_replaceable(target)  # before the heavy imports: a refusal costs nothing
     stage_dir = _fresh_partial(target)
     import torch
     from safetensors.torch import save_file

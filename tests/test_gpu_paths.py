@@ -450,4 +450,8 @@ def test_gpu_check_stage_never_replaces_a_folder_it_did_not_write(tmp_path, caps
     with pytest.raises(staging.StageRefused, match="other.partial exists"):
         staging._fresh_partial(tmp_path / "other")
     assert (tmp_path / "other.partial" / "data.txt").read_text() == "someone's"
+    (tmp_path / "other.old").mkdir()
+    (tmp_path / "other.old" / "data.txt").write_text("someone's")
+    with pytest.raises(staging.StageRefused, match="other.old exists"):
+        staging.check_replaceable(tmp_path / "other")
 
