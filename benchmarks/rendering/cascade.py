@@ -24,10 +24,9 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from pathlib import Path
 
-from .core import Renderer, f4, mean_sd, num, table
+from .core import Renderer, f4, mean_sd, mean_sd_percent, num, table
 from .runs import member_name
 
 
@@ -322,7 +321,7 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
     seeded = [[f"{vectors} + {ids}", setting, str(len(runs)),
                " / ".join(mean_sd([d["final"]["dense"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
                " / ".join(mean_sd([d["final"]["cobra"][m] for d in runs]) for m in ("recall@10", "ndcg@10")),
-               " / ".join(_mean_sd_percent([_gain(d, m) for d in runs]) for m in ("recall@10", "ndcg@10"))]
+               " / ".join(mean_sd_percent([_gain(d, m) for d in runs]) for m in ("recall@10", "ndcg@10"))]
               for (vectors, ids, setting), runs in groups.items() if len(runs) > 1]
     if seeded:
         text += "\n\nOver seeds (seed N of each run with seed N of the other; ± the standard deviation over seeds):\n\n"
@@ -333,9 +332,3 @@ def block_role_pairs(r: Renderer, arg=None) -> str:
     return (text + f"\n\nValidation split. A fusion setting is either chosen on a sample ({grid_text}; then every "
             "column is scored on all the users shown, so the chosen setting has seen part of them) or fixed "
             "beforehand (an earlier seed's choice, or the joint recipe's own for an ensemble). " + r.sources())
-
-
-def _mean_sd_percent(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:+.1f}%"
-    return f"{statistics.mean(values):+.1f}% ± {statistics.stdev(values):.1f}"

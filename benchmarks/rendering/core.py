@@ -64,6 +64,13 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def mean_sd_percent(values: list[float]) -> str:
+    """'+x.x% ± sd' over seeds ('+x.x%' for one): a relative change in percent."""
+    if len(values) == 1:
+        return f"{values[0]:+.1f}%"
+    return f"{statistics.mean(values):+.1f}% ± {statistics.stdev(values):.1f}"
+
+
 def minutes(seconds) -> str:
     """Seconds as minutes with one decimal."""
     return "n/a" if seconds is None else f"{float(seconds) / 60:.1f}"

@@ -8,9 +8,8 @@ Block "final-read": argument `beauty` or `sci`; the seeds are picked up as their
 from __future__ import annotations
 
 import json
-import statistics
 
-from .core import HEADER, METRICS, Renderer, fusion, mean_sd, minutes, table
+from .core import HEADER, METRICS, Renderer, f4, fusion, mean_sd, mean_sd_percent, minutes, table
 
 # dataset -> (the seeds' files, the paper configuration's test read)
 FINAL_READS = {
@@ -34,10 +33,7 @@ def _seed(run: dict) -> str:
 
 def _gains(runs: list[dict], split: str, metric: str) -> str:
     """COBRA mode over the same model's dense mode, in percent: mean ± sd over seeds."""
-    values = [100 * (run[split]["cobra"][metric] / run[split]["dense"][metric] - 1) for run in runs]
-    if len(values) == 1:
-        return f"{values[0]:+.1f}%"
-    return f"{statistics.mean(values):+.1f}% ± {statistics.stdev(values):.1f}"
+    return mean_sd_percent([100 * (run[split]["cobra"][metric] / run[split]["dense"][metric] - 1) for run in runs])
 
 
 def _picked(run: dict) -> str:
@@ -71,7 +67,7 @@ def block_final_read(r: Renderer, arg=None) -> str:
     if r.exists(paper):
         by_mode = {entry["mode"]: entry for entry in r.load(paper)}
         rows += [[f"`--recipe paper` (the paper's configuration and decoding), {name}", "-",
-                  *[mean_sd([by_mode[mode][m]]) for m in METRICS]]
+                  *[f4(by_mode[mode][m]) for m in METRICS]]
                  for mode, name in (("cobra", "COBRA mode"), ("sparse", "sparse only")) if mode in by_mode]
     seeds = "; ".join(f"seed {_seed(run)} (`{run['name']}`): {minutes(run['train_seconds'])} min of training, "
                       f"decoding {_picked(run)}" for run in runs)
