@@ -1,5 +1,5 @@
-"""Renders every results table of README.md, docs/EXPERIMENTS.md and docs/ROBUSTNESS.md from the JSON files in
-benchmarks/results.
+"""Renders every results table of README.md, docs/EXPERIMENTS.md, docs/RESEARCH_RUNS.md and docs/ROBUSTNESS.md from
+the JSON files in benchmarks/results.
 
 A table lives between two marker comments; everything between them is replaced by what the block of that name
 renders, so no number in those tables is typed by hand:
@@ -14,7 +14,7 @@ benchmarks/research_run.py (benchmarks/results/research/*.json) are picked up as
 benchmarks/rendering/, one module per family of tables (its __init__ lists them); this file is the entry point.
 
 usage:
-  python benchmarks/render_results.py            # rewrite the tables of the three documents in place
+  python benchmarks/render_results.py            # rewrite the tables of the four documents in place
   python benchmarks/render_results.py --check    # exit 1 and name the files whose tables are stale (tests/test_docs.py)
 """
 

@@ -1,5 +1,5 @@
-"""The README, docs/EXPERIMENTS.md and docs/ROBUSTNESS.md against the files they are rendered from
-(benchmarks/render_results.py, whose blocks live in benchmarks/rendering/).
+"""The README, docs/EXPERIMENTS.md, docs/RESEARCH_RUNS.md and docs/ROBUSTNESS.md against the files they are
+rendered from (benchmarks/render_results.py, whose blocks live in benchmarks/rendering/).
 
 A table that no longer matches its JSON, a cited JSON that is missing, a kept run that nothing cites, or a README
 over 20 KB fails here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 EXPERIMENTS = ROOT / "docs" / "EXPERIMENTS.md"
+RESEARCH_RUNS = ROOT / "docs" / "RESEARCH_RUNS.md"
 ROBUSTNESS = ROOT / "docs" / "ROBUSTNESS.md"
 RESULTS = ROOT / "benchmarks" / "results"
 PAPER_MD = ROOT.parent / "shared" / "PAPER.md"
@@ -44,15 +46,16 @@ def test_rendered_tables_are_not_stale(rendered):
 
 
 def test_every_marker_is_a_closed_known_block():
-    for path in (README, EXPERIMENTS, ROBUSTNESS):
+    for path in (README, EXPERIMENTS, RESEARCH_RUNS, ROBUSTNESS):
         text = path.read_text(encoding="utf-8")
         openings = re.findall(r"<!-- results:([\w-]+)(?: [^\s>]+)? -->", text)
         blocks = list(render.BLOCK.finditer(text))
         assert len(openings) == len(blocks), f"{path.name}: a results marker is not closed"
         assert {m.group("name") for m in blocks} <= set(render.BLOCKS), path.name
     assert "<!-- results:beauty -->" in README.read_text(encoding="utf-8")
-    for name in ("research", "complementarity", "rank-fusion-probe"):
+    for name in ("complementarity", "rank-fusion-probe"):
         assert f"<!-- results:{name} -->" in EXPERIMENTS.read_text(encoding="utf-8"), name
+    assert "<!-- results:research -->" in RESEARCH_RUNS.read_text(encoding="utf-8")
     assert "<!-- results:load-checks -->" in ROBUSTNESS.read_text(encoding="utf-8")
 
 
@@ -63,7 +66,7 @@ def test_readme_is_at_most_20_kb():
 
 def test_every_results_path_the_docs_name_exists():
     pattern = re.compile(r"benchmarks/results/([\w./-]+)")
-    for path in (README, EXPERIMENTS):
+    for path in (README, EXPERIMENTS, RESEARCH_RUNS):
         for rel in pattern.findall(path.read_text(encoding="utf-8")):
             rel = rel.rstrip(".")
             if not rel or "RUN" in rel or rel.startswith("quickstart/") or rel.startswith("research"):
@@ -131,6 +134,28 @@ def test_research_runs_are_picked_up_generically(tmp_path):
     assert "0.210 / 0.340 / 0.500" in text and "20: 0.048" in text and "history_dense_loss 40%" in text
     assert "#### `no_diagnostics`" in text  # a partial file still renders
     assert "research/ids_only_3x32.json" in renderer.read
+
+
+def test_a_research_runs_expectations_are_shown_once(tmp_path):
+    """The `--expected` text leaves the command and appears once; a later seed with the same text points back."""
+    (tmp_path / "research").mkdir()
+    expected = "## 0\nExpected: seed 0's COBRA .10-.11; 'quoted' and ```fenced``` text.\n"
+    for seed in (0, 1):
+        name = f"trunk_s{seed}"
+        command = (f"python benchmarks/research_run.py --name {name} --train-args '--seed {seed}' "
+                   f"--expected {shlex.quote(expected)} --test")
+        (tmp_path / "research" / f"{name}.json").write_text(json.dumps(
+            {"name": name, "command": command, "expected": expected}))
+    (tmp_path / "research" / "trunk_s2.json").write_text(json.dumps(
+        {"name": "trunk_s2", "command": "python benchmarks/research_run.py --name trunk_s2 --expected 'other'",
+         "expected": "other"}))
+    text = render.block_research(render.Renderer(tmp_path))
+    assert text.count("Expected: seed 0's COBRA") == 1 and text.count("<details>") == 2
+    assert "--name trunk_s0 --train-args '--seed 0' --expected \"$EXPECTED\" --test" in text
+    assert "`$EXPECTED` is the text of `trunk_s0` above" in text
+    assert "````text\n## 0\nExpected" in text  # a longer fence, since the text holds one
+    section_s2 = text[text.index("#### `trunk_s2`"):]
+    assert "```text\nother\n```" in section_s2 and "is the text of" not in section_s2
 
 
 def test_cascade_research_files_are_picked_up_generically(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ("README.md", "docs/EXPERIMENTS.md", "docs/ROBUSTNESS.md")
+DOCS = ("README.md", "docs/EXPERIMENTS.md", "docs/RESEARCH_RUNS.md", "docs/ROBUSTNESS.md")
 METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 HEADER = ["Recall@5", "NDCG@5", "Recall@10", "NDCG@10"]
 MODES = ("cobra", "dense", "sparse", "no_fusion")

@@ -5,6 +5,7 @@ fusion grids of research models (research/fusion/*.json).
 
 from __future__ import annotations
 
+import shlex
 import statistics
 from pathlib import Path
 
@@ -17,11 +18,21 @@ def _runs(r: Renderer, pattern: str) -> list[tuple[Path, dict]]:
 
 def block_research(r: Renderer, arg=None) -> str:
     """One section per research run (research/*.json): its command, scores per split and mode with
-    standard errors, and its ID-path diagnostics."""
+    standard errors, and its ID-path diagnostics. A run's expectations (written before it ran) are shown once: a
+    later run (another seed) that carried the same text points to the first."""
     runs = _runs(r, "research/*.json")
     if not runs:
         return "No runs yet."
-    return "\n\n".join(render_research_run(run, path.relative_to(r.results).as_posix()) for path, run in runs)
+    first_with: dict[str, str] = {}
+    sections = []
+    for path, run in runs:
+        name = run.get("name") or path.stem
+        expected = run.get("expected")
+        sections.append(render_research_run(run, path.relative_to(r.results).as_posix(),
+                                            expected_as=first_with.get(expected) if expected else None))
+        if expected:
+            first_with.setdefault(expected, name)
+    return "\n\n".join(sections)
 
 
 def _id_kind(run: dict) -> str:
@@ -203,11 +214,30 @@ def _pm(result: dict, metric: str) -> str:
     return f4(value) + (f" ± {float(se):.4f}" if se is not None else "")
 
 
-def render_research_run(run: dict, rel: str) -> str:
-    """The section of one research run: heading, command, a table per split, diagnostics."""
+def _command_and_expectations(run: dict, expected_as: str | None) -> list[str]:
+    """The run's command in a bash block; its `--expected` text (often a page long) is shown as `$EXPECTED` there and
+    once below it, folded, or as a pointer to the earlier run that carried the same text."""
+    command = run.get("command", "(no command recorded)")
+    expected = run.get("expected")
+    # research_run.py writes shlex.quote's form; a hand-typed command may quote a plain word anyway
+    forms = [f"--expected {q}" for q in (shlex.quote(expected), f"'{expected}'")] if expected else []
+    quoted = next((form for form in forms if form in command), None)
+    if not quoted:
+        return ["```bash", command, "```"]
+    lines = ["```bash", command.replace(quoted, '--expected "$EXPECTED"'), "```", ""]
+    if expected_as:
+        return lines + [f"`$EXPECTED` is the text of `{expected_as}` above (written before either ran)."]
+    fence = "````" if "```" in expected else "```"
+    return lines + ["<details><summary><code>$EXPECTED</code>: the expectations, written before the run</summary>", "",
+                    f"{fence}text", expected.rstrip(), fence, "", "</details>"]
+
+
+def render_research_run(run: dict, rel: str, expected_as: str | None = None) -> str:
+    """The section of one research run: heading, command (and its expectations), a table per split, diagnostics.
+    `expected_as` names an earlier run whose expectations were the same text."""
     name = run.get("name") or Path(rel).stem
     lines = [f"#### `{name}`", "", f"`benchmarks/results/{rel}`; training {minutes(run.get('train_seconds'))} minutes, "
-             f"{run.get('global_step', 'n/a')} steps.", "", "```bash", run.get("command", "(no command recorded)"), "```"]
+             f"{run.get('global_step', 'n/a')} steps.", "", *_command_and_expectations(run, expected_as)]
     for split in ("validation", "test"):
         scores = run.get(split)
         if not scores:
