@@ -28,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the rendering packag
 try:  # from a path (tests/test_docs.py); taken off again so the caller's imports see the path they had
     from rendering.core import BLOCK, DOCS, METRICS, RESULTS, ROOT, Renderer
     from rendering.documents import BLOCKS, render_all, render_text
+    from rendering.goals import verdict
     from rendering.research import block_research
 finally:
     sys.path.pop(0)
 
 __all__ = ["BLOCK", "BLOCKS", "DOCS", "METRICS", "RESULTS", "ROOT", "Renderer", "block_research", "main", "render_all",
-           "render_text"]
+           "render_text", "verdict"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -282,3 +282,39 @@ def test_final_read_renders_each_seed_with_both_splits(tmp_path):
     text = render.BLOCKS["final-read"](renderer, "beauty")
     assert "| `--recipe paper` (the paper's configuration and decoding), COBRA mode | - | 0.0142 | 0.0092 |" in text
     assert "research/test/paper_recipe_3x32.json" in renderer.read
+
+
+def test_goals_block_judges_each_goal_from_its_files(tmp_path):
+    """Issue 21's goals: a mean at or over the bar is met, one short by at most one sd over seeds is level, else the
+    shortfall is named; goal 4 waits for three seeds per dataset and the default recipe."""
+    verdict = render.verdict
+    assert verdict([0.10, 0.11], 0.105) == "yes"
+    assert verdict([0.0382, 0.0384, 0.0383], 0.0384) == "level (within one sd)"
+    assert verdict([0.08], 0.09) == "no (-11.1%)"
+    (tmp_path / "research" / "test").mkdir(parents=True)
+    (tmp_path / "paper.json").write_text(json.dumps({"datasets": {"beauty": {"TIGER": {
+        "recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}}}}))
+    for seed, (recall, ndcg) in enumerate([(0.0661, 0.0386), (0.0657, 0.0384)]):
+        (tmp_path / "research" / "test" / f"ids_only_rqktext3x256d_itemout_drop02_wd1_e32_s{seed}.json").write_text(
+            json.dumps({"recall@10": recall, "ndcg@10": ndcg, "mode": "sparse"}))
+
+    def split(cobra, dense):
+        return {mode: {"recall@10": value, "ndcg@10": value / 2, "users": 100}
+                for mode, value in (("cobra", cobra), ("dense", dense), ("sparse", 0.06))}
+
+    for seed, cobra in enumerate([0.080, 0.084]):
+        (tmp_path / "research" / f"recipe_trunk_s{seed}.json").write_text(json.dumps({
+            "name": f"recipe_trunk_s{seed}", "train_seconds": 3500 + 200 * seed,
+            "validation": split(0.105, 0.100), "test": split(cobra, 0.075)}))
+    (tmp_path / "research" / "recipe_trunk_s9.json").write_text(json.dumps({"name": "still scoring",
+                                                                            "validation": split(0.2, 0.1)}))
+    renderer = render.Renderer(tmp_path)
+    text = render.BLOCKS["goals"](renderer)
+    assert "`--recipe ids`, 2 seeds: 0.0659 ± 0.0003 / 0.0385 ± 0.0001 | yes / yes |" in text
+    # exactly at the bar is at it (0.105 / 0.100 is 1e-16 under +5% in floating point)
+    assert "| 2. COBRA over its own dense mode (Beauty, validation) | +5% / +5% | `--recipe trunk`, 2 seeds: " \
+           "+5.0% ± 0.0 / +5.0% ± 0.0 | yes / yes (so far: 2 of 3 seeds) |" in text
+    assert "`--recipe trunk`, COBRA mode, 2 seeds: 0.0820 ± 0.0028 / 0.0410 ± 0.0014 | no (-8.9%) / no (-21.2%) |" in text
+    assert "58.3, 61.7 min | no |" in text  # the second seed trained past the 60-minute budget
+    assert "Beauty 2 of 3, Scientific 0 of 3" in text and text.rstrip().split("\n")[-3].endswith("| not yet |")
+    assert "still scoring" not in text and "research/recipe_trunk_s9.json" not in renderer.read

@@ -15,6 +15,7 @@ from .core import BLOCK, DOCS, RESULTS, ROOT, Renderer
 from .experiments import block_cold_start, block_ensembles, block_excluded, block_gpu_sweep, \
     block_gpu_sweep_negatives, block_probe, block_runs, block_seeds, block_tune
 from .final_read import block_final_read
+from .goals import block_goals
 from .measurements import (block_data_layer, block_load_checks, block_option_cost, block_scale, block_scale_million,
                            block_scale_million_steps, block_semantic_ids, block_speed)
 from .readme import block_beauty, block_deviations, block_quickstart, block_scientific
@@ -38,7 +39,7 @@ BLOCKS = {
     "cascade-decomposition": block_cascade_decomposition, "ids-only-seeds": block_ids_only_seeds,
     "sharing-cells": block_sharing_cells, "train-logs": block_train_logs, "two-phase-trunk": block_two_phase_trunk,
     "decoding-speed": block_decoding_speed, "decoding-temperature": block_decoding_temperature,
-    "option-cost": block_option_cost, "final-read": block_final_read,
+    "option-cost": block_option_cost, "final-read": block_final_read, "goals": block_goals,
 }
 
 

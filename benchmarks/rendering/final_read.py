@@ -44,15 +44,20 @@ def _picked(run: dict) -> str:
     return f"{selection['chosen']} ({fusion(selection['chosen_settings'])}; {selection['users']:,} users)"
 
 
+def read_runs(r: Renderer, dataset: str) -> list[dict]:
+    """The final read's seeds of `dataset` (a key of FINAL_READS) whose test split is scored, each file cited; a seed
+    still being scored (research_run writes its file twice, test last) is neither returned nor cited."""
+    paths = [path for path in sorted(r.results.glob(FINAL_READS[dataset][0]))
+             if "test" in json.loads(path.read_text(encoding="utf-8"))]
+    return [r.load(path.relative_to(r.results).as_posix()) for path in paths]
+
+
 def block_final_read(r: Renderer, arg=None) -> str:
     """Per mode: validation R@10 / N@10 and the four test metrics, mean ± sd over the seeds read so far; COBRA over
     its own dense on both splits; the paper's configuration's test rows; each seed's picked decoding and minutes."""
     if arg not in FINAL_READS:
         raise ValueError(f"final-read: unknown dataset {arg!r} (one of {', '.join(FINAL_READS)})")
-    pattern, paper = FINAL_READS[arg]
-    # a seed whose test split is not scored yet (research_run writes its file twice) is neither shown nor cited
-    paths = [path for path in sorted(r.results.glob(pattern)) if "test" in json.loads(path.read_text(encoding="utf-8"))]
-    runs = [r.load(path.relative_to(r.results).as_posix()) for path in paths]
+    runs, paper = read_runs(r, arg), FINAL_READS[arg][1]
     if not runs:
         return "No seed read yet."
     n = len(runs)
