@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cobra_hf.cli.main import main as cli_main
-from cobra_hf.training.id_trunk_phase import PHASE_DIR, phase_settings, resume_points
+from cobra_hf.training.id_trunk_phase import PHASE_DIR, phase_arguments, phase_settings, resume_points
 from cobra_hf.training.recipes import RECIPES, load_recipe, recipe_from_dict
 
 # no validation (eval_users 0 also skips the recipe's decoding selection): the tests compare weights
@@ -112,6 +112,16 @@ def test_refusals_and_the_recipe(catalog_scientific, tmp_path, capsys):
     assert (trunk.generation["beam_fusion_tau"], trunk.generation["beam_fusion_psi"]) == (0.3, 2.0)
     assert phase_settings(trunk, None) == trunk.id_trunk_phase and phase_settings(trunk, 0) == {}
     assert phase_settings(RECIPES["joint"], 2) == {"num_train_epochs": 2.0} and phase_settings(None, None) == {}
+    # a --max_steps of the command line outranks the recipe's epochs for the phase; --id_trunk_epochs outranks both
+    from transformers import TrainingArguments
+
+    quick = TrainingArguments(output_dir=str(tmp_path / "quick"), max_steps=3, num_train_epochs=16, report_to="none")
+    bounded = phase_arguments(quick, phase_settings(trunk, None, quick.max_steps))
+    assert bounded.max_steps == 3 and bounded.learning_rate == 2e-3
+    assert phase_settings(trunk, None, 3) == {"max_steps": 3, "learning_rate": 2e-3}
+    by_epochs = phase_arguments(quick, phase_settings(trunk, 2, quick.max_steps))
+    assert (by_epochs.max_steps, by_epochs.num_train_epochs) == (-1, 2.0)
+    assert phase_settings(RECIPES["joint"], None, 3) == {}  # no phase stays no phase
     assert recipe_from_dict(trunk.to_dict(), source="x") == trunk
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({**trunk.to_dict(), "id_trunk_phase": {"epochs": 3}}))
