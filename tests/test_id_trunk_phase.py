@@ -122,6 +122,9 @@ def test_refusals_and_the_recipe(catalog_scientific, tmp_path, capsys):
     by_epochs = phase_arguments(quick, phase_settings(trunk, 2, quick.max_steps))
     assert (by_epochs.max_steps, by_epochs.num_train_epochs) == (-1, 2.0)
     assert phase_settings(RECIPES["joint"], None, 3) == {}  # no phase stays no phase
+    assert phase_settings(trunk, None, -1, 2.0) == {"num_train_epochs": 2.0, "learning_rate": 2e-3}
+    assert phase_settings(trunk, None, -1, 16.0) == trunk.id_trunk_phase  # the recipe's own length
+    assert phase_settings(trunk, 4, -1, 2.0)["num_train_epochs"] == 4.0
     assert recipe_from_dict(trunk.to_dict(), source="x") == trunk
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({**trunk.to_dict(), "id_trunk_phase": {"epochs": 3}}))

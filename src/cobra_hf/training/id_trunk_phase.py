@@ -8,9 +8,9 @@ mode, and a second phase costs what an ID-only model's epochs do. The phase is t
 command, `cobra-hf train --init_from MODEL --train_only id_trunk`, run in the same process: a test holds the two
 bit-identical.
 
-Its settings are the recipe's `id_trunk_phase` (TrainingArguments fields over the main run's). A `--max_steps` of
-the command line bounds the phase too (the recipe's epochs do not override a flag); `--id_trunk_epochs` sets the
-phase's epochs and clears `--max_steps` for it. Its Trainer writes checkpoint-N folders into
+Its settings are the recipe's `id_trunk_phase` (TrainingArguments fields over the main run's). A `--max_steps` or
+`--num_train_epochs` that changes the recipe's main run sets the phase's length too (a flag outranks the recipe);
+`--id_trunk_epochs` sets the phase's epochs alone and clears `--max_steps` for it. Its Trainer writes checkpoint-N folders into
 OUTPUT_DIR/id_trunk_phase/, so `--resume_from_checkpoint last` knows which phase a killed run was in: a checkpoint
 there resumes the trunk's phase (the main phase is over), otherwise the main phase resumes as usual and, if it had
 already finished, only its weights are loaded.
@@ -28,15 +28,21 @@ from .resume import resolve_resume_checkpoint
 PHASE_DIR = "id_trunk_phase"  # the phase's checkpoint-N folders, inside --output_dir
 
 
-def phase_settings(recipe, id_trunk_epochs: float | None, max_steps: int = -1) -> dict:
+def phase_settings(recipe, id_trunk_epochs: float | None, max_steps: int = -1,
+                   num_train_epochs: float | None = None) -> dict:
     """The phase's TrainingArguments overrides: the recipe's `id_trunk_phase`, then `--id_trunk_epochs` (0 = no
-    phase). {} = no phase. `max_steps` > 0 (the main run's `--max_steps`, which no recipe sets) bounds the phase too
-    unless `--id_trunk_epochs` is given: the command line outranks the recipe, so a quick `--max_steps 50` run does
-    not end with the recipe's 16 full epochs of the trunk."""
+    phase). {} = no phase. The main run's length, where the command line changed it from the recipe's, sets the
+    phase's too unless `--id_trunk_epochs` is given: `max_steps` > 0 (no recipe sets it) and `num_train_epochs` other
+    than the recipe's `training` epochs. So `--max_steps 50` or `--num_train_epochs 2` make a short run of both
+    phases, not one that ends with the recipe's 16 full epochs of the trunk."""
     settings = dict(getattr(recipe, "id_trunk_phase", None) or {})
-    if max_steps > 0 and id_trunk_epochs is None and settings:
-        settings.pop("num_train_epochs", None)
-        settings["max_steps"] = int(max_steps)
+    if settings and id_trunk_epochs is None:
+        recipe_epochs = (getattr(recipe, "training", None) or {}).get("num_train_epochs")
+        if max_steps > 0:
+            settings.pop("num_train_epochs", None)
+            settings["max_steps"] = int(max_steps)
+        elif num_train_epochs is not None and recipe_epochs is not None and num_train_epochs != recipe_epochs:
+            settings["num_train_epochs"] = float(num_train_epochs)
     if id_trunk_epochs is not None:
         if id_trunk_epochs < 0:
             raise ValueError(f"--id_trunk_epochs must be 0 (no ID-trunk phase) or more, got {id_trunk_epochs}.")

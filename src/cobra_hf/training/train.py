@@ -42,7 +42,7 @@ class CobraTrainingArguments:
     data: str | None = field(default=None, metadata={"help": "dataset folder (default: the one the catalog was prepared from)"})
     init_from: str | None = field(default=None, metadata={"help": "start from this checkpoint instead of a new model (fine-tuning)"})
     train_only: str | None = field(default=None, metadata={"help": "with --init_from: train only this part and freeze the rest. id_trunk: the ID trunk of a checkpoint built with --id_trunk True, by its sparse loss alone (the main backbone is not run), to give the IDs more epochs than the dense half"})
-    id_trunk_epochs: float | None = field(default=None, metadata={"help": "epochs of the last phase that trains the ID trunk alone (default: the recipe's, 16 for --recipe trunk, none for the others; 0 = no such phase; without it a --max_steps N bounds the phase too); the same as a second run with --train_only id_trunk"})
+    id_trunk_epochs: float | None = field(default=None, metadata={"help": "epochs of the last phase that trains the ID trunk alone (default: the recipe's, 16 for --recipe trunk, none for the others; 0 = no such phase; without it, a --max_steps or --num_train_epochs that changes the recipe's sets the phase's length too); the same as a second run with --train_only id_trunk"})
     model_config: str | None = field(default=None, metadata={"help": "JSON object (or a .json file) of CobraConfig fields for a new model; the model flags given on the command line override it"})
     init_text_embeddings: bool = field(default=True, metadata={"help": "start text token embeddings from the sentence encoder's"})
     generation: str | None = field(default=None, metadata={"help": 'JSON of generate() defaults, e.g. \'{"beam_fusion": "joint", "dense_guided_ids": 50}\': every validation uses them and the checkpoint saves them (generation_config.json)'})
@@ -328,7 +328,7 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     _check_eval_users(cobra_args, training_args)
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
     recipe = load_recipe(cobra_args.recipe)  # None: --recipe none
-    phase = phase_settings(recipe, cobra_args.id_trunk_epochs, training_args.max_steps)
+    phase = phase_settings(recipe, cobra_args.id_trunk_epochs, training_args.max_steps, training_args.num_train_epochs)
     phase_flag = "--id_trunk_epochs" if cobra_args.id_trunk_epochs is not None else f"--recipe {getattr(recipe, 'name', '')}"
     phase_args = phase_arguments(training_args, phase) if phase else None
     resume, phase_resume = resume_points(training_args.resume_from_checkpoint, training_args.output_dir, bool(phase))
