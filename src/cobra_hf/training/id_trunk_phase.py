@@ -10,10 +10,10 @@ bit-identical.
 
 Its settings are the recipe's `id_trunk_phase` (TrainingArguments fields over the main run's). A `--max_steps` or
 `--num_train_epochs` that changes the recipe's main run sets the phase's length too (a flag outranks the recipe);
-`--id_trunk_epochs` sets the phase's epochs alone and clears `--max_steps` for it. Its Trainer writes checkpoint-N folders into
-OUTPUT_DIR/id_trunk_phase/, so `--resume_from_checkpoint last` knows which phase a killed run was in: a checkpoint
-there resumes the trunk's phase (the main phase is over), otherwise the main phase resumes as usual and, if it had
-already finished, only its weights are loaded.
+`--id_trunk_epochs` sets the phase's epochs alone and clears `--max_steps` for it. Its Trainer writes checkpoint-N
+folders into OUTPUT_DIR/id_trunk_phase/, so `--resume_from_checkpoint last` knows which phase a killed run was in: a
+checkpoint there resumes the trunk's phase (the main phase is over), otherwise the main phase resumes as usual and,
+if it had already finished, only its weights are loaded.
 """
 
 from __future__ import annotations
