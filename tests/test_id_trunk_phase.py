@@ -85,6 +85,12 @@ def test_a_run_killed_in_either_phase_resumes_to_the_same_model(catalog_scientif
     capsys.readouterr()
     assert cli_main([*resume, "--output_dir", str(full)]) == 1
     assert "already reached" in capsys.readouterr().err
+    # the main phase's last checkpoint of the finished run: the phase would train again over the final model
+    main_last = max(full.glob("checkpoint-*"), key=lambda p: int(p.name[11:]))
+    assert cli_main([*flags, "--resume_from_checkpoint", str(main_last), "--output_dir", str(full)]) == 1
+    err = capsys.readouterr().err
+    assert "already holds the final model of this run, after its ID-trunk phase" in err and "--overwrite" in err
+    assert _same(_weights(full), expected)
 
 
 def test_refusals_and_the_recipe(catalog_scientific, tmp_path, capsys):

@@ -52,6 +52,20 @@ def phase_settings(recipe, id_trunk_epochs: float | None, max_steps: int = -1,
     return settings
 
 
+def check_phase_not_over(output_dir: str, resume: str, overwrite: bool) -> None:
+    """Refuses to resume the main phase's last checkpoint of a run whose final model (after both phases) is already in
+    output_dir: the trunk's phase would train again from its start and replace that model. --overwrite allows it."""
+    out = Path(output_dir)
+    try:
+        over = (out / "config.json").is_file() and PHASE_DIR in json.loads(
+            (out / "training_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return
+    if over and not overwrite:
+        raise ValueError(f"{output_dir} already holds the final model of this run, after its ID-trunk phase; resuming "
+                         f"from {resume} would train that phase again and replace it: pass --overwrite to do so.")
+
+
 def check_phase(settings: dict, model, source: str, train_only: str | None) -> None:
     """A phase needs a trunk to train, and `--train_only id_trunk` already is that phase: one-line refusals naming
     `source`, the flag that asked for the phase."""

@@ -20,8 +20,8 @@ from .collator import CobraDataCollator
 from ..evaluation.sampling import sample_split
 from .datasets import index_splits, item_slot_counts
 from .decoding_selection import plan_decoding, recipe_generation, select_decoding, skip_reason
-from .id_trunk_phase import (PHASE_DIR, check_phase, finished_main_phase, phase_arguments, phase_settings,
-                             resume_points, train_id_trunk_phase)
+from .id_trunk_phase import (PHASE_DIR, check_phase, check_phase_not_over, finished_main_phase, phase_arguments,
+                             phase_settings, resume_points, train_id_trunk_phase)
 from .final_files import final_files
 from .model_builder import build_model, read_prepare_args
 from .recipes import load_recipe, model_settings, recipe_record, training_flags
@@ -339,6 +339,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
         check_not_finished(phase_resume, phase_args, training_args.output_dir, cobra_args.overwrite, phase=PHASE_DIR)
     elif resume and not main_done:
         check_not_finished(resume, training_args, training_args.output_dir, cobra_args.overwrite)
+    elif resume:  # the main phase is over: its phase starts afresh, unless that already happened
+        check_phase_not_over(training_args.output_dir, resume, cobra_args.overwrite)
     generation = parse_generation(cobra_args.generation) if cobra_args.generation else None
     extra_modes = parse_eval_modes(cobra_args.eval_modes)
     set_seed(training_args.seed)
