@@ -15,10 +15,11 @@ from cobra_hf.cli.main import main as cli_main
 from cobra_hf.training.id_trunk_phase import PHASE_DIR, phase_arguments, phase_settings, resume_points
 from cobra_hf.training.recipes import RECIPES, load_recipe, recipe_from_dict
 
-# no validation (eval_users 0 also skips the recipe's decoding selection): the tests compare weights
+# no validation (eval_users 0 also skips the recipe's decoding selection): the tests compare weights; the phase
+# comes from --id_trunk True and --id_trunk_epochs over the joint recipe, whatever the CLI's default is
 BASE = ["--use_cpu", "True", "--disable_tqdm", "True", "--report_to", "none", "--seed", "0",
         "--per_device_train_batch_size", "16", "--num_train_epochs", "1"]
-RUN = [*BASE, "--eval_strategy", "no", "--eval_users", "0"]
+RUN = [*BASE, "--eval_strategy", "no", "--eval_users", "0", "--recipe", "joint"]
 TINY_MODEL = ["--hidden_size", "32", "--num_attention_heads", "2", "--intermediate_size", "64"]
 
 

@@ -239,7 +239,7 @@ def test_train_only_id_trunk_trains_the_trunk_of_a_checkpoint_and_nothing_else(c
     capsys.readouterr()
     plain = tmp_path / "plain"
     assert cli_main(["train", "--catalog", str(catalog_scientific), "--output_dir", str(plain), *TINY_TRAIN,
-                     "--max_steps", "1", *quiet]) == 0
+                     "--max_steps", "1", "--recipe", "joint", *quiet]) == 0  # a checkpoint without a trunk
     capsys.readouterr()
     for flags, message in (([], "pass its checkpoint with --init_from"),
                            (["--init_from", str(plain)], "has no ID trunk"),

@@ -56,7 +56,7 @@ def _args(catalog: Path, output: Path, *extra: str) -> list[str]:
             "--save_strategy", "steps", "--eval_strategy", "no", "--hidden_size", "32", "--num_attention_heads", "2",
             "--intermediate_size", "64", "--per_device_train_batch_size", "8", "--use_cpu", "True", "--seed", "0",
             "--logging_steps", "1", "--eval_users", "0", "--init_text_embeddings", "False", "--disable_tqdm", "True",
-            *extra]
+            "--recipe", "joint", *extra]  # one phase (two-phase resumes: tests/test_id_trunk_phase.py)
 
 
 def _state(folder: Path) -> dict:
