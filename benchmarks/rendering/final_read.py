@@ -31,9 +31,13 @@ def _seed(run: dict) -> str:
     return words[words.index("--seed") + 1] if "--seed" in words else "?"
 
 
+def gains(runs: list[dict], split: str, metric: str) -> list[float]:
+    """COBRA mode over the same model's dense mode on `split`, in percent, one value per seed."""
+    return [100 * (run[split]["cobra"][metric] / run[split]["dense"][metric] - 1) for run in runs]
+
+
 def _gains(runs: list[dict], split: str, metric: str) -> str:
-    """COBRA mode over the same model's dense mode, in percent: mean ± sd over seeds."""
-    return mean_sd_percent([100 * (run[split]["cobra"][metric] / run[split]["dense"][metric] - 1) for run in runs])
+    return mean_sd_percent(gains(runs, split, metric))
 
 
 def _picked(run: dict) -> str:

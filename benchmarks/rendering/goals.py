@@ -9,7 +9,7 @@ import re
 import statistics
 
 from .core import ROOT, Renderer, f4, mean_sd, mean_sd_percent, table
-from .final_read import read_runs
+from .final_read import gains as cascade_gains, read_runs
 from .readme import ID_ONLY_TESTS
 
 # goal 3's bar, set by issue 21 a little under the best published full-ranking Beauty numbers it cites (about
@@ -46,10 +46,6 @@ def _pair(values: dict[str, list[float]]) -> str:
     return " / ".join(mean_sd(values[m]) for m in TEN)
 
 
-def _gains(runs: list[dict], split: str) -> dict[str, list[float]]:
-    return {m: [100 * (run[split]["cobra"][m] / run[split]["dense"][m] - 1) for run in runs] for m in TEN}
-
-
 def _seeds(n: int) -> str:
     return f"{n} seed{'s' * (n != 1)}"
 
@@ -78,7 +74,7 @@ def block_goals(r: Renderer, arg=None) -> str:
         if not runs:
             continue
         for split in ("validation", "test"):
-            gains = _gains(runs, split)
+            gains = {m: cascade_gains(runs, split, m) for m in TEN}
             met = " / ".join(verdict(gains[m], CASCADE_GAIN) for m in TEN)
             if len(runs) < SEEDS:
                 met += f" (so far: {len(runs)} of {SEEDS} seeds)"
@@ -91,7 +87,6 @@ def block_goals(r: Renderer, arg=None) -> str:
                      f"{f4(TOP_OF_FIELD['recall@10'])} / {f4(TOP_OF_FIELD['ndcg@10'])}",
                      f"`--recipe trunk`, COBRA mode, {_seeds(len(finals['beauty']))}: {_pair(values)}",
                      " / ".join(verdict(values[m], TOP_OF_FIELD[m]) for m in TEN)])
-    if finals["beauty"]:
         spent = [run["train_seconds"] / 60 for run in finals["beauty"]]
         rows.append(["Every goal's budget: one model, 60 minutes of training on the 2 CPU cores (Beauty)",
                      f"at most {BUDGET_MINUTES} min",
