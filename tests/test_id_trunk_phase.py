@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cobra_hf.cli.main import main as cli_main
-from cobra_hf.training.id_trunk_phase import PHASE_DIR, phase_arguments, phase_settings, resume_points
+from cobra_hf.training.id_trunk_phase import PHASE_DIR, default_phase, phase_arguments, phase_settings, resume_points
 from cobra_hf.training.recipes import RECIPES, load_recipe, recipe_from_dict
 
 # no validation (eval_users 0 also skips the recipe's decoding selection): the tests compare weights; the phase
@@ -137,6 +137,31 @@ def test_refusals_and_the_recipe(catalog_scientific, tmp_path, capsys):
     path.write_text(json.dumps({**trunk.to_dict(), "id_trunk_phase": {"epochs": 3}}))
     with pytest.raises(ValueError, match="id_trunk_phase key 'epochs' is not a TrainingArguments field"):
         load_recipe(str(path))
+
+
+def test_the_default_recipes_phase_is_skipped_where_it_cannot_apply(catalog_scientific, tmp_path, caplog):
+    """With no --recipe (the default, trunk), fine-tuning a checkpoint without a trunk, or `--train_only id_trunk`,
+    trains without the last phase and says so in one warning; named explicitly, the recipe is still refused there."""
+    phase = RECIPES["trunk"].id_trunk_phase
+    assert default_phase(phase, True, "id_trunk", None) == phase  # asked for: check_phase refuses it later
+    assert default_phase(phase, False, None, None) == phase
+    assert default_phase({}, False, "id_trunk", None) == {}
+    plain = tmp_path / "plain"
+    assert cli_main(["train", "--catalog", str(catalog_scientific), *RUN, *TINY_MODEL, "--max_steps", "1",
+                     "--save_strategy", "no", "--output_dir", str(plain)]) == 0
+    assert default_phase(phase, False, None, str(plain)) == {}
+    quick = [*BASE, "--eval_strategy", "no", "--eval_users", "0", "--max_steps", "1", "--save_strategy", "no"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cobra_hf.training.id_trunk_phase"):
+        assert cli_main(["train", "--catalog", str(catalog_scientific), *quick, "--init_from", str(plain),
+                         "--output_dir", str(tmp_path / "tuned")]) == 0
+    assert f"skipped: the --init_from checkpoint {plain} has no ID trunk" in caplog.text, caplog.text
+    summary = json.loads((tmp_path / "tuned" / "training_summary.json").read_text())
+    assert summary["recipe"]["name"] == "trunk" and "id_trunk_phase" not in summary
+    assert not (tmp_path / "tuned" / PHASE_DIR).exists()
+    assert cli_main(["train", "--catalog", str(catalog_scientific), *quick, "--init_from", str(plain), "--recipe",
+                     "trunk", "--output_dir", str(tmp_path / "refused")]) == 1
+    assert not (tmp_path / "refused").exists()
 
 
 def test_recipe_trunk_end_to_end_picks_its_decoding_after_both_phases(catalog_scientific, tmp_path, one_torch_thread):

@@ -77,7 +77,7 @@ def test_registry_holds_the_papers_recipe_and_the_joint_one():
     assert joint.generation["beam_fusion"] == "joint" and joint.generation["dense_guided_ids"] == 50
     assert 4 <= len(joint.decoding_grid) + 1 <= 6 and joint.generation not in joint.decoding_grid
     assert any(point["beam_fusion"] == "paper" and point["beam_fusion_tau"] == 0.9 for point in joint.decoding_grid)
-    assert load_recipe(None) is joint and load_recipe("none") is None and load_recipe("paper") is paper
+    assert load_recipe(None) is RECIPES["trunk"] and load_recipe("none") is None and load_recipe("paper") is paper
 
     ids = RECIPES["ids"]  # the README's ID-only row: the code loss alone, decoded as IDs
     assert ids.model["dense_loss_weight"] == 0 and ids.model["history_dense_loss_weight"] == 0
@@ -87,9 +87,11 @@ def test_registry_holds_the_papers_recipe_and_the_joint_one():
 
 # ------------------------------------------------------------------------------------------------ precedence
 def test_training_settings_defaults_then_recipe_then_command_line():
-    _, args = parse_args(BASE)  # the CLI's default recipe is joint
-    assert (args.num_train_epochs, args.learning_rate) == (32, 2e-3)
+    _, args = parse_args(BASE)  # the CLI's default recipe is trunk
+    assert (args.num_train_epochs, args.learning_rate) == (16, 2e-3)
     assert args.weight_decay == 0.01 and args.lr_scheduler_type.value == "cosine"  # TRAINING_DEFAULTS stay under it
+    _, args = parse_args([*BASE, "--recipe", "joint"])
+    assert (args.num_train_epochs, args.learning_rate) == (32, 2e-3)
     _, args = parse_args([*BASE, "--num_train_epochs", "3"])
     assert (args.num_train_epochs, args.learning_rate) == (3, 2e-3)
     _, args = parse_args([*BASE, "--learning_rate=5e-4", "--recipe", "joint"])
@@ -103,7 +105,7 @@ def test_model_settings_recipe_then_model_config_then_flags():
     cobra_args, _ = parse_args([*BASE, "--model_config", '{"item_deletion": 0.1, "contrastive_temperature": 0.5}',
                                 "--contrastive_temperature", "0.3"])
     settings = model_settings(load_recipe(cobra_args.recipe), cobra_args.model_overrides)
-    assert settings == {**RECIPES["joint"].model, "item_deletion": 0.1, "contrastive_temperature": 0.3}
+    assert settings == {**RECIPES["trunk"].model, "item_deletion": 0.1, "contrastive_temperature": 0.3}
     cobra_args, _ = parse_args([*BASE, "--recipe", "none", "--hidden_size", "64"])
     assert model_settings(load_recipe(cobra_args.recipe), cobra_args.model_overrides) == {"hidden_size": 64}
     # the alias of text_embedding_dim in a recipe, overridden by the flag
@@ -312,12 +314,12 @@ def test_recipe_none_trains_with_the_bare_defaults(tmp_path, capsys):
 
 
 def test_joint_recipe_without_the_dense_head_keeps_the_models_decoding(tmp_path, capsys):
-    """--history_dense_loss_weight 0 under the default recipe: its joint decoding needs the head, so it is not used
+    """--history_dense_loss_weight 0 under the joint recipe: its joint decoding needs the head, so it is not used
     (said in the record) and only the grid points that fit are tried."""
     catalog = _catalog(tmp_path / "cat")
     out = tmp_path / "model"
     assert cli_main(["train", "--catalog", str(catalog), "--output_dir", str(out), *TINY, "--eval_users", "12",
-                     "--history_dense_loss_weight", "0"]) == 0
+                     "--history_dense_loss_weight", "0", "--recipe", "joint"]) == 0
     capsys.readouterr()
     summary = json.loads((out / "training_summary.json").read_text())
     assert NEEDS_HEAD in summary["recipe"]["generation_note"] and summary["recipe"]["name"] == "joint"

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
 from .resume import resolve_resume_checkpoint
+
+logger = logging.getLogger(__name__)
 
 PHASE_DIR = "id_trunk_phase"  # the phase's checkpoint-N folders, inside --output_dir
 
@@ -50,6 +53,35 @@ def phase_settings(recipe, id_trunk_epochs: float | None, max_steps: int = -1,
             return {}
         settings["num_train_epochs"] = float(id_trunk_epochs)
     return settings
+
+
+def default_phase(settings: dict, asked: bool, train_only: str | None, init_from: str | None) -> dict:
+    """The phase a recipe adds, where the default recipe (no --recipe, no --id_trunk_epochs: `asked` false) cannot
+    apply it: after `--train_only id_trunk` (that run already is the phase) and on an `--init_from` checkpoint with no
+    ID trunk, the phase is dropped with one warning instead of refusing a command that named no recipe. Asked for
+    explicitly, it stays, and check_phase refuses it there."""
+    if not settings or asked:
+        return settings
+    reason = None
+    if train_only:
+        reason = f"--train_only {train_only} already trains the ID trunk alone"
+    elif init_from and not _has_id_trunk(init_from):
+        reason = f"the --init_from checkpoint {init_from} has no ID trunk"
+    if reason is None:
+        return settings
+    logger.warning("the default recipe's last phase (the ID trunk alone) is skipped: %s (--id_trunk_epochs 0 says "
+                   "so without this warning).", reason)
+    return {}
+
+
+def _has_id_trunk(checkpoint: str) -> bool:
+    """Whether a checkpoint's config has an ID trunk; True where it cannot be read (loading it names the problem)."""
+    from ..configuration_cobra import CobraConfig
+
+    try:
+        return bool(CobraConfig.from_pretrained(checkpoint).id_trunk)
+    except (OSError, ValueError):
+        return True
 
 
 def check_phase_not_over(output_dir: str, resume: str, overwrite: bool) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..configuration_cobra import CobraConfig, switch
 
-DEFAULT_RECIPE = "joint"  # `cobra-hf train` without --recipe (the Python API, build_model/CobraConfig, keeps the paper's)
+DEFAULT_RECIPE = "trunk"  # `cobra-hf train` without --recipe (the Python API, build_model/CobraConfig, keeps the paper's)
 NO_RECIPE = "none"  # --recipe none: CobraConfig and TRAINING_DEFAULTS as they are, no generation defaults, no grid
 # generate() arguments a recipe may set: generate()'s own names (top_k and mode for recommend_top_k/recommend_mode)
 GENERATION_KEYS = ("num_beams", "num_candidates", "dense_guided_ids", "top_k", "beam_fusion_tau", "beam_fusion_psi",
@@ -90,8 +90,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     "joint": Recipe(
         name="joint",
-        description="the project's recommended recipe: item and sentence embeddings, the ID-free dense head, "
-                    "log Q correction, item deletion; joint BeamFusion picked on validation",
+        description="item and sentence embeddings, the ID-free dense head, log Q correction, item deletion; joint "
+                    "BeamFusion picked on validation; one decoder, so half the trunk's decoding cost, but its "
+                    "cascade adds little over its own dense path",
         model=dict(_JOINT_MODEL),
         # the README's recipe rows (beauty_cpu_logq_del02_hd2 and its seeds) trained 32 epochs; the research runs 16
         training={"num_train_epochs": 32, "learning_rate": 2e-3},
@@ -106,8 +107,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "trunk": Recipe(
         name="trunk",
-        description="joint's model plus an ID trunk (a second decoder for the IDs), 16 epochs, then 16 more for the "
-                    "trunk alone: the recipe where COBRA's cascade beats its own dense path (Recall@10 +5.2% on "
+        description="the default: joint's model plus an ID trunk (a second decoder for the IDs), 16 epochs, then "
+                    "16 more for the trunk alone: the recipe where COBRA's cascade beats its own dense path (Recall@10 +5.2% on "
                     "Beauty, +7.5% on Scientific, validation, 3 seeds each); measured on 3x256 RQ-KMeans IDs with a "
                     "dedup code; decodes at 2x joint's cost",
         model={**_JOINT_MODEL, "id_trunk": True},

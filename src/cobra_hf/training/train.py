@@ -20,8 +20,8 @@ from .collator import CobraDataCollator
 from ..evaluation.sampling import sample_split
 from .datasets import index_splits, item_slot_counts
 from .decoding_selection import plan_decoding, recipe_generation, select_decoding, skip_reason
-from .id_trunk_phase import (PHASE_DIR, check_phase, check_phase_not_over, finished_main_phase, phase_arguments,
-                             phase_settings, resume_points, train_id_trunk_phase)
+from .id_trunk_phase import (PHASE_DIR, check_phase, check_phase_not_over, default_phase, finished_main_phase,
+                             phase_arguments, phase_settings, resume_points, train_id_trunk_phase)
 from .final_files import final_files
 from .model_builder import build_model, read_prepare_args
 from .recipes import load_recipe, model_settings, recipe_record, training_flags
@@ -51,7 +51,7 @@ class CobraTrainingArguments:
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
     drop_unknown: bool = field(default=False, metadata={"help": "train on the items the catalog knows when more than 1%% of --data's item ids are not in it (they are dropped from the sequences; without the flag that is refused)"})
-    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): joint (default, recommended), trunk (joint plus an ID trunk, trained in two phases: the cascade that beats its own dense path), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
+    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): trunk (the default: joint plus an ID trunk, trained in two phases: the cascade that beats its own dense path), joint (one decoder, half the decoding cost), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
     select_decoding: bool = field(default=True, metadata={"help": "after training, evaluate the recipe's decoding_grid on the validation users and save the best by Recall@10 as the generate() defaults (not with --generation)"})
     # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
     model_overrides: dict = field(default_factory=dict, init=False)
@@ -329,6 +329,8 @@ def run_training(cobra_args: CobraTrainingArguments, training_args: TrainingArgu
     repair_interrupted(training_args.output_dir)  # a final save that a kill left half-moved is undone first
     recipe = load_recipe(cobra_args.recipe)  # None: --recipe none
     phase = phase_settings(recipe, cobra_args.id_trunk_epochs, training_args.max_steps, training_args.num_train_epochs)
+    phase = default_phase(phase, cobra_args.recipe is not None or cobra_args.id_trunk_epochs is not None,
+                          cobra_args.train_only, cobra_args.init_from)
     phase_flag = "--id_trunk_epochs" if cobra_args.id_trunk_epochs is not None else f"--recipe {getattr(recipe, 'name', '')}"
     phase_args = phase_arguments(training_args, phase) if phase else None
     resume, phase_resume = resume_points(training_args.resume_from_checkpoint, training_args.output_dir, bool(phase))
