@@ -43,7 +43,7 @@ class Renderer:
         return (self.results / rel).is_file()
 
     def sources(self) -> str:
-        return "Source: " + ", ".join(f"`benchmarks/results/{rel}`" for rel in self.read) + "."
+        return "Source (under `benchmarks/results/`): " + ", ".join(f"`{rel}`" for rel in self.read) + "."
 
 
 

@@ -8,7 +8,8 @@ import statistics
 
 from .core import HEADER, METRICS, MODE_NAMES, MODES, Renderer, arrow, cells, f4, fusion, mean_sd, minutes, num, \
     same_setting, table
-from .research import ID_ONLY_RUNS
+from .final_read import read_runs
+from .research import ID_ONLY_RUNS, two_phase_pairs
 from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, epochs, paper_rows, recipe_seeds
 
 # the paper's recipe on the current code, and the ID-only unique-ID model (issue 21), test read once each
@@ -17,56 +18,78 @@ SCIENTIFIC_PAPER_TEST = "research/test/sci_paper_recipe_3x32.json"
 # the training length chosen on validation (EXPERIMENTS, "ids-only-seeds", where both lengths' test reads are)
 # the ID-only setting the README shows (a key of ID_ONLY_RUNS, chosen on validation) and its description
 ID_ONLY_README = "32, text RQ-KMeans IDs, per-item output rows, dropout 0.2, their weight decay 1.0"
-ID_ONLY_LABEL = "unique IDs: RQ-KMeans 3x256 of text + dedup code; item output rows, weight decay 1; 32 epochs, dropout 0.2"
+ID_ONLY_LABEL = "ID only; unique IDs: RQ-KMeans 3x256 of text + a dedup code"
 ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_README]}*.json"
 # the named recipe unchanged on Scientific, one file per seed (research_run.py --test)
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
 
 
+# the default recipe's modes in the README, each test read once per seed (final_read.py)
+TRUNK_MODES = (("cobra", "**COBRA mode** (decoding picked on validation)"),
+               ("cobra_paper_fusion", "COBRA mode, the paper's BeamFusion (tau 0.9, psi 16)"),
+               ("dense", "dense only (no ID)"), ("sparse", "sparse only (ID only)"),
+               ("no_fusion", "no BeamFusion (top-1 ID + ANN)"))
+
+
+def _trunk_rows(r: Renderer, dataset: str) -> tuple[list[list[str]], str]:
+    """`--recipe trunk` (the CLI's default) per mode, mean ± sd over the seeds read so far (final_read.read_runs),
+    and a sentence on how they were trained and read; ([], "") before any seed is read."""
+    runs = read_runs(r, dataset)
+    if not runs:
+        return [], ""
+    n = len(runs)
+    rows = []
+    # with one item per ID the paper's per-beam softmax keeps the beams' order: its rows equal sparse mode's
+    same = all(run["test"].get("cobra_paper_fusion", {}).get(m) == run["test"]["sparse"][m]
+               for run in runs for m in METRICS)
+    for mode, name in TRUNK_MODES:
+        if same and mode == "cobra_paper_fusion":
+            continue
+        if same and mode == "sparse":
+            name += " = COBRA mode with the paper's BeamFusion (tau 0.9, psi 16)"
+        if all(mode in run["test"] for run in runs):
+            values = [[run["test"][mode][m] for run in runs] for m in METRICS]
+            default = " (the default)" if mode == "cobra" else ""
+            rows.append([f"`--recipe trunk`{default}, {name}, {n} seed{'s' * (n > 1)}",
+                         *[mean_sd(v) if n > 1 else f4(v[0]) for v in values]])
+    train = statistics.mean(run["train_seconds"] for run in runs)
+    how = (f"`--recipe trunk`: {minutes(train)} minutes of training per seed on a 2-core CPU (both phases), "
+           "decoding picked per seed on validation, test read once per seed")
+    return rows, how
+
+
 def block_beauty(r: Renderer, arg=None) -> str:
-    """The README's headline table: the paper's rows (paper.json), the paper's configuration on older code
-    (gpu_sweep/paper.json), the recipe's three seeds per mode (mean ± sd) and the two-seed ensemble; test split."""
+    """The README's headline table: the paper's rows (paper.json), the paper's configuration (`--recipe paper`),
+    the default recipe's seeds per mode, the joint recipe's seeds and two-seed ensemble (chosen partly on test in
+    earlier sessions) and the ID-only model; test split, mean ± sd over seeds."""
     seeds = recipe_seeds(r)
     rows = paper_rows(r, "beauty")
-    sweep = r.load("gpu_sweep/paper.json")
-    paper_test = PAPER_RECIPE_TEST if (r.results / PAPER_RECIPE_TEST).is_file() else None
-    if paper_test is None:
-        rows.append(["cobra-hf, the paper's configuration and decoding on the current code", "not run yet", "-", "-", "-"])
-    else:
-        by_mode = {entry["mode"]: entry for entry in r.load(paper_test)}
-        for mode in ("cobra", "sparse"):
-            if mode in by_mode:
-                rows.append([f"cobra-hf `--recipe paper` (the paper's configuration and decoding, current code), "
-                             f"{MODE_NAMES[mode]}", *cells(by_mode[mode])])
-    rows.append([f"cobra-hf, the paper's configuration on older code ({sweep['config']['epochs']} epochs, GPU; "
-                 "COBRA mode, paper's BeamFusion)", *cells(sweep["test"]["cobra"])])
+    by_mode = {entry["mode"]: entry for entry in r.load(PAPER_RECIPE_TEST)}
+    rows += [[f"cobra-hf `--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[mode]}",
+              *cells(by_mode[mode])] for mode in ("cobra", "sparse") if mode in by_mode]
+    trunk, how = _trunk_rows(r, "beauty")
+    rows += [[f"cobra-hf {row[0]}", *row[1:]] for row in trunk]
     n = len(seeds)
-    for mode in MODES:
-        values = [[s["test"][mode][m] for s in seeds] for m in METRICS]
-        label = f"**cobra-hf recipe, one model, {MODE_NAMES[mode]}**" if mode == "cobra" else \
-            f"cobra-hf recipe, one model, {MODE_NAMES[mode]}"
-        if mode == "cobra":
-            label += f" ({fusion(seeds[0]['setting'])})"
-        rows.append([label + f", {n} seeds", *[mean_sd(v) for v in values]])
-        if mode == "cobra":
-            rows.append(["cobra-hf recipe, one model, COBRA mode with the paper's BeamFusion (seed 0 only)",
-                         *cells(seeds[0]["paper_fusion"])])
-    ens = r.load(f"{ENSEMBLE}/results.json")
     for mode in ("cobra", "dense"):
-        rows.append([f"cobra-hf recipe, ensemble of seeds 0 + 1, {MODE_NAMES[mode]}", *cells(ens["test"][mode])])
+        values = [[s["test"][mode][m] for s in seeds] for m in METRICS]
+        rows.append([f"cobra-hf `--recipe joint`, {MODE_NAMES[mode]}"
+                     + (f" ({fusion(seeds[0]['setting'])})" if mode == "cobra" else "") + f", {n} seeds",
+                     *[mean_sd(v) for v in values]])
+    ens = r.load(f"{ENSEMBLE}/results.json")
+    rows.append(["cobra-hf `--recipe joint`, ensemble of seeds 0 + 1, COBRA mode", *cells(ens["test"]["cobra"])])
     id_only = sorted(p.relative_to(r.results).as_posix() for p in r.results.glob(ID_ONLY_TESTS))
     if id_only:
         runs = [r.load(rel) for rel in id_only]
-        label = f"cobra-hf ID-only model ({ID_ONLY_LABEL}), {len(runs)} seed{'s' * (len(runs) > 1)}"
+        label = f"cobra-hf `--recipe ids` ({ID_ONLY_LABEL}), {len(runs)} seed{'s' * (len(runs) > 1)}"
         cell = (lambda m: mean_sd([run[m] for run in runs])) if len(runs) > 1 else (lambda m: f4(runs[0][m]))
         rows.append([label, *[cell(m) for m in METRICS]])
     users = seeds[0]["test"]["cobra"]["users"]
     train = statistics.mean(s["train_seconds"] for s in seeds)
     text = table(["model", *HEADER], rows)
     text += (f"\n\nTest split, all {users:,} users, full ranking over every item, M = 20 beams, K = 10, history items "
-             f"not excluded. Recipe: {minutes(train)} minutes of training per seed on a 2-core CPU; ± is the standard "
-             f"deviation over seeds 0, 1, 2; the ensemble's members trained {minutes(ens['train_seconds_total'])} "
-             "minutes in all.\n\n" + r.sources())
+             f"not excluded; ± is the standard deviation over seeds. {how}. `--recipe joint`: {minutes(train)} "
+             f"minutes per seed, its fusion and the ensemble ({minutes(ens['train_seconds_total'])} minutes in all) "
+             "chosen in earlier sessions partly on these test numbers.\n\n" + r.sources())
     return text
 
 
@@ -94,7 +117,7 @@ def _scientific_recipe(r: Renderer) -> tuple[list[list[str]], str, int]:
             name = ("COBRA mode, the paper's BeamFusion (tau 0.9, psi 16)" if mode == "cobra_paper_fusion" else
                     "COBRA mode (joint BeamFusion picked on validation)" if mode == "cobra" else MODE_NAMES[mode])
             label = f"`--recipe joint`, {name}, {n} seed{'s' * (n > 1)}"
-            rows.append([f"**{label}**" if mode == "cobra" else label,
+            rows.append([label,
                          *[mean_sd([run["test"][mode][m] for run in runs]) for m in METRICS]])
     train = statistics.mean(run["train_seconds"] for run in runs)
     how = (f"Beauty's recipe unchanged, {minutes(train)} minutes of training per seed, ± the sd over {n} "
@@ -103,21 +126,22 @@ def _scientific_recipe(r: Renderer) -> tuple[list[list[str]], str, int]:
 
 
 def block_scientific(r: Renderer, arg=None) -> str:
-    """Amazon Scientific, test split: the named recipe's seeds and the paper's configuration (README); with arg
-    "earlier", or while the recipe has no seeds, the one-seed run of an earlier configuration."""
+    """Amazon Scientific, test split: the default recipe's seeds, the joint recipe's seeds and the paper's
+    configuration (README); with arg "earlier", or while no recipe has seeds, the one-seed run of an earlier
+    configuration."""
     recipe, how, users = _scientific_recipe(r)
     earlier = arg == "earlier" or not recipe
-    rows, how = _scientific_earlier(r) if earlier else (recipe, how)
-    sources_paper = []
+    trunk, trunk_how = ([], "") if arg else _trunk_rows(r, "sci")
+    rows, how = _scientific_earlier(r) if earlier else (trunk + [row for row in recipe if "paper's" not in row[0]][:2], how)
     if not arg and (r.results / SCIENTIFIC_PAPER_TEST).is_file():
         by_mode = {entry["mode"]: entry for entry in r.load(SCIENTIFIC_PAPER_TEST)}
         rows += [[f"`--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",
                   *cells(by_mode[m])] for m in ("cobra", "sparse") if m in by_mode]
-        sources_paper.append(SCIENTIFIC_PAPER_TEST)
     if earlier:
         users = r.load(f"{SCIENTIFIC}/results.json")["test"]["cobra"]["users"]
     text = table(["cobra-hf", *HEADER], rows)
-    what = (f"one seed of an earlier configuration ({how})" if earlier else f"`--recipe joint`: {how}")
+    what = (f"one seed of an earlier configuration ({how})" if earlier else
+            "; ".join(x for x in (trunk_how, f"`--recipe joint`: {how}") if x))
     more = "" if arg or earlier else " An earlier configuration: EXPERIMENTS section 12."
     text += (f"\n\nTest split, {users:,} users; {what}.{more} The paper reports no Scientific numbers.\n\n"
              + r.sources())
@@ -216,17 +240,6 @@ def block_deviations(r: Renderer, arg=None) -> str:
                  f"test dense R@10 {arrow(base['test']['dense']['recall@10'], neg['test']['dense']['recall@10'])}, COBRA "
                  f"{arrow(base['test']['cobra']['recall@10'], neg['test']['cobra']['recall@10'])}, {epochs(base)} → "
                  f"{epochs(neg)} epochs in the same time (`beauty_cpu/` → `beauty_cpu_negatives/`)"])
-    cat = r.load("beauty_cpu_catalog/results.json")
-    rows.append(["`catalog_dense_loss_weight`: an InfoNCE against every catalog item (a refreshed bank)",
-                 "the full softmax instead of in-batch", "removed (no gain)",
-                 f"test dense R@10 {arrow(logq['test']['dense']['recall@10'], cat['test']['dense']['recall@10'])}, "
-                 f"sparse {arrow(logq['test']['sparse']['recall@10'], cat['test']['sparse']['recall@10'])}, "
-                 f"{epochs(logq)} → {epochs(cat)} epochs in the same time (`beauty_cpu_catalog/`)"])
-    ema = r.load(f"{RECIPE}_ema998/results.json")
-    assert same_setting(ema["generation"], s0["setting"])
-    rows.append(["`--weight_average_decay`: a moving average of the weights", "smoother end point", "removed (no gain)",
-                 f"test COBRA R@10 {arrow(s0['test']['cobra']['recall@10'], ema['test']['cobra']['recall@10'])}, "
-                 f"N@5 {arrow(s0['test']['cobra']['ndcg@5'], ema['test']['cobra']['ndcg@5'])} (`{RECIPE}_ema998/`)"])
     ens = r.load(f"{ENSEMBLE}/results.json")
     pair = seeds[:2]
     rows.append(["`CobraEnsemble`: checkpoints of one catalog decode as one model (mean log-probs and cosines)",
@@ -236,6 +249,19 @@ def block_deviations(r: Renderer, arg=None) -> str:
                  + ", N@5 "
                  + arrow(statistics.mean(s["test"]["cobra"]["ndcg@5"] for s in pair), ens["test"]["cobra"]["ndcg@5"])
                  + f" (members' mean → `{ENSEMBLE}/`), at twice the decoding cost"])
+    pairs = two_phase_pairs(r)
+
+    def gain(split: dict, m: str) -> float:
+        return 100 * (split["cobra"][m] / split["dense"][m] - 1)
+
+    def mean_gains(which: int) -> str:
+        return " / ".join(f"{statistics.mean(gain(pair[which]['validation'], m) for pair in pairs):+.1f}%"
+                          for m in ("recall@10", "ndcg@10"))
+
+    rows.append(["`id_trunk`: a second decoder for the IDs; `--recipe trunk` trains it 16 more epochs alone",
+                 "in one decoder the IDs and the vectors compete; the IDs need more epochs", "off (the default "
+                 "recipe on)", f"validation COBRA over its own dense R@10 / N@10, {len(pairs)} seeds: {mean_gains(0)} "
+                 f"→ {mean_gains(1)} with the phase (`research/trunk2ph_hd2_rqk3x256d_e16p16*.json`)"])
     hd1 = hd[1]
     excl = r.load("beauty_cpu_logq_del02_hd1/test_cobra_exclude_history.json")
     rows.append(["`exclude_history=True`: items of the history are never recommended",

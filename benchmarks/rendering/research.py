@@ -111,16 +111,24 @@ def _train_minutes(r: Renderer, run: dict) -> str:
     return own if first is None else f"{minutes(first.get('train_seconds'))} + {own}"
 
 
+def two_phase_pairs(r: Renderer, dataset: str | None = None) -> list[tuple[dict, dict]]:
+    """(the one-run trunk, the `--train_only id_trunk` run that continued it) for each research/trunk2ph_* run
+    (research/DATASET_trunk2ph_* for another dataset's, e.g. `sci`)."""
+    pairs = []
+    for _, run in _runs(r, f"research/{dataset + '_' if dataset else ''}trunk2ph_*.json"):
+        first = _init_run(r, run)
+        if first is not None:
+            pairs.append((first, run))
+    return pairs
+
+
 def block_two_phase_trunk(r: Renderer, arg=None) -> str:
     """The ID trunk given more epochs than the dense half: each `--train_only id_trunk` run (research/trunk2ph_*,
     or research/ARG_trunk2ph_* for another dataset's, e.g. `sci`) beside the one-run trunk it continued, per mode
     on validation (all users), and the mean over seeds."""
     rows, gains = [], {"before": [], "after": []}
     users = set()
-    for path, run in _runs(r, f"research/{arg + '_' if arg else ''}trunk2ph_*.json"):
-        first = _init_run(r, run)
-        if first is None:
-            continue
+    for first, run in two_phase_pairs(r, arg):
         before, after = first["validation"], run["validation"]
         users.add(after["cobra"]["users"])
         same_dense = all(before["dense"][m] == after["dense"][m] for m in ("recall@10", "ndcg@10"))
