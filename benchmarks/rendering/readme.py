@@ -133,7 +133,8 @@ def block_scientific(r: Renderer, arg=None) -> str:
     recipe, how, users = _scientific_recipe(r)
     earlier = arg == "earlier" or not recipe
     trunk, trunk_how = ([], "") if arg else _trunk_rows(r, "sci")
-    rows, how = _scientific_earlier(r) if earlier else (trunk + [row for row in recipe if "paper's" not in row[0]][:2], how)
+    joint = [row for row in recipe if "paper's" not in row[0]][:2]  # its COBRA and dense rows beside the trunk's
+    rows, how = _scientific_earlier(r) if earlier else (trunk + joint, how)
     if not arg and (r.results / SCIENTIFIC_PAPER_TEST).is_file():
         by_mode = {entry["mode"]: entry for entry in r.load(SCIENTIFIC_PAPER_TEST)}
         rows += [[f"`--recipe paper` (the paper's configuration and decoding), {MODE_NAMES[m]}",

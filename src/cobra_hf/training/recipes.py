@@ -108,9 +108,9 @@ RECIPES: dict[str, Recipe] = {
     "trunk": Recipe(
         name="trunk",
         description="the default: joint's model plus an ID trunk (a second decoder for the IDs), 16 epochs, then "
-                    "16 more for the trunk alone: the recipe where COBRA's cascade beats its own dense path (Recall@10 +5.2% on "
-                    "Beauty, +7.5% on Scientific, validation, 3 seeds each); measured on 3x256 RQ-KMeans IDs with a "
-                    "dedup code; decodes at 2x joint's cost",
+                    "16 more for the trunk alone: the recipe where COBRA's cascade beats its own dense path "
+                    "(Recall@10 +5.2% on Beauty, +7.5% on Scientific, validation, 3 seeds each); measured on 3x256 "
+                    "RQ-KMeans IDs with a dedup code; decodes at 2x joint's cost",
         model={**_JOINT_MODEL, "id_trunk": True},
         # session 24's runs (trunk2ph_hd2_rqk3x256d_e16p16*): phase 1's schedule again for phase 2, not tuned
         training={"num_train_epochs": 16, "learning_rate": 2e-3},
