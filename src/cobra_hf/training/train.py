@@ -51,7 +51,7 @@ class CobraTrainingArguments:
     max_train_sequences: int | None = field(default=None, metadata={"help": "use only this many training sequences (quick runs)"})
     overwrite: bool = field(default=False, metadata={"help": "allow writing into a non-empty output_dir"})
     drop_unknown: bool = field(default=False, metadata={"help": "train on the items the catalog knows when more than 1%% of --data's item ids are not in it (they are dropped from the sequences; without the flag that is refused)"})
-    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): trunk (the default: joint plus an ID trunk, trained in two phases: the cascade that beats its own dense path), joint (one decoder, half the decoding cost), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
+    recipe: str | None = field(default=None, metadata={"help": "training recipe (training/recipes.py): trunk (the default: joint plus an ID trunk, trained in two phases: the cascade that beats its own dense path; measured on unique IDs, `prepare --codebook-size 256 --dedup-level --quantizer rq-kmeans`), joint (one decoder, half the decoding cost), paper (the paper's setup and decoding), none (bare defaults) or a .json file; other flags override it"})
     select_decoding: bool = field(default=True, metadata={"help": "after training, evaluate the recipe's decoding_grid on the validation users and save the best by Recall@10 as the generate() defaults (not with --generation)"})
     # the CobraConfig fields set by --model_config and the model flags (filled in by parse_args)
     model_overrides: dict = field(default_factory=dict, init=False)
