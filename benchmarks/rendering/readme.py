@@ -8,7 +8,7 @@ import statistics
 
 from .core import HEADER, METRICS, MODE_NAMES, MODES, Renderer, arrow, cells, f4, fusion, mean_sd, minutes, num, \
     same_setting, table
-from .final_read import read_runs
+from .final_read import ROWS as FINAL_READ_ROWS, gains as cascade_gains, read_runs
 from .research import ID_ONLY_RUNS, two_phase_pairs
 from .runs import ENSEMBLE, RECIPE, RECIPE_SEED0_FUSION, SCIENTIFIC, changed, epochs, paper_rows, recipe_seeds
 
@@ -24,13 +24,6 @@ ID_ONLY_TESTS = f"research/test/{ID_ONLY_RUNS[ID_ONLY_README]}*.json"
 SCIENTIFIC_RECIPE = "research/sci_joint_recipe_3x32*.json"
 
 
-# the default recipe's modes in the README, each test read once per seed (final_read.py)
-TRUNK_MODES = (("cobra", "**COBRA mode** (decoding picked on validation)"),
-               ("cobra_paper_fusion", "COBRA mode, the paper's BeamFusion (tau 0.9, psi 16)"),
-               ("dense", "dense only (no ID)"), ("sparse", "sparse only (ID only)"),
-               ("no_fusion", "no BeamFusion (top-1 ID + ANN)"))
-
-
 def _trunk_rows(r: Renderer, dataset: str) -> tuple[list[list[str]], str]:
     """`--recipe trunk` (the CLI's default) per mode, mean ± sd over the seeds read so far (final_read.read_runs),
     and a sentence on how they were trained and read; ([], "") before any seed is read."""
@@ -42,7 +35,7 @@ def _trunk_rows(r: Renderer, dataset: str) -> tuple[list[list[str]], str]:
     # with one item per ID the paper's per-beam softmax keeps the beams' order: its rows equal sparse mode's
     same = all(run["test"].get("cobra_paper_fusion", {}).get(m) == run["test"]["sparse"][m]
                for run in runs for m in METRICS)
-    for mode, name in TRUNK_MODES:
+    for mode, name in FINAL_READ_ROWS:
         if same and mode == "cobra_paper_fusion":
             continue
         if same and mode == "sparse":
@@ -253,11 +246,9 @@ def block_deviations(r: Renderer, arg=None) -> str:
                  + f" (members' mean → `{ENSEMBLE}/`), at twice the decoding cost"])
     pairs = two_phase_pairs(r)
 
-    def gain(split: dict, m: str) -> float:
-        return 100 * (split["cobra"][m] / split["dense"][m] - 1)
-
     def mean_gains(which: int) -> str:
-        return " / ".join(f"{statistics.mean(gain(pair[which]['validation'], m) for pair in pairs):+.1f}%"
+        runs = [pair[which] for pair in pairs]
+        return " / ".join(f"{statistics.mean(cascade_gains(runs, 'validation', m)):+.1f}%"
                           for m in ("recall@10", "ndcg@10"))
 
     rows.append(["`id_trunk`: a second decoder for the IDs; `--recipe trunk` trains it 16 more epochs alone",
